@@ -1,0 +1,21 @@
+# The two commands (see README): `make run` and `make test`. Everything else is a helper they call.
+.PHONY: run test setup bench lint
+PORT ?= 8000
+
+setup:
+	@bash scripts/setup.sh
+
+## Sets everything up, then serves the API on 127.0.0.1:$(PORT) with DynamoDB Local and demo data.
+run: setup
+	PORT=$(PORT) .venv/bin/python -m chalicelib.cli serve
+
+## Sets everything up, then runs the lints and the whole test suite (what CI runs).
+test: setup
+	bash scripts/test.sh
+
+bench: setup
+	.venv/bin/python -m bench
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/lint-imports

@@ -1,0 +1,161 @@
+"""One decorator for every route: authenticate, check the role, parse and validate the input, call the
+view, shape the answer, map any error to our error shape. It also records each route's contract, from
+which api/openapi.py writes the OpenAPI document (so the document cannot forget a route)."""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from chalice import Blueprint
+from pydantic import BaseModel, ValidationError
+
+from .. import bootstrap
+from ..domain.access import Principal, Role, require_role
+from ..domain.errors import BadRequest, Invalid, NotFound, Unauthorized
+from ..observability import logger, metrics
+from .auth import bearer_token, principal_from_claims
+from .errors import (PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, HttpError, error_response, json_response,
+                     validation_details)
+
+ALL_ROLES = frozenset(Role)
+
+# Path parameters are validated before any lookup; a malformed id is simply "not found".
+PATH_PARAMS: dict[str, tuple[str, str]] = {
+    "member_id": (r"^[0-9A-HJKMNP-TV-Z]{26}$", "member_not_found"),
+    "store_id": (r"^[A-Za-z0-9_-]{1,40}$", "store_not_found"),
+}
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    path: str
+    method: str
+    name: str
+    summary: str
+    public: bool
+    roles: frozenset[Role]
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    errors: tuple[int, ...]
+    tag: str
+    replay_status: int | None = None  # an idempotent create answers this on replay (200)
+    notes: str = ""
+
+
+ROUTES: list[RouteSpec] = []
+
+
+@dataclass
+class Call:
+    principal: Principal | None
+    body: Any = None
+    query: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Reply:
+    body: BaseModel | dict[str, Any] | None
+    status: int = 200
+
+
+def route(bp: Blueprint, path: str, method: str, *, summary: str, tag: str, public: bool = False,
+          roles: frozenset[Role] | set[Role] = ALL_ROLES, body: type[BaseModel] | None = None,
+          query: type[BaseModel] | None = None, response: type[BaseModel] | None = None, status: int = 200,
+          errors: tuple[int, ...] = (), replay_status: int | None = None, notes: str = "") -> Callable:
+    def decorate(view: Callable[..., Reply | BaseModel]) -> Callable:
+        spec = RouteSpec(path=path, method=method, name=view.__name__, summary=summary, public=public,
+                         roles=frozenset(roles), body=body, query=query, response=response, status=status,
+                         errors=errors, tag=tag, replay_status=replay_status, notes=notes)
+        ROUTES.append(spec)
+
+        @functools.wraps(view)
+        def handler(**params: str) -> Any:
+            request = bp.current_request
+            request_id = (request.context or {}).get("requestId") or ""
+            logger.set_correlation_id(request_id)
+            headers = {"X-Request-Id": request_id} if request_id else {}
+            try:
+                call = Call(principal=None if public else _authenticate(request.headers),
+                            headers=dict(request.headers or {}))
+                if not public:
+                    require_role(call.principal, spec.roles)  # type: ignore[arg-type]
+                _check_path(params)
+                if body is not None:
+                    call.body = _parse_body(request, body)
+                if query is not None:
+                    call.query = _parse_query(request.query_params or {}, query)
+                reply = view(call, **params)
+                if isinstance(reply, BaseModel):
+                    reply = Reply(reply, status)
+                payload = reply.body.model_dump(mode="json") if isinstance(reply.body, BaseModel) else reply.body
+                return json_response(payload, reply.status, headers)
+            except Exception as exc:  # noqa: BLE001 - this is the one place errors become responses
+                return error_response(exc, headers)
+            finally:
+                metrics.flush_metrics(raise_on_empty_metrics=False)
+
+        bp.route(path, methods=[method], content_types=["*/*"])(handler)
+        return handler
+
+    return decorate
+
+
+def _authenticate(headers: Any) -> Principal:
+    token = bearer_token(headers)
+    verified = bootstrap.tokens().verify(token)
+    principal = principal_from_claims(verified.claims)
+    logger.append_keys(caller_sub=principal.sub, caller_role=principal.role.value)
+    return principal
+
+
+def _check_path(params: dict[str, str]) -> None:
+    for name, value in params.items():
+        rule = PATH_PARAMS.get(name)
+        if rule and not re.match(rule[0], value):
+            raise NotFound(f"no such {name.removesuffix('_id')}", code=rule[1], details={name: value})
+
+
+def _parse_body(request: Any, model: type[BaseModel]) -> BaseModel:
+    raw: bytes = request.raw_body or b""
+    limit = bootstrap.settings().max_body_bytes
+    if len(raw) > limit:
+        raise HttpError(PAYLOAD_TOO_LARGE, "payload_too_large", f"body exceeds {limit} bytes", {"limit": limit})
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise HttpError(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json",
+                        {"content_type": content_type})
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest("body is not valid JSON", code="invalid_json") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise _invalid(err, "body") from None
+
+
+def _parse_query(params: dict[str, str], model: type[BaseModel]) -> BaseModel:
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as err:
+        raise _invalid(err, "query") from None
+
+
+def _invalid(err: ValidationError, where: str) -> Exception:
+    return Invalid(f"{where} is not valid", code="validation_error", details=validation_details(err, where))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def require_principal(call: Call) -> Principal:
+    if call.principal is None:
+        raise Unauthorized("missing bearer token", code="missing_token")
+    return call.principal

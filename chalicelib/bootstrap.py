@@ -1,0 +1,85 @@
+"""Composition root: builds clients, repositories and adapters lazily, once per container, for api/ and
+functions/ alike. Nothing here runs at import: boto3 is imported on first use (it costs ~400 ms of cold
+start to create a client, which a request that fails auth should not pay)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from .settings import Settings, get_settings, reset_settings
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def _boto_config() -> Any:
+    from botocore.config import Config
+
+    # Fail fast inside a Lambda's time budget; standard retries back off on throttling.
+    return Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5,
+                  max_pool_connections=64)
+
+
+@lru_cache(maxsize=1)
+def dynamodb_client() -> Any:
+    import boto3
+
+    return boto3.client("dynamodb", config=_boto_config())
+
+
+@lru_cache(maxsize=1)
+def secrets() -> Any:
+    import boto3
+
+    from .adapters.secrets import load_secret_bundle
+
+    return load_secret_bundle(boto3.client("secretsmanager", config=_boto_config()), settings().secret_id)
+
+
+@lru_cache(maxsize=1)
+def db() -> Any:
+    from .store.db import Db
+
+    return Db(dynamodb_client(), settings().table_name)
+
+
+@lru_cache(maxsize=1)
+def members() -> Any:
+    from .store.members import DynamoMemberRepository
+    from .store.pii import PiiProtector
+
+    bundle = secrets()
+    return DynamoMemberRepository(db(), PiiProtector(bundle.key("pii_hmac"), bundle.key("pii_enc")))
+
+
+@lru_cache(maxsize=1)
+def stores() -> Any:
+    from .store.stores import DynamoStoreRepository
+
+    return DynamoStoreRepository(db())
+
+
+@lru_cache(maxsize=1)
+def tokens() -> Any:
+    from .adapters.tokens import TokenService
+
+    s = settings()
+    return TokenService(s.issuers, lambda name: secrets().keys(name), s.member_token_issuer,
+                        s.member_token_ttl_seconds)
+
+
+@lru_cache(maxsize=1)
+def wechat() -> Any:
+    from .adapters.wechat import WeChatClient
+
+    s = settings()
+    return WeChatClient(s.wechat_api_base, s.wechat_appid, secrets().text("wechat_app_secret"),
+                        s.wechat_timeout_seconds)
+
+
+def reset() -> None:
+    """Forget everything built (tests and the local launcher change the environment)."""
+    reset_settings()
+    for getter in (dynamodb_client, secrets, db, members, stores, tokens, wechat):
+        getter.cache_clear()

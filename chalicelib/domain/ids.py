@@ -1,0 +1,20 @@
+"""Sortable unique ids (ULID: 48-bit millisecond time + 80 random bits, Crockford base32).
+
+Sortable so that items keyed by them list in creation order without a separate timestamp attribute.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(now_ms: int | None = None) -> str:
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

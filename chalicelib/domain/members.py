@@ -1,0 +1,140 @@
+"""The member: one record per person across every store and channel."""
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from . import clock
+from .phone import normalize_phone
+
+
+class Channel(StrEnum):
+    STORE = "store"
+    MINIPROGRAM = "miniprogram"
+    APP = "app"
+    MALL = "mall"
+
+
+class Gender(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    UNDISCLOSED = "undisclosed"
+
+
+class MemberStatus(StrEnum):
+    ACTIVE = "active"
+    MERGED = "merged"  # a tombstone: merged_into names the survivor
+    ERASED = "erased"  # personal fields removed on the member's request (PIPL); sales facts stay
+
+
+class Consent(BaseModel):
+    marketing: bool
+    updated_at: datetime
+
+
+class Member(BaseModel):
+    """A member as the services see it: personal fields in the clear (the store protects them at rest)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    member_id: str
+    status: MemberStatus = MemberStatus.ACTIVE
+    phone: str | None = None
+    phone_masked: str | None = None
+    name: str | None = None
+    gender: Gender | None = None
+    birthday: date | None = None
+    openid: str | None = None
+    home_store_id: str | None = None
+    registration_channel: Channel
+    channels: frozenset[Channel] = Field(default_factory=frozenset)
+    stores_visited: frozenset[str] = Field(default_factory=frozenset)
+    consent: Consent
+    registered_at: datetime
+    updated_at: datetime
+    merged_into: str | None = None
+    merged_from: frozenset[str] = Field(default_factory=frozenset)
+    erased_at: datetime | None = None
+
+
+class AuditEntry(BaseModel):
+    """One change to a member: who, what (field names only, never values), when."""
+
+    actor: str
+    role: str
+    action: str
+    fields: list[str] = Field(default_factory=list)
+    at: datetime
+
+
+class MergeRecord(BaseModel):
+    target_member_id: str
+    source_member_id: str
+    by: str
+    started_at: datetime
+    state: str  # moving | done
+    moved: dict[str, int] = Field(default_factory=dict)
+    finished_at: datetime | None = None
+
+
+# Fields a PATCH may touch, and who may touch them. The phone is absent: it changes only through the
+# verified WeChat flow or HQ (services/members.py handles that separately).
+PROFILE_FIELDS = ("name", "gender", "birthday", "consent_marketing")
+
+
+# ---- commands (also the HTTP request bodies: one definition of the contract) ----------------------------
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean_name(value: str) -> str:
+    value = unicodedata.normalize("NFC", value).strip()
+    if not value or _CONTROL.search(value):
+        raise ValueError("name must be non-blank text without control characters")
+    return value
+
+
+def _valid_birthday(value: date) -> date:
+    if not (date(1900, 1, 1) <= value <= clock.now().date()):
+        raise ValueError("birthday must be between 1900-01-01 and today")
+    return value
+
+
+Phone = Annotated[str, Field(min_length=1, max_length=32, examples=["13800138000"]), AfterValidator(normalize_phone)]
+Name = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_clean_name)]
+Birthday = Annotated[date, AfterValidator(_valid_birthday)]
+StoreId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$", examples=["sh-001"])]
+MemberId = Annotated[str, Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="ULID")]
+
+
+class ConsentInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    marketing: bool
+
+
+class Registration(BaseModel):
+    """Registering a person present at the counter, or whose phone the channel verified."""
+
+    model_config = ConfigDict(extra="forbid")
+    phone: Phone
+    name: Name | None = None
+    gender: Gender | None = None
+    birthday: Birthday | None = None
+    channel: Channel
+    store_id: StoreId
+    consent: ConsentInput
+
+
+class MemberPatch(BaseModel):
+    """Profile edits. A field present with null clears it; absent fields stay. `phone` is HQ-only."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name | None = None
+    gender: Gender | None = None
+    birthday: Birthday | None = None
+    consent: ConsentInput | None = None
+    phone: Phone | None = None

@@ -1,0 +1,17 @@
+"""The one Logger and Metrics of the service (Powertools). Constructing them reads no required environment."""
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics
+
+SERVICE = "chaincrm"
+
+logger = Logger(service=SERVICE)
+# A separate service name so audit lines can be routed and retained apart (filter: service = chaincrm-audit).
+audit_logger = Logger(service=f"{SERVICE}-audit")
+metrics = Metrics(namespace="ChainCRM", service=SERVICE)
+
+
+def audit(action: str, *, actor: str, role: str, member_id: str | None = None, **fields: object) -> None:
+    """A structured audit line: who did what to whom. Never pass phone numbers, names or tokens here."""
+    audit_logger.info(action, extra={"audit": True, "action": action, "actor": actor, "role": role,
+                                     "member_id": member_id, "detail": fields})

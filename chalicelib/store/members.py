@@ -1,0 +1,383 @@
+"""Members in DynamoDB: profile items, uniqueness markers, audit entries and merges."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Iterator
+
+from ..domain import clock
+from ..domain.errors import Conflict, NotFound, PhoneTaken
+from ..domain.ids import new_id
+from ..domain.members import AuditEntry, Channel, Consent, Member, MemberStatus, MergeRecord
+from ..domain.phone import mask_phone
+from . import keys
+from .db import Db, Tx, TxCancelled
+from .pii import PiiProtector
+
+# Per transaction: each moved item is a put + a delete, plus one update of the merge record.
+MERGE_BATCH = 49
+
+
+class DynamoMemberRepository:
+    def __init__(self, db: Db, pii: PiiProtector) -> None:
+        self.db = db
+        self.pii = pii
+
+    # ---- mapping -------------------------------------------------------------------------------------
+    def phone_hash(self, phone: str) -> str:
+        return self.pii.lookup_hash("phone", phone)
+
+    def openid_hash(self, openid: str) -> str:
+        return self.pii.lookup_hash("openid", openid)
+
+    def _to_item(self, m: Member) -> dict[str, Any]:
+        mid = m.member_id
+        item: dict[str, Any] = {
+            **keys.member_profile(mid),
+            "type": "member",
+            "member_id": mid,
+            "status": m.status.value,
+            "gender": m.gender.value if m.gender else None,
+            "birth_month": m.birthday.month if m.birthday else None,
+            "home_store_id": m.home_store_id,
+            "registration_channel": m.registration_channel.value,
+            "channels": {c.value for c in m.channels} or None,
+            "stores_visited": set(m.stores_visited) or None,
+            "consent_marketing": m.consent.marketing,
+            "consent_updated_at": clock.iso(m.consent.updated_at),
+            "registered_at": clock.iso(m.registered_at),
+            "updated_at": clock.iso(m.updated_at),
+        }
+        item.update(self._personal_attrs(mid, phone=m.phone, name=m.name, birthday=m.birthday, openid=m.openid))
+        return item
+
+    def _personal_attrs(self, mid: str, *, phone: str | None = None, name: str | None = None,
+                        birthday: date | None = None, openid: str | None = None) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        if phone is not None:
+            h = self.phone_hash(phone)
+            attrs.update(phone_hash=h, phone_enc=self.pii.encrypt(phone, member_id=mid, field="phone"),
+                         phone_masked=mask_phone(phone), gsi1pk=keys.phone_lookup_pk(h),
+                         gsi1sk=keys.member_pk(mid))
+        if name is not None:
+            attrs["name_enc"] = self.pii.encrypt(name, member_id=mid, field="name")
+        if birthday is not None:
+            attrs["birthday_enc"] = self.pii.encrypt(birthday.isoformat(), member_id=mid, field="birthday")
+        if openid is not None:
+            attrs.update(openid_hash=self.openid_hash(openid),
+                         openid_enc=self.pii.encrypt(openid, member_id=mid, field="openid"))
+        return attrs
+
+    def _from_item(self, item: dict[str, Any]) -> Member:
+        mid = item["member_id"]
+
+        def dec(field: str) -> str | None:
+            token = item.get(f"{field}_enc")
+            return self.pii.decrypt(token, member_id=mid, field=field) if token else None
+
+        birthday = dec("birthday")
+        return Member(
+            member_id=mid,
+            status=MemberStatus(item["status"]),
+            phone=dec("phone"),
+            phone_masked=item.get("phone_masked"),
+            name=dec("name"),
+            gender=item.get("gender"),
+            birthday=date.fromisoformat(birthday) if birthday else None,
+            openid=dec("openid"),
+            home_store_id=item.get("home_store_id"),
+            registration_channel=Channel(item["registration_channel"]),
+            channels=frozenset(Channel(c) for c in item.get("channels", ())),
+            stores_visited=frozenset(item.get("stores_visited", ())),
+            consent=Consent(marketing=item["consent_marketing"],
+                            updated_at=datetime.fromisoformat(item["consent_updated_at"])),
+            registered_at=datetime.fromisoformat(item["registered_at"]),
+            updated_at=datetime.fromisoformat(item["updated_at"]),
+            merged_into=item.get("merged_into"),
+            merged_from=frozenset(item.get("merged_from", ())),
+            erased_at=datetime.fromisoformat(item["erased_at"]) if item.get("erased_at") else None,
+        )
+
+    def _audit(self, tx: Tx, member_id: str, entry: AuditEntry) -> None:
+        at = clock.iso(entry.at)
+        tx.put({**keys.audit_key(member_id, at, new_id()), "type": "audit", "actor": entry.actor,
+                "role": entry.role, "action": entry.action, "fields": entry.fields or None, "at": at})
+
+    # ---- reads ---------------------------------------------------------------------------------------
+    def get(self, member_id: str) -> Member | None:
+        item = self.db.get(keys.member_profile(member_id))
+        return self._from_item(item) if item else None
+
+    def find_by_phone(self, phone: str) -> Member | None:
+        """One query on the lookup index. May return a tombstone; the service follows merged_into."""
+        items, _ = self.db.query(
+            IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
+            values={":p": keys.phone_lookup_pk(self.phone_hash(phone))}, Limit=5)
+        members = [self._from_item(i) for i in items if i.get("type") == "member"]
+        active = [m for m in members if m.status is MemberStatus.ACTIVE]
+        return (active or members or [None])[0]
+
+    def ensure_openid(self, openid: str) -> tuple[str, str | None]:
+        """At login: make sure a marker for this openid exists (holding it encrypted, so a later phone
+        binding can store it on the member without the token carrying it). Returns (hash, member id)."""
+        h = self.openid_hash(openid)
+        marker = self.db.get(keys.openid_marker(h))
+        if marker is None:
+            self.db.update(keys.openid_marker(h), "SET #t = :t, openid_enc = :e, created_at = :now",
+                           condition="attribute_not_exists(pk)", names={"#t": "type"},
+                           values={":t": "openid_marker", ":now": clock.iso(clock.now()),
+                                   ":e": self.pii.encrypt(openid, member_id=h, field="openid_marker")})
+            marker = self.db.get(keys.openid_marker(h)) or {}
+        return h, marker.get("member_id")
+
+    def openid_by_hash(self, openid_hash: str) -> tuple[str | None, str | None]:
+        """(openid, bound member id) for a login's openid hash; (None, None) if no such login."""
+        marker = self.db.get(keys.openid_marker(openid_hash))
+        if not marker or not marker.get("openid_enc"):
+            return None, None
+        openid = self.pii.decrypt(marker["openid_enc"], member_id=openid_hash, field="openid_marker")
+        return openid, marker.get("member_id")
+
+    def member_for_phone_marker(self, phone: str) -> str | None:
+        marker = self.db.get(keys.phone_marker(self.phone_hash(phone)))
+        return marker["member_id"] if marker else None
+
+    def records(self, member_id: str) -> Iterator[dict[str, Any]]:
+        """Everything in the member's partition except the profile (audit, merges, later: ledger...)."""
+        for item in self.db.query_all(KeyConditionExpression="pk = :pk", values={":pk": keys.member_pk(member_id)},
+                                      ConsistentRead=True):
+            if item["sk"] != keys.PROFILE:
+                yield item
+
+    # ---- writes --------------------------------------------------------------------------------------
+    def create(self, member: Member, audit: AuditEntry) -> None:
+        """One transaction: phone marker (unique), profile, audit entry. Raises PhoneTaken(existing id)."""
+        assert member.phone is not None
+        tx = self.db.tx()
+        marker = tx.put({**keys.phone_marker(self.phone_hash(member.phone)), "type": "phone_marker",
+                         "member_id": member.member_id},
+                        condition="attribute_not_exists(pk)", return_old_on_fail=True)
+        tx.put(self._to_item(member), condition="attribute_not_exists(pk)")
+        if member.openid:
+            tx.update(keys.openid_marker(self.openid_hash(member.openid)), "SET member_id = :m",
+                      condition="attribute_exists(pk) AND attribute_not_exists(member_id)",
+                      values={":m": member.member_id})
+        self._audit(tx, member.member_id, audit)
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(marker):
+                old = cancelled.items[marker] or self.db.get(keys.phone_marker(self.phone_hash(member.phone))) or {}
+                raise PhoneTaken(old.get("member_id", "")) from None
+            raise Conflict("this WeChat account is already bound to a member", code="openid_taken") from None
+
+    def add_channel(self, member_id: str, channel: Channel, audit: AuditEntry) -> None:
+        tx = self.db.tx()
+        tx.update(keys.member_profile(member_id), "ADD channels :c SET updated_at = :now",
+                  condition="#s = :active", names={"#s": "status"},
+                  values={":c": {channel.value}, ":now": clock.iso(audit.at), ":active": "active"})
+        self._audit(tx, member_id, audit)
+        self._commit_on_active(tx, member_id)
+
+    def update_profile(self, member_id: str, changes: dict[str, Any], audit: AuditEntry) -> None:
+        """SET only the changed fields, so concurrent edits of different fields never lose each other."""
+        sets, removes, values, names = ["updated_at = :now"], [], {":now": clock.iso(audit.at), ":active": "active"}, \
+            {"#s": "status"}
+        attrs: dict[str, Any] = {}
+        for field, value in changes.items():
+            if field == "name":
+                attrs.update(self._personal_attrs(member_id, name=value) if value else {"name_enc": None})
+            elif field == "birthday":
+                if value:
+                    attrs.update(self._personal_attrs(member_id, birthday=value), birth_month=value.month)
+                else:
+                    attrs.update(birthday_enc=None, birth_month=None)
+            elif field == "gender":
+                attrs["gender"] = value.value if value else None
+            elif field == "consent_marketing":
+                attrs.update(consent_marketing=value, consent_updated_at=clock.iso(audit.at))
+        for i, (attr, value) in enumerate(attrs.items()):
+            names[f"#a{i}"] = attr
+            if value is None:
+                removes.append(f"#a{i}")
+            else:
+                sets.append(f"#a{i} = :v{i}")
+                values[f":v{i}"] = value
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        tx = self.db.tx()
+        tx.update(keys.member_profile(member_id), expression, condition="#s = :active", names=names, values=values)
+        self._audit(tx, member_id, audit)
+        self._commit_on_active(tx, member_id)
+
+    def change_phone(self, member: Member, new_phone: str, audit: AuditEntry) -> None:
+        """Move the member to a new phone: old marker out, new marker in (unique), profile updated."""
+        mid = member.member_id
+        attrs = self._personal_attrs(mid, phone=new_phone)
+        tx = self.db.tx()
+        if member.phone:
+            tx.delete(keys.phone_marker(self.phone_hash(member.phone)), condition="member_id = :m",
+                      values={":m": mid})
+        new_marker = tx.put({**keys.phone_marker(attrs["phone_hash"]), "type": "phone_marker", "member_id": mid},
+                            condition="attribute_not_exists(pk)")
+        names = {f"#a{i}": k for i, k in enumerate(attrs)}
+        values: dict[str, Any] = {f":v{i}": v for i, v in enumerate(attrs.values())}
+        values.update({":now": clock.iso(audit.at), ":active": "active"})
+        expression = "SET updated_at = :now, " + ", ".join(f"#a{i} = :v{i}" for i in range(len(attrs)))
+        tx.update(keys.member_profile(mid), expression, condition="#s = :active",
+                  names={**names, "#s": "status"}, values=values)
+        self._audit(tx, mid, audit)
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(new_marker):
+                raise Conflict("another member holds that phone", code="phone_taken") from None
+            raise Conflict("the member changed meanwhile; retry", code="member_changed") from None
+
+    def bind_openid(self, member_id: str, openid: str, audit: AuditEntry) -> None:
+        attrs = self._personal_attrs(member_id, openid=openid)
+        tx = self.db.tx()
+        marker = tx.update(keys.openid_marker(attrs["openid_hash"]), "SET member_id = :m",
+                           condition="attribute_exists(pk) AND (attribute_not_exists(member_id) OR member_id = :m)",
+                           values={":m": member_id})
+        tx.update(keys.member_profile(member_id),
+                  "SET openid_hash = :h, openid_enc = :e, updated_at = :now ADD channels :c",
+                  condition="#s = :active", names={"#s": "status"},
+                  values={":h": attrs["openid_hash"], ":e": attrs["openid_enc"], ":now": clock.iso(audit.at),
+                          ":active": "active", ":c": {Channel.MINIPROGRAM.value}})
+        self._audit(tx, member_id, audit)
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(marker):
+                raise Conflict("this WeChat account is bound to another member", code="openid_taken") from None
+            raise NotFound("member not found", code="member_not_found") from None
+
+    def _commit_on_active(self, tx: Tx, member_id: str) -> None:
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            raise NotFound("member not found or no longer active", code="member_not_found",
+                           details={"member_id": member_id}) from None
+
+    # ---- merge ---------------------------------------------------------------------------------------
+    def start_merge(self, target: Member, source: Member, record: MergeRecord, audit: AuditEntry) -> None:
+        """Step 1, one transaction: tombstone + redirects + the merge record. After it, the source id and
+        phone resolve to the target; the rest of the source's items move in batches (move_batch)."""
+        tx = self.db.tx()
+        sid, tid = source.member_id, target.member_id
+        tx.update(keys.member_profile(sid),
+                  "SET #s = :merged, merged_into = :t, updated_at = :now "
+                  "REMOVE name_enc, birthday_enc, birth_month, openid_enc, phone_enc",
+                  condition="#s = :active", names={"#s": "status"},
+                  values={":merged": "merged", ":t": tid, ":now": clock.iso(record.started_at), ":active": "active"})
+        additions = "ADD merged_from :src" + (", channels :ch" if source.channels else "") + \
+            (", stores_visited :st" if source.stores_visited else "")
+        values: dict[str, Any] = {":src": {sid}, ":now": clock.iso(record.started_at), ":active": "active"}
+        if source.channels:
+            values[":ch"] = {c.value for c in source.channels}
+        if source.stores_visited:
+            values[":st"] = set(source.stores_visited)
+        tx.update(keys.member_profile(tid), f"SET updated_at = :now {additions}",
+                  condition="#s = :active", names={"#s": "status"}, values=values)
+        if source.phone:
+            tx.update(keys.phone_marker(self.phone_hash(source.phone)), "SET member_id = :t",
+                      condition="member_id = :s", values={":t": tid, ":s": sid})
+        if source.openid:
+            tx.update(keys.openid_marker(self.openid_hash(source.openid)), "SET member_id = :t",
+                      condition="member_id = :s", values={":t": tid, ":s": sid})
+        tx.put({**keys.merge_key(tid, sid), "type": "merge", "target_member_id": tid, "source_member_id": sid,
+                "by": record.by, "started_at": clock.iso(record.started_at), "state": "moving", "moved": {},
+                "gsi2pk": keys.MERGE_PENDING, "gsi2sk": clock.iso(record.started_at)},
+               condition="attribute_not_exists(pk)")
+        self._audit(tx, tid, audit)
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            raise Conflict("one of the members changed meanwhile (merged, erased); reload and retry",
+                           code="merge_conflict") from None
+
+    def move_batch(self, target_id: str, source_id: str) -> int:
+        """Move up to MERGE_BATCH items of the source partition to the target, each as put+delete in the
+        same transaction as the merge record's progress: a crash leaves every item in exactly one place."""
+        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk > :profile_after",
+                                 values={":pk": keys.member_pk(source_id), ":profile_after": keys.PROFILE},
+                                 ConsistentRead=True, Limit=MERGE_BATCH)
+        before, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk < :profile",
+                                  values={":pk": keys.member_pk(source_id), ":profile": keys.PROFILE},
+                                  ConsistentRead=True, Limit=MERGE_BATCH)
+        batch = (before + items)[:MERGE_BATCH]
+        if not batch:
+            return 0
+        tx = self.db.tx()
+        counts: dict[str, int] = {}
+        for item in batch:
+            kind = keys.record_kind(item["sk"])
+            counts[kind] = counts.get(kind, 0) + 1
+            moved = {**item, "pk": keys.member_pk(target_id), "moved_from": source_id}
+            tx.put(moved, condition="attribute_not_exists(pk)")
+            tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="attribute_exists(pk)")
+        names = {f"#k{i}": k for i, k in enumerate(counts)}
+        values = {f":n{i}": n for i, n in enumerate(counts.values())}
+        tx.update(keys.merge_key(target_id, source_id),
+                  "ADD " + ", ".join(f"moved.#k{i} :n{i}" for i in range(len(counts))),
+                  condition="#state = :moving", names={**names, "#state": "state"},
+                  values={**values, ":moving": "moving"})
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            return -1  # another worker moved these meanwhile; the caller simply looks again
+        return len(batch)
+
+    def finish_merge(self, target_id: str, source_id: str) -> None:
+        self.db.update(keys.merge_key(target_id, source_id),
+                       "SET #state = :done, finished_at = :now REMOVE gsi2pk, gsi2sk",
+                       condition="#state = :moving", names={"#state": "state"},
+                       values={":done": "done", ":moving": "moving", ":now": clock.iso(clock.now())})
+
+    def get_merge(self, target_id: str, source_id: str) -> MergeRecord | None:
+        item = self.db.get(keys.merge_key(target_id, source_id))
+        return _merge_record(item) if item else None
+
+    def pending_merges(self, limit: int = 100) -> list[MergeRecord]:
+        items, _ = self.db.query(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
+                                 values={":p": keys.MERGE_PENDING}, Limit=limit)
+        return [_merge_record(i) for i in items]
+
+    # ---- erasure -------------------------------------------------------------------------------------
+    def erase(self, member: Member, audit: AuditEntry) -> None:
+        """Remove personal fields and the markers that map phone/openid to the member; keep sales facts."""
+        mid = member.member_id
+        tx = self.db.tx()
+        tx.update(keys.member_profile(mid),
+                  "SET #s = :erased, erased_at = :now, updated_at = :now "
+                  "REMOVE phone_hash, phone_enc, phone_masked, gsi1pk, gsi1sk, name_enc, birthday_enc, "
+                  "birth_month, gender, openid_hash, openid_enc",
+                  condition="#s = :active", names={"#s": "status"},
+                  values={":erased": "erased", ":now": clock.iso(audit.at), ":active": "active"})
+        if member.phone:
+            tx.delete(keys.phone_marker(self.phone_hash(member.phone)), condition="member_id = :m",
+                      values={":m": mid})
+        if member.openid:
+            tx.delete(keys.openid_marker(self.openid_hash(member.openid)))
+        self._audit(tx, mid, audit)
+        self._commit_on_active(tx, mid)
+
+    def erase_tombstone(self, source_id: str) -> None:
+        """A merged-away record of an erased survivor: drop its phone lookup and marker too."""
+        item = self.db.get(keys.member_profile(source_id))
+        if not item:
+            return
+        tx = self.db.tx()
+        tx.update(keys.member_profile(source_id),
+                  "REMOVE phone_hash, phone_masked, gsi1pk, gsi1sk, gender, openid_hash")
+        if item.get("phone_hash"):
+            tx.delete(keys.phone_marker(item["phone_hash"]))
+        if item.get("openid_hash"):
+            tx.delete(keys.openid_marker(item["openid_hash"]))
+        self.db.commit(tx)
+
+
+def _merge_record(item: dict[str, Any]) -> MergeRecord:
+    return MergeRecord(
+        target_member_id=item["target_member_id"], source_member_id=item["source_member_id"], by=item["by"],
+        started_at=datetime.fromisoformat(item["started_at"]), state=item["state"], moved=item.get("moved", {}),
+        finished_at=datetime.fromisoformat(item["finished_at"]) if item.get("finished_at") else None)

@@ -1,0 +1,42 @@
+"""Stores in DynamoDB: one small item each in the organisation partition (a brand has hundreds, not millions)."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from ..domain import clock
+from ..domain.stores import Store
+from . import keys
+from .db import Db, decode_cursor, encode_cursor
+
+
+class DynamoStoreRepository:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    def put(self, store: Store) -> None:
+        self.db.put({
+            **keys.store_key(store.store_id), "type": "store", "store_id": store.store_id, "name": store.name,
+            "region_id": store.region_id, "city": store.city, "store_type": store.store_type.value,
+            "opened_on": store.opened_on.isoformat() if store.opened_on else None,
+            "business_hours": store.business_hours.model_dump(mode="json", exclude_none=True) or None,
+            "updated_at": clock.iso(store.updated_at),
+        })
+
+    def get(self, store_id: str) -> Store | None:
+        item = self.db.get(keys.store_key(store_id), consistent=False)
+        return _store(item) if item else None
+
+    def list(self, cursor: str | None, limit: int) -> tuple[list[Store], str | None]:
+        start = decode_cursor(cursor, expect={"pk": keys.ORG_PK})
+        items, last = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                                    values={":pk": keys.ORG_PK, ":p": keys.STORE_PREFIX}, Limit=limit, start=start)
+        return [_store(i) for i in items], encode_cursor(last)
+
+
+def _store(item: dict[str, Any]) -> Store:
+    return Store(store_id=item["store_id"], name=item["name"], region_id=item["region_id"], city=item["city"],
+                 store_type=item["store_type"],
+                 opened_on=date.fromisoformat(item["opened_on"]) if item.get("opened_on") else None,
+                 business_hours=item.get("business_hours") or {},
+                 updated_at=datetime.fromisoformat(item["updated_at"]))
