@@ -43,7 +43,10 @@ class Settings(BaseSettings):
 
     @field_validator("wechat_api_base")
     @classmethod
-    def _strip_slash(cls, v: str) -> str:
+    def _https_or_loopback(cls, v: str) -> str:
+        # Secrets travel in these URLs' query strings: never over plain HTTP beyond this machine.
+        if not (v.startswith("https://") or v.startswith(("http://127.0.0.1", "http://localhost"))):
+            raise ValueError("wechat_api_base must be https (or http on loopback for local use)")
         return v.rstrip("/")
 
     @property

@@ -7,8 +7,9 @@ it is trusted for (our own member tokens can never claim `hq`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jwt
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from chalice import Blueprint
 from pydantic import BaseModel, ValidationError
@@ -17,8 +18,14 @@ from ..domain.access import Principal, Role, require_role
 from ..domain.errors import BadRequest, Invalid, NotFound, Unauthorized
 from ..observability import logger, metrics
 from .auth import bearer_token, principal_from_claims
-from .errors import (PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, HttpError, error_response, json_response,
-                     validation_details)
+from .errors import (
+    PAYLOAD_TOO_LARGE,
+    UNSUPPORTED_MEDIA_TYPE,
+    HttpError,
+    error_response,
+    json_response,
+    validation_details,
+)
 
 ALL_ROLES = frozenset(Role)
 
@@ -96,9 +103,12 @@ def route(bp: Blueprint, path: str, method: str, *, summary: str, tag: str, publ
                 payload = reply.body.model_dump(mode="json") if isinstance(reply.body, BaseModel) else reply.body
                 return json_response(payload, reply.status, headers)
             except Exception as exc:  # noqa: BLE001 - this is the one place errors become responses
+                if isinstance(exc, Unauthorized):
+                    metrics.add_metric(name="AuthFailed", unit="Count", value=1)
                 return error_response(exc, headers)
             finally:
-                metrics.flush_metrics(raise_on_empty_metrics=False)
+                if metrics.metric_set:  # one EMF line per request that recorded business events
+                    metrics.flush_metrics()
 
         bp.route(path, methods=[method], content_types=["*/*"])(handler)
         return handler

@@ -55,8 +55,9 @@ class MemberView(_Out):
     resolved_from: str | None = Field(default=None, description="set when the requested id was merged into this one")
 
     @classmethod
-    def of(cls, m: Member, viewer: Principal, resolved_from: str | None = None) -> "MemberView":
-        full = viewer.role is Role.HQ or (viewer.role is Role.MEMBER and viewer.member_id in (m.member_id, resolved_from))
+    def of(cls, m: Member, viewer: Principal, resolved_from: str | None = None) -> MemberView:
+        own = viewer.role is Role.MEMBER and viewer.member_id in (m.member_id, resolved_from)
+        full = own or viewer.role is Role.HQ
         phone = m.phone if full else (mask_phone(m.phone) if m.phone else m.phone_masked)
         return cls(member_id=m.member_id, status=m.status, phone=phone, name=m.name, gender=m.gender,
                    birthday=m.birthday, home_store_id=m.home_store_id, registration_channel=m.registration_channel,
@@ -119,7 +120,7 @@ class StoreView(_Out):
     updated_at: datetime
 
     @classmethod
-    def of(cls, s: Store) -> "StoreView":
+    def of(cls, s: Store) -> StoreView:
         return cls(**s.model_dump(exclude={"business_hours"}),
                    business_hours=s.business_hours.model_dump(mode="json", exclude_none=True))
 

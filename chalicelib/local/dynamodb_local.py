@@ -36,7 +36,7 @@ class DynamoDBLocal:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60) -> "DynamoDBLocal":
+    def start(self, timeout: float = 60) -> DynamoDBLocal:
         jar = find_jar()
         storage = ["-dbPath", str(self.db_path)] if self.db_path else ["-inMemory"]
         if self.db_path:

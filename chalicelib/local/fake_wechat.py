@@ -2,7 +2,8 @@
 
 Behaves like the real ones where it matters to us: login codes and phone codes are single-use, the
 AppSecret must match, the phone API needs a valid access token, errors come as errcode/errmsg.
-  wx.login code  "<anything>"          -> openid "o-<anything>"   (codes starting "bad" are rejected)
+  wx.login code  "<user>" or "<user>~<nonce>" -> openid "o-<user>"  (codes starting "bad" are rejected;
+                 the nonce lets one user sign in many times, as codes are single-use)
   phone code     "phone-13800138000"   -> that +86 number;  "phone-intl-<digits>" -> country code 1
 """
 from __future__ import annotations
@@ -54,7 +55,7 @@ class FakeWeChat:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FakeWeChat":
+    def start(self) -> FakeWeChat:
         self._thread.start()
         return self
 
@@ -78,7 +79,7 @@ class FakeWeChat:
                 if query.get("appid") != self.appid or query.get("secret") != self.app_secret:
                     return {"errcode": 40125, "errmsg": "invalid appsecret"}
                 return self._use_code(query.get("js_code", ""), lambda c: {
-                    "openid": f"o-{c}", "session_key": secrets.token_hex(8)})
+                    "openid": f"o-{c.split('~')[0]}", "session_key": secrets.token_hex(8)})
             if path == "/wxa/business/getuserphonenumber":
                 if query.get("access_token") not in self._tokens:
                     return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid"}

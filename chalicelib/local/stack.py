@@ -55,7 +55,7 @@ class LocalStack:
     _moto: Any = None
     wechat: FakeWeChat | None = None
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         import logging
 
         from moto.server import ThreadedMotoServer  # local-only; ~3 s to import

@@ -7,8 +7,7 @@ from ..domain import clock
 from ..domain.access import Principal, Role, require_self, require_store
 from ..domain.errors import Forbidden, Invalid, NotFound, PhoneTaken
 from ..domain.ids import new_id
-from ..domain.members import (AuditEntry, Channel, Consent, Member, MemberPatch, MemberStatus, MergeRecord,
-                              Registration)
+from ..domain.members import AuditEntry, Consent, Member, MemberPatch, MemberStatus, MergeRecord, Registration
 from ..observability import audit as audit_line
 from ..observability import metrics
 from .ports import MemberRepository, StoreRepository
@@ -165,7 +164,8 @@ def export(member_id: str, actor: Principal, members: MemberRepository) -> tuple
     """Everything we hold on the person (PIPL access right): the profile in the clear and every record."""
     require_self(actor, member_id)
     member, _ = resolve(members, member_id)
-    records = [{k: v for k, v in r.items() if k not in ("pk", "gsi2pk", "gsi2sk")} for r in members.records(member.member_id)]
+    internal = ("pk", "gsi2pk", "gsi2sk")
+    records = [{k: v for k, v in r.items() if k not in internal} for r in members.records(member.member_id)]
     audit_line("member.export", actor=actor.sub, role=actor.role.value, member_id=member.member_id)
     return member, records
 

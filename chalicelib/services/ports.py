@@ -2,7 +2,8 @@
 adapters implement these; services never import boto3 or chalice."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 from ..domain.members import AuditEntry, Channel, Member, MergeRecord
 from ..domain.stores import Store

@@ -1,8 +1,9 @@
 """Members in DynamoDB: profile items, uniqueness markers, audit entries and merges."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, datetime
-from typing import Any, Iterator
+from typing import Any
 
 from ..domain import clock
 from ..domain.errors import Conflict, NotFound, PhoneTaken

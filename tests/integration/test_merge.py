@@ -1,0 +1,138 @@
+"""Merging duplicates: redirect first, then move history in resumable batches, never doubling or losing."""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from chalicelib import bootstrap
+from chalicelib.services import members as member_service
+from tests.support import registration, unique_phone
+
+
+def _register(api, tokens, **kw):
+    status, body = api.post("/members", registration(**kw), tokens.staff(stores=["sh-001", "sh-002"]))
+    assert status == 201
+    return body
+
+
+def _partition(stack, member_id):
+    items = stack.client("dynamodb").query(
+        TableName=stack.table_name, KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"MEMBER#{member_id}"}}, ConsistentRead=True)["Items"]
+    return {i["sk"]["S"]: i for i in items}
+
+
+def _add_history(source_id, n):
+    """Stand-in history (the ledger, orders... of later features) so the move spans several batches."""
+    db = bootstrap.db()
+    for i in range(n):
+        db.put({"pk": f"MEMBER#{source_id}", "sk": f"AUDIT#2020-01-01T00:00:00.000+08:00#{i:06d}", "type": "audit",
+                "actor": "test", "role": "hq", "action": "test.history", "at": "2020-01-01T00:00:00.000+08:00"})
+
+
+def test_merge_moves_everything_once_and_old_id_and_phone_resolve(stack, api, tokens):
+    target = _register(api, tokens)
+    source_phone = unique_phone()
+    source = _register(api, tokens, phone=source_phone, store_id="sh-002", channel="app")
+    _add_history(source["member_id"], 120)
+    source_keys = set(_partition(stack, source["member_id"])) - {"PROFILE"}
+
+    status, record = api.post(f"/members/{target['member_id']}/merge",
+                              {"source_member_id": source["member_id"]}, tokens.hq())
+    assert status == 200 and record["state"] == "done"
+    assert record["moved"] == {"audit": len(source_keys)}
+
+    assert set(_partition(stack, source["member_id"])) == {"PROFILE"}  # only the tombstone stays
+    target_items = _partition(stack, target["member_id"])
+    assert source_keys <= set(target_items)
+    assert all(target_items[k]["moved_from"]["S"] == source["member_id"] for k in source_keys)
+
+    hq = tokens.hq()
+    status, view = api.get(f"/members/{source['member_id']}", hq)
+    assert status == 200 and view["member_id"] == target["member_id"]
+    assert view["resolved_from"] == source["member_id"]
+    assert view["channels"] == ["app", "store"] and view["stores_visited"] == ["sh-001", "sh-002"]
+    assert view["merged_from"] == [source["member_id"]]
+    status, found = api.get(f"/members?phone={source_phone}", tokens.staff(stores=["gz-001"]))
+    assert [m["member_id"] for m in found["items"]] == [target["member_id"]]
+    # registering the old phone again finds the survivor, never a new member
+    status, again = api.post("/members", registration(source_phone), tokens.staff(stores=["sh-001"]))
+    assert status == 200 and again["member_id"] == target["member_id"]
+
+    # a retried merge answers the same record and moves nothing again
+    status, replay = api.post(f"/members/{target['member_id']}/merge",
+                              {"source_member_id": source["member_id"]}, hq)
+    assert status == 200 and replay == record
+    assert len(_partition(stack, target["member_id"])) == len(target_items)
+
+
+def test_interrupted_merge_is_finished_by_the_job_without_duplicates(stack, api, tokens, monkeypatch):
+    target, source = _register(api, tokens), _register(api, tokens)
+    _add_history(source["member_id"], 150)
+    expected = len(_partition(stack, source["member_id"])) - 1 + len(_partition(stack, target["member_id"]))
+
+    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 1)  # the request "dies" after one batch
+    status, record = api.post(f"/members/{target['member_id']}/merge",
+                              {"source_member_id": source["member_id"]}, tokens.hq())
+    assert status == 200 and record["state"] == "moving"
+    assert sum(record["moved"].values()) == 49
+
+    # two resume workers at once (a re-run overlapping a slow run) must not double anything
+    barrier = threading.Barrier(2)
+
+    def resume():
+        barrier.wait()
+        return member_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 50)
+
+    with ThreadPoolExecutor(2) as pool:
+        assert all(pool.map(lambda _: resume(), range(2)))
+
+    merged = bootstrap.members().get_merge(target["member_id"], source["member_id"])
+    assert merged.state == "done"
+    assert set(_partition(stack, source["member_id"])) == {"PROFILE"}
+    target_items = _partition(stack, target["member_id"])
+    assert len(target_items) == expected + 2  # + the merge record and the target's 'merged' audit entry
+    assert sum(merged.moved.values()) == 150 + 1  # history + the source's registration audit entry
+
+
+def test_merge_chain_resolves_to_the_last_survivor(api, tokens):
+    a, b, c = _register(api, tokens), _register(api, tokens), _register(api, tokens)
+    hq = tokens.hq()
+    assert api.post(f"/members/{b['member_id']}/merge", {"source_member_id": a["member_id"]}, hq)[0] == 200
+    assert api.post(f"/members/{c['member_id']}/merge", {"source_member_id": b["member_id"]}, hq)[0] == 200
+    status, view = api.get(f"/members/{a['member_id']}", hq)
+    assert status == 200 and view["member_id"] == c["member_id"] and view["resolved_from"] == a["member_id"]
+
+
+@pytest.mark.parametrize("case", ["self", "merged_source", "merged_target"])
+def test_invalid_merges_change_nothing(api, tokens, case):
+    hq = tokens.hq()
+    a, b = _register(api, tokens), _register(api, tokens)
+    if case == "self":
+        status, body = api.post(f"/members/{a['member_id']}/merge", {"source_member_id": a["member_id"]}, hq)
+        assert status == 422
+    else:
+        c = _register(api, tokens)
+        api.post(f"/members/{c['member_id']}/merge", {"source_member_id": b["member_id"]}, hq)
+        if case == "merged_source":  # b is already a tombstone
+            status, body = api.post(f"/members/{a['member_id']}/merge", {"source_member_id": b["member_id"]}, hq)
+            assert status == 404
+        else:  # b is gone into c: merging into b must name the survivor
+            status, body = api.post(f"/members/{b['member_id']}/merge", {"source_member_id": a["member_id"]}, hq)
+            assert status == 422 and body["details"]["survivor_member_id"] == c["member_id"]
+    assert set(body) == {"code", "message", "details"}
+    assert api.get(f"/members/{a['member_id']}", hq)[1]["member_id"] == a["member_id"]  # a untouched
+
+
+def test_concurrent_cross_merges_leave_exactly_one_survivor(api, tokens):
+    hq = tokens.hq()
+    a, b = _register(api, tokens), _register(api, tokens)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda pair: api.post(f"/members/{pair[0]}/merge", {"source_member_id": pair[1]}, hq),
+                                [(a["member_id"], b["member_id"]), (b["member_id"], a["member_id"])]))
+    statuses = sorted(s for s, _ in results)
+    assert statuses[0] == 200 and statuses[1] in (409, 404, 422, 503)
+    view_a, view_b = api.get(f"/members/{a['member_id']}", hq)[1], api.get(f"/members/{b['member_id']}", hq)[1]
+    assert view_a["member_id"] == view_b["member_id"]
