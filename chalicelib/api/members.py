@@ -21,7 +21,7 @@ SELF_OR_HQ = frozenset({Role.MEMBER, Role.HQ})
 
 
 @route(bp, "/members", "POST", tag=TAG, roles=REGISTRARS, body=Registration, response=MemberView, status=201,
-       replay_status=200, errors=(404, 409, 422),
+       also=(200,), errors=(404, 409, 422),
        summary="Register a member (or get the existing member holding that phone: 200)")
 def register_member(call: Call) -> Reply:
     member, created = svc.register(call.body, call.principal, bootstrap.members(), bootstrap.stores())

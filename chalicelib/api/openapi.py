@@ -52,10 +52,8 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(spec.response)}}
     responses: dict[str, Any] = {str(spec.status): ok}
-    if spec.replay_status:
-        responses[str(spec.replay_status)] = {**ok, "description": "Already existed / replay: the same resource"}
-    if spec.name == "put_store":
-        responses["201"] = {**ok, "description": "Created"}
+    for status in spec.also:
+        responses[str(status)] = {**ok, "description": "Created" if status == 201 else "Already existed (replay)"}
     codes = set(spec.errors)
     if not spec.public:
         codes |= {401, 403}

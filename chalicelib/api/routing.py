@@ -50,8 +50,8 @@ class RouteSpec:
     status: int
     errors: tuple[int, ...]
     tag: str
-    replay_status: int | None = None  # an idempotent create answers this on replay (200)
-    notes: str = ""
+    # other success statuses with the same body: 200 for a replayed/idempotent create, 201 for a PUT that created
+    also: tuple[int, ...] = ()
 
 
 ROUTES: list[RouteSpec] = []
@@ -74,11 +74,11 @@ class Reply:
 def route(bp: Blueprint, path: str, method: str, *, summary: str, tag: str, public: bool = False,
           roles: frozenset[Role] | set[Role] = ALL_ROLES, body: type[BaseModel] | None = None,
           query: type[BaseModel] | None = None, response: type[BaseModel] | None = None, status: int = 200,
-          errors: tuple[int, ...] = (), replay_status: int | None = None, notes: str = "") -> Callable:
+          errors: tuple[int, ...] = (), also: tuple[int, ...] = ()) -> Callable:
     def decorate(view: Callable[..., Reply | BaseModel]) -> Callable:
         spec = RouteSpec(path=path, method=method, name=view.__name__, summary=summary, public=public,
                          roles=frozenset(roles), body=body, query=query, response=response, status=status,
-                         errors=errors, tag=tag, replay_status=replay_status, notes=notes)
+                         errors=errors, tag=tag, also=also)
         ROUTES.append(spec)
 
         @functools.wraps(view)

@@ -14,7 +14,7 @@ bp = Blueprint(__name__)
 TAG = "stores"
 
 
-@route(bp, "/stores/{store_id}", "PUT", tag=TAG, roles={Role.HQ}, body=StoreInput, response=StoreView, status=200,
+@route(bp, "/stores/{store_id}", "PUT", tag=TAG, roles={Role.HQ}, body=StoreInput, response=StoreView, also=(201,),
        errors=(404, 422), summary="Create or replace a store (201 when created)")
 def put_store(call: Call, store_id: str) -> Reply:
     store, created = svc.put_store(store_id, call.body, call.principal, bootstrap.stores())

@@ -1,6 +1,7 @@
 """Stores in DynamoDB: one small item each in the organisation partition (a brand has hundreds, not millions)."""
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from typing import Any
 
@@ -11,8 +12,14 @@ from .db import Db, decode_cursor, encode_cursor
 
 
 class DynamoStoreRepository:
+    """Stores change a few times a year and are read on every registration (and later every order), so
+    reads are cached per container for CACHE_SECONDS; a PUT in this container refreshes its own copy."""
+
+    CACHE_SECONDS = 60.0
+
     def __init__(self, db: Db) -> None:
         self.db = db
+        self._cache: dict[str, tuple[float, Store | None]] = {}
 
     def put(self, store: Store) -> None:
         self.db.put({
@@ -22,10 +29,16 @@ class DynamoStoreRepository:
             "business_hours": store.business_hours.model_dump(mode="json", exclude_none=True) or None,
             "updated_at": clock.iso(store.updated_at),
         })
+        self._cache[store.store_id] = (time.monotonic(), store)
 
     def get(self, store_id: str) -> Store | None:
+        cached = self._cache.get(store_id)
+        if cached and cached[1] is not None and time.monotonic() - cached[0] < self.CACHE_SECONDS:
+            return cached[1]
         item = self.db.get(keys.store_key(store_id), consistent=False)
-        return _store(item) if item else None
+        store = _store(item) if item else None
+        self._cache[store_id] = (time.monotonic(), store)
+        return store
 
     def list(self, cursor: str | None, limit: int) -> tuple[list[Store], str | None]:
         start = decode_cursor(cursor, expect={"pk": keys.ORG_PK})
