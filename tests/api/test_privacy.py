@@ -1,7 +1,11 @@
 """PIPL rights (export, erasure) and protection of personal data at rest."""
 from __future__ import annotations
 
+import io
 import json
+import logging
+
+import pytest
 
 from tests.support import registration, unique_phone
 
@@ -55,3 +59,34 @@ def test_erasing_a_survivor_also_frees_merged_phones(api, tokens):
     api.post(f"/members/{survivor['member_id']}/merge", {"source_member_id": dup["member_id"]}, hq)
     assert api.delete(f"/members/{survivor['member_id']}", hq)[0] == 200
     assert api.get(f"/members?phone={old_phone}", hq)[1]["items"] == []
+
+
+@pytest.fixture
+def log_lines():
+    """Everything our loggers emit, formatted as in production (Powertools JSON, extras included)."""
+    from chalicelib.observability import audit_logger, logger
+
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logger.registered_formatter)
+    targets = [logging.getLogger(logger.name), logging.getLogger(audit_logger.name)]
+    for target in targets:
+        target.addHandler(handler)
+    yield sink
+    for target in targets:
+        target.removeHandler(handler)
+
+
+def test_phones_and_tokens_never_reach_the_logs(api, tokens, log_lines):
+    phone = unique_phone()
+    staff, hq = tokens.staff(stores=["sh-001"]), tokens.hq()
+    _, m = api.post("/members", registration(phone, name="日志测试"), staff)
+    api.get(f"/members?phone={phone}", staff)
+    api.get(f"/members/{m['member_id']}", staff)
+    api.patch(f"/members/{m['member_id']}", {"phone": unique_phone()}, hq)
+    api.post("/members", registration(phone[:-1]), staff)  # invalid: 10 digits
+    api.get("/members/" + m["member_id"], staff + "x")  # tampered token: 401
+    logs = log_lines.getvalue()
+    assert '"member.read"' in logs and m["member_id"] in logs  # the audit lines are there...
+    for secret in (phone, phone[:-1], staff, hq, "日志测试"):
+        assert secret not in logs  # ...but never the phone, the name or a token
