@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -89,10 +90,12 @@ class _LocalContext:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from chalice.config import Config
-    from chalice.local import create_local_server
-
+    from .local.server import create_server
     from .local.stack import LOCAL_DIR, STACK_ENV_FILE, LocalStack, local_secret_bundle
+
+    # `kill`/`timeout` send SIGTERM, which by default skips `finally`: turn it into a clean exit so the
+    # DynamoDB Local JVM is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     port = int(os.environ.get("PORT", args.port))
     stack = LocalStack(local_secret_bundle(), db_path=LOCAL_DIR / "ddb", ddb_port=args.ddb_port,
@@ -109,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
         from app import app
 
-        server = create_local_server(app, Config.create(chalice_stage="dev", lambda_timeout=30), "127.0.0.1", port)
+        server = create_server(app, "127.0.0.1", port)
         print(f"chaincrm API on http://127.0.0.1:{port}   (fake WeChat: {stack.wechat.base_url})")
         print(f"  curl http://127.0.0.1:{port}/health")
         print("  TOKEN=$(.venv/bin/python -m chalicelib.cli token --role hq)")

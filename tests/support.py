@@ -90,15 +90,12 @@ class LiveServer:
     """The app served over real HTTP by Chalice's local server (threaded), as `make run` serves it."""
 
     def __init__(self) -> None:
-        from chalice.config import Config
-        from chalice.local import create_local_server
-
         from app import app
         from chalicelib.local.dynamodb_local import free_port
+        from chalicelib.local.server import create_server
 
         self.port = free_port()
-        self._server = create_local_server(app, Config.create(chalice_stage="dev", lambda_timeout=30),
-                                           "127.0.0.1", self.port)
+        self._server = create_server(app, "127.0.0.1", self.port)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

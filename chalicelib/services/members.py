@@ -65,11 +65,12 @@ def register(cmd: Registration, actor: Principal, members: MemberRepository,
 
 def lookup_by_phone(phone: str, actor: Principal, members: MemberRepository) -> list[Member]:
     found = members.find_by_phone(phone)
-    if found is None:
-        result: list[Member] = []
-    else:
+    result: list[Member] = []
+    if found is not None and found.status is MemberStatus.ACTIVE:
+        result = [found]  # the common case: the index answered with the live profile, no second read
+    elif found is not None:
         try:
-            result = [resolve(members, found.member_id)[0]]
+            result = [resolve(members, found.member_id)[0]]  # a merged tombstone: follow it
         except NotFound:
             result = []
     audit_line("member.lookup", actor=actor.sub, role=actor.role.value,
