@@ -127,7 +127,7 @@ def _authenticate(headers: Any) -> Principal:
 def _check_path(params: dict[str, str]) -> None:
     for name, value in params.items():
         rule = PATH_PARAMS.get(name)
-        if rule and not re.match(rule[0], value):
+        if rule and not re.fullmatch(rule[0], value):  # fullmatch: '$' alone would admit a trailing newline
             raise NotFound(f"no such {name.removesuffix('_id')}", code=rule[1], details={name: value})
 
 

@@ -1,13 +1,12 @@
 """The member: one record per person across every store and channel."""
 from __future__ import annotations
 
-import re
 import unicodedata
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from . import clock
 from .phone import normalize_phone
@@ -88,13 +87,26 @@ PROFILE_FIELDS = ("name", "gender", "birthday", "consent_marketing")
 
 
 # ---- commands (also the HTTP request bodies: one definition of the contract) ----------------------------
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Bidi embedding/override/isolate controls: they let a name display as something else (spoofing).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_INVISIBLE = frozenset({"Cf", "Zs", "Zl", "Zp", "Mn", "Me"})
 
 
 def _clean_name(value: str) -> str:
     value = unicodedata.normalize("NFC", value).strip()
-    if not value or _CONTROL.search(value):
-        raise ValueError("name must be non-blank text without control characters")
+    # Cc is every control character, C0 and C1 (NEL, CSI...); format characters such as the zero-width
+    # joiner stay allowed inside emoji sequences, but a name must have something visible.
+    if any(unicodedata.category(c) == "Cc" or c in _BIDI_CONTROLS for c in value):
+        raise ValueError("name must not contain control characters")
+    if not value or all(unicodedata.category(c) in _INVISIBLE for c in value):
+        raise ValueError("name must contain visible text")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    """Dates only as 'YYYY-MM-DD' text: pydantic alone would read the number 0 as 1970-01-01."""
+    if not isinstance(value, str | date):
+        raise ValueError("expected a date as YYYY-MM-DD")
     return value
 
 
@@ -106,14 +118,14 @@ def _valid_birthday(value: date) -> date:
 
 Phone = Annotated[str, Field(min_length=1, max_length=32, examples=["13800138000"]), AfterValidator(normalize_phone)]
 Name = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_clean_name)]
-Birthday = Annotated[date, AfterValidator(_valid_birthday)]
+Birthday = Annotated[date, BeforeValidator(_iso_date), AfterValidator(_valid_birthday)]
 StoreId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$", examples=["sh-001"])]
 MemberId = Annotated[str, Field(pattern=r"^[0-9A-HJKMNP-TV-Z]{26}$", description="ULID")]
 
 
 class ConsentInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    marketing: bool
+    marketing: StrictBool  # consent is explicit: true/false, never 1 or "yes"
 
 
 class Registration(BaseModel):

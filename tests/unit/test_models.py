@@ -29,3 +29,17 @@ def test_patch_distinguishes_absent_from_null():
     assert MemberPatch.model_validate({}).model_fields_set == set()
     patch = MemberPatch.model_validate({"name": None})
     assert patch.model_fields_set == {"name"} and patch.name is None
+
+
+@pytest.mark.parametrize("field,value", [
+    ("consent", {"marketing": 1}), ("consent", {"marketing": "yes"}),  # consent must be an explicit boolean
+    ("birthday", 0), ("birthday", 19900101),  # a number is not a date (pydantic would read a timestamp)
+])
+def test_no_lenient_coercion_where_it_would_mislead(field, value):
+    with pytest.raises(ValidationError):
+        Registration.model_validate({**BASE, field: value})
+
+
+def test_names_with_emoji_sequences_are_kept():
+    family = "王👨\u200d👩\u200d👧"  # zero-width joiners inside an emoji sequence are fine
+    assert Registration.model_validate({**BASE, "name": family}).name == family

@@ -1,0 +1,571 @@
+"""Who may call what: every route x every kind of caller, against the product spec's access rules.
+
+The expected answers below are written BY HAND from the spec. They are deliberately not derived from the
+app's own RouteSpec.roles: a table computed from the code under test could never disagree with it.
+
+Callers ("principals"). "own" means scoped to the store/region the request is about (store sh-001, region
+"east"; the target member's home store is sh-001); "other" means scoped elsewhere (gz-001 / "south" / the
+online mall). For member routes, "member:self" holds a token for the target member, "member:other" for a
+different (real, registered) member.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.support import registration, unique_phone
+
+ALLOW = "allow"  # the route's success status (see SCENARIOS), never 401/403
+DENY = 403  # forbidden for this caller: 403 {"code","message","details"}
+ANON = 401  # no token on a protected route
+
+PRINCIPALS = (
+    "anonymous",
+    "member:self", "member:other",
+    "staff:own", "staff:other",
+    "store_manager:own", "store_manager:other",
+    "region_manager:own", "region_manager:other",
+    "integration:own", "integration:other",
+    "hq",
+)
+
+
+def row(*, anonymous: Any, member_self: Any, member_other: Any, staff_own: Any, staff_other: Any,
+        store_manager_own: Any, store_manager_other: Any, region_manager_own: Any, region_manager_other: Any,
+        integration_own: Any, integration_other: Any, hq: Any) -> dict[str, Any]:
+    """One row of the matrix. Every principal is a required keyword, so a row cannot leave a caller out."""
+    return {
+        "anonymous": anonymous, "member:self": member_self, "member:other": member_other,
+        "staff:own": staff_own, "staff:other": staff_other,
+        "store_manager:own": store_manager_own, "store_manager:other": store_manager_other,
+        "region_manager:own": region_manager_own, "region_manager:other": region_manager_other,
+        "integration:own": integration_own, "integration:other": integration_other, "hq": hq,
+    }
+
+
+def everyone(outcome: Any) -> dict[str, Any]:
+    return {p: outcome for p in PRINCIPALS}
+
+
+# ---- THE MATRIX (from the spec, by hand) ----------------------------------------------------------------
+MATRIX: dict[tuple[str, str], dict[str, Any]] = {
+    # Public: no token needed, and any caller gets the same answer.
+    ("GET", "/health"): everyone(ALLOW),
+    ("GET", "/openapi.json"): everyone(ALLOW),
+    ("POST", "/auth/wechat"): everyone(ALLOW),
+
+    # Registration: counter staff/managers and integrations only at their own stores; HQ anywhere.
+    ("POST", "/members"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=ALLOW, staff_other=DENY, store_manager_own=ALLOW, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=ALLOW, integration_other=DENY, hq=ALLOW),
+
+    # Lookup by phone at the counter: not store-scoped (a member walks into any store).
+    ("GET", "/members"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=ALLOW, integration_other=ALLOW, hq=ALLOW),
+
+    # The single customer view: the member themself, counter staff of ANY store, HQ.
+    ("GET", "/members/{member_id}"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+
+    # Profile edits (non-phone fields): the same callers as the view.
+    ("PATCH", "/members/{member_id}"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+
+    # Merging duplicates: HQ only.
+    ("POST", "/members/{member_id}/merge"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=DENY, staff_other=DENY, store_manager_own=DENY, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+
+    # PIPL access and deletion rights: the member themself and HQ only (not store staff).
+    ("GET", "/members/{member_id}/export"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=DENY, staff_other=DENY, store_manager_own=DENY, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+    ("DELETE", "/members/{member_id}"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=DENY, staff_other=DENY, store_manager_own=DENY, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+
+    # WeChat phone binding: a signed-in member only.
+    ("POST", "/members/me/phone"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=ALLOW,
+        staff_own=DENY, staff_other=DENY, store_manager_own=DENY, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=DENY),
+
+    # The organisation: HQ maintains it; every signed-in caller may read it (a store locator).
+    ("PUT", "/stores/{store_id}"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=DENY, staff_other=DENY, store_manager_own=DENY, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+    ("GET", "/stores"): {**everyone(ALLOW), "anonymous": ANON},
+    ("GET", "/stores/{store_id}"): {**everyone(ALLOW), "anonymous": ANON},
+}
+
+# PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
+# fields get 403 phone_not_editable; callers who may not PATCH at all are refused before that.
+PHONE_EDIT: dict[str, Any] = row(
+    anonymous=ANON, member_self=(DENY, "phone_not_editable"), member_other=DENY,
+    staff_own=(DENY, "phone_not_editable"), staff_other=(DENY, "phone_not_editable"),
+    store_manager_own=(DENY, "phone_not_editable"), store_manager_other=(DENY, "phone_not_editable"),
+    region_manager_own=DENY, region_manager_other=DENY, integration_own=DENY, integration_other=DENY, hq=ALLOW)
+
+# The codes a 403 may carry (any of them is an access refusal; a validation error would be 422).
+FORBIDDEN_CODES = {"role_not_allowed", "not_your_member", "store_out_of_scope", "phone_not_editable"}
+
+OWN_STORE, OTHER_STORE = "sh-001", "gz-001"
+OWN_REGION, OTHER_REGION = "east", "south"
+
+
+# ---- building valid requests ----------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """One valid request; if access is refused it must be because of the caller, not the input."""
+
+    method: str
+    path: str
+    body: Any = None
+    ok_status: int = 200
+    check_ok: Callable[[Any], None] = lambda body: None
+    check_unchanged: Callable[[], None] = lambda: None  # after a refusal: the side effect did not happen
+    target_member_id: str | None = None  # "member:self" gets a token for this member
+    member_tokens: dict[str, str] = field(default_factory=dict)  # overrides for member:self / member:other
+
+
+class World:
+    """Creates what a case needs, through the API (HQ registers members at the "own" store)."""
+
+    def __init__(self, api: Any, tokens: Any) -> None:
+        self.api, self.tokens = api, tokens
+        self.hq = tokens.hq()
+
+    def member(self, name: str = "顾客") -> dict[str, Any]:
+        phone = unique_phone()
+        status, body = self.api.post("/members", registration(phone, store_id=OWN_STORE, name=name), self.hq)
+        assert status == 201, body
+        return {**body, "phone": phone}
+
+    def hq_view(self, member_id: str) -> tuple[int, Any]:
+        return self.api.get(f"/members/{member_id}", self.hq)
+
+    def phone_is_free(self, phone: str) -> None:
+        status, found = self.api.get(f"/members?phone={phone}", self.hq)
+        assert (status, found["items"]) == (200, []), "a refused call registered the phone anyway"
+
+    def wechat_session(self) -> str:
+        status, body = self.api.post("/auth/wechat", {"code": f"acl-{uuid.uuid4().hex}"})
+        assert status == 200, body
+        return body["token"]
+
+
+def _health(w: World) -> Prepared:
+    return Prepared("GET", "/health", check_ok=lambda b: _eq(b, {"status": "ok"}))
+
+
+def _openapi(w: World) -> Prepared:
+    return Prepared("GET", "/openapi.json", check_ok=lambda b: _true("/members" in b["paths"]))
+
+
+def _wechat_login(w: World) -> Prepared:
+    return Prepared("POST", "/auth/wechat", {"code": f"acl-{uuid.uuid4().hex}"},
+                    check_ok=lambda b: _true(isinstance(b["token"], str) and b["member"] is None))
+
+
+def _register(w: World) -> Prepared:
+    phone = unique_phone()
+    return Prepared("POST", "/members", registration(phone, store_id=OWN_STORE, channel="store"), ok_status=201,
+                    check_ok=lambda b: _eq(b["home_store_id"], OWN_STORE),
+                    check_unchanged=lambda: w.phone_is_free(phone))
+
+
+def _lookup(w: World) -> Prepared:
+    m = w.member()
+    return Prepared("GET", f"/members?phone={m['phone']}",
+                    check_ok=lambda b: _eq([i["member_id"] for i in b["items"]], [m["member_id"]]))
+
+
+def _view(w: World) -> Prepared:
+    m = w.member()
+    return Prepared("GET", f"/members/{m['member_id']}", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq(b["member_id"], m["member_id"]))
+
+
+def _patch(w: World) -> Prepared:
+    m = w.member(name="旧名字")
+
+    def unchanged() -> None:
+        assert w.hq_view(m["member_id"])[1]["name"] == "旧名字", "a refused PATCH changed the member"
+
+    return Prepared("PATCH", f"/members/{m['member_id']}", {"name": "新名字"}, target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq(b["name"], "新名字"), check_unchanged=unchanged)
+
+
+def _merge(w: World) -> Prepared:
+    target, source = w.member(), w.member()
+
+    def unchanged() -> None:
+        status, view = w.hq_view(source["member_id"])
+        assert status == 200 and view["member_id"] == source["member_id"] and view["resolved_from"] is None, \
+            "a refused merge folded the source member anyway"
+
+    return Prepared("POST", f"/members/{target['member_id']}/merge", {"source_member_id": source["member_id"]},
+                    target_member_id=target["member_id"],
+                    check_ok=lambda b: _eq((b["target_member_id"], b["source_member_id"]),
+                                           (target["member_id"], source["member_id"])),
+                    check_unchanged=unchanged)
+
+
+def _export(w: World) -> Prepared:
+    m = w.member()
+    return Prepared("GET", f"/members/{m['member_id']}/export", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq(b["member"]["member_id"], m["member_id"]))
+
+
+def _erase(w: World) -> Prepared:
+    m = w.member()
+
+    def unchanged() -> None:
+        status, view = w.hq_view(m["member_id"])
+        assert status == 200 and view["status"] == "active", "a refused DELETE erased the member anyway"
+
+    return Prepared("DELETE", f"/members/{m['member_id']}", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq(b, {"member_id": m["member_id"], "status": "erased"}),
+                    check_unchanged=unchanged)
+
+
+def _bind_phone(w: World) -> Prepared:
+    # The route needs a WeChat-signed-in member (a token bound to an openid), so both member callers
+    # sign in for real; a minted token without an openid is refused for a different reason (401).
+    phone = unique_phone()
+    return Prepared("POST", "/members/me/phone", {"code": f"phone-{phone}"},
+                    member_tokens={"member:self": w.wechat_session(), "member:other": w.wechat_session()},
+                    check_ok=lambda b: _eq(b["member"]["phone"], phone),
+                    check_unchanged=lambda: w.phone_is_free(phone))
+
+
+def _put_store(w: World) -> Prepared:
+    store_id = f"acl-{uuid.uuid4().hex[:10]}"
+
+    def unchanged() -> None:
+        assert w.api.get(f"/stores/{store_id}", w.hq)[0] == 404, "a refused PUT created the store anyway"
+
+    return Prepared("PUT", f"/stores/{store_id}",
+                    {"name": "新店", "region_id": OWN_REGION, "city": "上海", "store_type": "standard"}, ok_status=201,
+                    check_ok=lambda b: _eq(b["store_id"], store_id), check_unchanged=unchanged)
+
+
+def _list_stores(w: World) -> Prepared:
+    return Prepared("GET", "/stores", check_ok=lambda b: _true(OWN_STORE in {s["store_id"] for s in b["items"]}))
+
+
+def _get_store(w: World) -> Prepared:
+    return Prepared("GET", f"/stores/{OWN_STORE}", check_ok=lambda b: _eq(b["region_id"], OWN_REGION))
+
+
+SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
+    ("GET", "/health"): _health,
+    ("GET", "/openapi.json"): _openapi,
+    ("POST", "/auth/wechat"): _wechat_login,
+    ("POST", "/members"): _register,
+    ("GET", "/members"): _lookup,
+    ("GET", "/members/{member_id}"): _view,
+    ("PATCH", "/members/{member_id}"): _patch,
+    ("POST", "/members/{member_id}/merge"): _merge,
+    ("GET", "/members/{member_id}/export"): _export,
+    ("DELETE", "/members/{member_id}"): _erase,
+    ("POST", "/members/me/phone"): _bind_phone,
+    ("PUT", "/stores/{store_id}"): _put_store,
+    ("GET", "/stores"): _list_stores,
+    ("GET", "/stores/{store_id}"): _get_store,
+}
+
+
+def _eq(actual: Any, expected: Any) -> None:
+    assert actual == expected
+
+
+def _true(value: bool) -> None:
+    assert value
+
+
+@pytest.fixture(scope="module")
+def bystander(api, tokens) -> dict[str, Any]:  # noqa: ANN001
+    """A real member, for "member:other" tokens (and member tokens on routes with no target member)."""
+    return World(api, tokens).member(name="路人")
+
+
+def token_for(principal: str, tokens: Any, case: Prepared, bystander_id: str) -> str | None:
+    if principal in case.member_tokens:
+        return case.member_tokens[principal]
+    role, _, scope = principal.partition(":")
+    own = scope == "own"
+    if role == "anonymous":
+        return None
+    if role == "member":
+        member_id = case.target_member_id if scope == "self" and case.target_member_id else bystander_id
+        return tokens.member(member_id)
+    if role == "hq":
+        return tokens.hq()
+    if role == "region_manager":
+        return tokens.staff(role, region=OWN_REGION if own else OTHER_REGION)
+    if role == "integration":
+        return tokens.staff(role, stores=[OWN_STORE] if own else ["mall"])
+    return tokens.staff(role, stores=[OWN_STORE] if own else [OTHER_STORE])  # staff, store_manager
+
+
+def assert_error_shape(body: Any) -> None:
+    assert isinstance(body, dict) and set(body) == {"code", "message", "details"}, body
+    assert isinstance(body["code"], str) and body["code"] and isinstance(body["message"], str)
+
+
+def assert_outcome(status: int, body: Any, expected: Any, case: Prepared) -> None:
+    if expected == ALLOW:
+        assert status == case.ok_status, f"expected {case.ok_status}, got {status}: {body}"
+        case.check_ok(body)
+        return
+    want_status, want_code = expected if isinstance(expected, tuple) else (expected, None)
+    assert status == want_status, f"expected {want_status}, got {status}: {body}"
+    assert_error_shape(body)
+    if want_status == ANON:
+        assert body["code"] == "missing_token"
+    else:
+        assert body["code"] in FORBIDDEN_CODES, body
+    if want_code:
+        assert body["code"] == want_code
+    case.check_unchanged()
+
+
+# ---- the table covers exactly the app's routes ----------------------------------------------------------
+def _app_routes() -> set[tuple[str, str]]:
+    from app import app  # noqa: F401  (importing the app registers every route in ROUTES)
+    from chalicelib.api.routing import ROUTES
+
+    return {(spec.method, spec.path) for spec in ROUTES}
+
+
+def test_registry_is_populated():
+    # Guards the two coverage tests below against passing vacuously on an empty registry.
+    assert len(_app_routes()) >= 10
+
+
+def test_every_app_route_has_a_row_in_the_matrix():
+    missing = _app_routes() - MATRIX.keys()
+    assert not missing, f"routes with no access rule written down: {sorted(missing)}"
+
+
+def test_matrix_names_no_route_that_no_longer_exists():
+    stale = MATRIX.keys() - _app_routes()
+    assert not stale, f"matrix rows for routes the app does not have: {sorted(stale)}"
+
+
+def test_every_chalice_route_went_through_the_route_registry():
+    # A view registered with a bare @bp.route would bypass both the auth decorator and ROUTES (and so the
+    # coverage check above): Chalice's own routing table must list exactly the registry's routes.
+    from app import app
+
+    chalice_routes = {(method, path) for path, methods in app.routes.items() for method in methods}
+    assert chalice_routes == _app_routes()
+
+
+def test_every_matrix_row_has_a_scenario_and_every_principal():
+    assert SCENARIOS.keys() == MATRIX.keys()
+    for key, expectations in MATRIX.items():
+        assert set(expectations) == set(PRINCIPALS), key
+
+
+# ---- route x principal ----------------------------------------------------------------------------------
+CASES = [pytest.param(route, principal, expected, id=f"{route[0]} {route[1]} as {principal} -> {expected}")
+         for route, expectations in MATRIX.items() for principal, expected in expectations.items()]
+
+
+@pytest.mark.parametrize(("route", "principal", "expected"), CASES)
+def test_access(api, tokens, bystander, route, principal, expected):  # noqa: ANN001
+    case = SCENARIOS[route](World(api, tokens))
+    token = token_for(principal, tokens, case, bystander["member_id"])
+    status, body = api.call(case.method, case.path, case.body, token)
+    assert_outcome(status, body, expected, case)
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_phone_field_in_patch_is_hq_only(api, tokens, bystander, principal):  # noqa: ANN001
+    world = World(api, tokens)
+    m = world.member()
+    new_phone = unique_phone()
+
+    def phone_unchanged() -> None:
+        assert world.hq_view(m["member_id"])[1]["phone"] == m["phone"], "a refused PATCH changed the phone"
+        world.phone_is_free(new_phone)
+
+    case = Prepared("PATCH", f"/members/{m['member_id']}", {"phone": new_phone}, target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq(b["phone"], new_phone), check_unchanged=phone_unchanged)
+    status, body = api.call(case.method, case.path, case.body,
+                            token_for(principal, tokens, case, bystander["member_id"]))
+    assert_outcome(status, body, PHONE_EDIT[principal], case)
+
+
+# ---- token attacks: every one is 401 on a protected route -----------------------------------------------
+LOCAL_IDP = "chaincrm-local-idp"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64url_json(obj: Any) -> str:
+    return _b64url(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def _idp_key(stack: Any) -> bytes:
+    return base64.b64decode(stack.bundle["local_idp"])
+
+
+def _hq_claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {"iss": LOCAL_IDP, "aud": "chaincrm", "sub": "attacker", "role": "hq", "iat": now, "exp": now + 600}
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _rsa_private_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _public_pem(private_key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return private_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _resign_payload(token: str, edit: Callable[[dict[str, Any]], None]) -> str:
+    """Change the payload but keep the original header and signature (what an attacker can do)."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    edit(claims)
+    return f"{header}.{_b64url_json(claims)}.{signature}"
+
+
+def _expired(stack: Any, tokens: Any) -> str:
+    from chalicelib.adapters.tokens import mint_token
+
+    # an hour in the past: far beyond any clock-skew leeway
+    return mint_token(_idp_key(stack), {"iss": LOCAL_IDP, "role": "hq", "sub": "hq-1"}, ttl_seconds=-3600)
+
+
+def _escalated_role(stack: Any, tokens: Any) -> str:
+    return _resign_payload(tokens.staff(stores=["sh-001"]), lambda c: c.update(role="hq"))
+
+
+def _one_char_changed_sub(stack: Any, tokens: Any) -> str:
+    return _resign_payload(tokens.staff(stores=["sh-001"], sub="staff-1"), lambda c: c.update(sub="staff-2"))
+
+
+def _untrusted_issuer(stack: Any, tokens: Any) -> str:
+    # correctly signed with a key we hold, but the issuer is not configured
+    return jwt.encode(_hq_claims(iss="evil-idp"), _idp_key(stack), algorithm="HS256")
+
+
+def _member_issuer_claims_hq(stack: Any, tokens: Any) -> str:
+    # genuinely signed by our member-token key: our own issuer may only ever assert "member"
+    return jwt.encode(_hq_claims(iss="chaincrm"), base64.b64decode(stack.bundle["member_signing"]),
+                      algorithm="HS256")
+
+
+def _idp_issuer_signed_with_member_key(stack: Any, tokens: Any) -> str:
+    return jwt.encode(_hq_claims(), base64.b64decode(stack.bundle["member_signing"]), algorithm="HS256")
+
+
+def _alg_none(stack: Any, tokens: Any) -> str:
+    return f"{_b64url_json({'alg': 'none', 'typ': 'JWT'})}.{_b64url_json(_hq_claims())}."
+
+
+def _rs256_own_key(stack: Any, tokens: Any) -> str:
+    return jwt.encode(_hq_claims(), _rsa_private_key(), algorithm="RS256")
+
+
+def _hs256_with_rsa_public_pem(stack: Any, tokens: Any) -> str:
+    # Classic HS/RS confusion: HMAC keyed with the public key. PyJWT refuses to do this, so sign by hand.
+    signing_input = f"{_b64url_json({'alg': 'HS256', 'typ': 'JWT'})}.{_b64url_json(_hq_claims())}"
+    mac = hmac.new(_public_pem(_rsa_private_key()), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64url(mac)}"
+
+
+def _missing_exp(stack: Any, tokens: Any) -> str:
+    return jwt.encode(_hq_claims(exp=None), _idp_key(stack), algorithm="HS256")
+
+
+def _wrong_audience(stack: Any, tokens: Any) -> str:
+    return jwt.encode(_hq_claims(aud="some-other-app"), _idp_key(stack), algorithm="HS256")
+
+
+BEARER_ATTACKS: list[tuple[str, Callable[[Any, Any], str]]] = [
+    ("expired", _expired),
+    ("tampered payload: role escalated, original signature", _escalated_role),
+    ("tampered payload: one char of sub changed", _one_char_changed_sub),
+    ("issuer not configured", _untrusted_issuer),
+    ("member issuer asserting hq", _member_issuer_claims_hq),
+    ("staff issuer signed with the member key", _idp_issuer_signed_with_member_key),
+    ("alg none", _alg_none),
+    ("RS256 signed with attacker key", _rs256_own_key),
+    ("HS256 keyed with RSA public PEM", _hs256_with_rsa_public_pem),
+    ("missing exp", _missing_exp),
+    ("wrong audience", _wrong_audience),
+]
+
+
+def test_well_formed_hq_token_is_accepted(api, stack):  # noqa: ANN001
+    # The baseline the attacks are variations of: the same claims, correctly signed, are accepted.
+    # Without this, a broken route would make every attack "pass" with a 401 for the wrong reason.
+    token = jwt.encode(_hq_claims(), _idp_key(stack), algorithm="HS256")
+    assert api.get("/stores", token)[0] == 200
+    assert api.get("/stores", headers={"Authorization": f"Bearer {token}"})[0] == 200
+
+
+@pytest.mark.parametrize("make_token", [pytest.param(f, id=name) for name, f in BEARER_ATTACKS])
+def test_forged_or_invalid_bearer_token_is_401(api, tokens, stack, make_token):  # noqa: ANN001
+    status, body = api.get("/stores", headers={"Authorization": f"Bearer {make_token(stack, tokens)}"})
+    assert status == 401, body
+    assert_error_shape(body)
+    assert body["code"] == "invalid_token"
+
+
+@pytest.mark.parametrize(("headers", "code"), [
+    pytest.param({"Authorization": "Bearer abc"}, "invalid_token", id="garbage bearer token"),
+    pytest.param({"Authorization": "Basic xyz"}, "missing_token", id="wrong scheme Basic"),
+    pytest.param({"Authorization": "Bearer "}, "missing_token", id="bearer with empty token"),
+    pytest.param({"Authorization": ""}, "missing_token", id="empty Authorization header"),
+    pytest.param({}, "missing_token", id="no Authorization header"),
+])
+def test_missing_or_malformed_authorization_header_is_401(api, headers, code):  # noqa: ANN001
+    status, body = api.get("/stores", headers=headers)
+    assert status == 401, body
+    assert_error_shape(body)
+    assert body["code"] == code
