@@ -61,6 +61,13 @@ def stores() -> Any:
 
 
 @lru_cache(maxsize=1)
+def ledger() -> Any:
+    from .store.ledger import DynamoLedgerRepository
+
+    return DynamoLedgerRepository(db())
+
+
+@lru_cache(maxsize=1)
 def tokens() -> Any:
     from .adapters.tokens import TokenService
 
@@ -81,5 +88,5 @@ def wechat() -> Any:
 def reset() -> None:
     """Forget everything built (tests and the local launcher change the environment)."""
     reset_settings()
-    for getter in (dynamodb_client, secrets, db, members, stores, tokens, wechat):
+    for getter in (dynamodb_client, secrets, db, members, stores, ledger, tokens, wechat):
         getter.cache_clear()

@@ -17,6 +17,7 @@ from typing import Any
 
 JOBS = {
     "merge-resume": "functions.merge_resume:handler",
+    "points-expiry": "functions.points_expiry:handler",
 }
 ROLES = ("member", "staff", "store_manager", "region_manager", "hq", "integration")
 
@@ -73,7 +74,10 @@ def cmd_run_job(args: argparse.Namespace) -> None:
     module, func = JOBS[args.name].split(":")
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     handler = getattr(importlib.import_module(module), func)
-    print(json.dumps(handler({"source": "chaincrm.cli"}, _LocalContext(args.name)), default=str))
+    event: dict[str, Any] = {"source": "chaincrm.cli"}
+    if args.date:
+        event["date"] = args.date
+    print(json.dumps(handler(event, _LocalContext(args.name)), default=str))
 
 
 class _LocalContext:
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("seed", help="load the demo brand").set_defaults(func=cmd_seed)
     job = sub.add_parser("run-job", help="run a scheduled function now")
     job.add_argument("name", choices=sorted(JOBS))
+    job.add_argument("--date", help="run as of this business day (YYYY-MM-DD), e.g. to re-run a missed night")
     job.set_defaults(func=cmd_run_job)
     args = parser.parse_args(argv)
     args.func(args)

@@ -8,6 +8,7 @@ from ..domain import clock
 from ..domain.access import Role
 from ..domain.members import MemberPatch, Registration
 from ..services import members as svc
+from ..services import program
 from .routing import Call, Reply, route
 from .schemas import ErasedView, ExportView, MemberList, MemberView, MergeRequest, MergeView, PhoneQuery
 
@@ -52,7 +53,8 @@ def patch_member(call: Call, member_id: str) -> MemberView:
 @route(bp, "/members/{member_id}/merge", "POST", tag=TAG, roles={Role.HQ}, body=MergeRequest, response=MergeView,
        errors=(404, 409, 422), summary="Fold a duplicate member into this one (idempotent)")
 def merge_member(call: Call, member_id: str) -> MergeView:
-    record = svc.merge(member_id, call.body.source_member_id, call.principal, bootstrap.members())
+    tiers = program.tiers(bootstrap.ledger())
+    record = svc.merge(member_id, call.body.source_member_id, call.principal, bootstrap.members(), tiers.index)
     return MergeView(**record.model_dump())
 
 

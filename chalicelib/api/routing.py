@@ -33,6 +33,8 @@ ALL_ROLES = frozenset(Role)
 PATH_PARAMS: dict[str, tuple[str, str]] = {
     "member_id": (r"^[0-9A-HJKMNP-TV-Z]{26}$", "member_not_found"),
     "store_id": (r"^[A-Za-z0-9_-]{1,40}$", "store_not_found"),
+    "order_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "order_not_found"),
+    "redemption_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "redemption_not_found"),
 }
 
 

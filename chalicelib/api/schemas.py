@@ -59,9 +59,14 @@ class MemberView(_Out):
         own = viewer.role is Role.MEMBER and viewer.member_id in (m.member_id, resolved_from)
         full = own or viewer.role is Role.HQ
         phone = m.phone if full else (mask_phone(m.phone) if m.phone else m.phone_masked)
+        s = m.state
+        stats = {} if s is None else dict(
+            tier=s.tier, points_balance=s.balance, lifetime_spend_fen=s.lifetime_spend, order_count=s.order_count,
+            last_purchase_at=s.last_purchase_at)
         return cls(member_id=m.member_id, status=m.status, phone=phone, name=m.name, gender=m.gender,
                    birthday=m.birthday, home_store_id=m.home_store_id, registration_channel=m.registration_channel,
-                   channels=sorted(m.channels), stores_visited=sorted(m.stores_visited),
+                   channels=sorted(m.channels), stores_visited=sorted(m.stores_visited | (s.stores if s else set())),
+                   **stats,
                    consent=ConsentView(marketing=m.consent.marketing, updated_at=m.consent.updated_at),
                    registered_at=m.registered_at, updated_at=m.updated_at, merged_from=sorted(m.merged_from),
                    resolved_from=resolved_from)

@@ -53,3 +53,15 @@ class PhoneTaken(Conflict):
     def __init__(self, member_id: str) -> None:
         super().__init__("a member already holds this phone", details={})
         self.member_id = member_id
+
+
+class DocumentExists(Exception):
+    """The store found the order/refund/redemption/adjustment id already used (the permanent dedupe)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class StaleRead(Exception):
+    """What a use case read changed before it wrote (optimistic lock): re-read and recompute."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
@@ -59,6 +59,8 @@ class Member(BaseModel):
     merged_into: str | None = None
     merged_from: frozenset[str] = Field(default_factory=frozenset)
     erased_at: datetime | None = None
+    # The points/tier state (domain.ledger.MemberState) when it was read along with the profile.
+    state: Any = Field(default=None, exclude=True)
 
 
 class AuditEntry(BaseModel):

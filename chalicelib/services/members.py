@@ -1,13 +1,16 @@
 """Member use cases: register, look up, view, edit, merge, export, erase."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..domain import clock
 from ..domain.access import Principal, Role, require_self, require_store
 from ..domain.errors import Forbidden, Invalid, NotFound, PhoneTaken
 from ..domain.ids import new_id
+from ..domain.ledger import MemberState
 from ..domain.members import AuditEntry, Consent, Member, MemberPatch, MemberStatus, MergeRecord, Registration
+from ..domain.points import fold_states
 from ..observability import audit as audit_line
 from ..observability import metrics
 from .ports import MemberRepository, StoreRepository
@@ -67,7 +70,7 @@ def lookup_by_phone(phone: str, actor: Principal, members: MemberRepository) -> 
     found = members.find_by_phone(phone)
     result: list[Member] = []
     if found is not None and found.status is MemberStatus.ACTIVE:
-        result = [found]  # the common case: the index answered with the live profile, no second read
+        result = [members.get(found.member_id) or found]  # + its points state, for the counter
     elif found is not None:
         try:
             result = [resolve(members, found.member_id)[0]]  # a merged tombstone: follow it
@@ -110,7 +113,8 @@ def update(member_id: str, patch: MemberPatch, actor: Principal, members: Member
     return resolve(members, member.member_id)[0]
 
 
-def merge(target_id: str, source_id: str, actor: Principal, members: MemberRepository) -> MergeRecord:
+def merge(target_id: str, source_id: str, actor: Principal, members: MemberRepository,
+          tier_rank: Callable[[str | None], int] = lambda _: 0) -> MergeRecord:
     """Fold source into target. Step 1 (one transaction) redirects the source; then its items move in
     batches. A retry of the same merge answers the record (and finishes the move if it was interrupted)."""
     if target_id == source_id:
@@ -128,7 +132,11 @@ def merge(target_id: str, source_id: str, actor: Principal, members: MemberRepos
                            details={"member_id": source_id})
         record = MergeRecord(target_member_id=target_id, source_member_id=source_id, by=actor.sub,
                              started_at=clock.now(), state="moving")
-        members.start_merge(target, source, record, _entry(actor, "member.merged", [f"merged_from:{source_id}"]))
+        folded = None
+        if source.state is not None:  # the duplicate's points, debt and history join the survivor's
+            folded = fold_states(target.state or MemberState(member_id=target_id), source.state, tier_rank)
+        members.start_merge(target, source, record, _entry(actor, "member.merged", [f"merged_from:{source_id}"]),
+                            folded)
         metrics.add_metric(name="MemberMerged", unit="Count", value=1)
         audit_line("member.merge", actor=actor.sub, role=actor.role.value, member_id=target_id,
                    source_member_id=source_id)
@@ -145,6 +153,8 @@ def continue_merge(members: MemberRepository, target_id: str, source_id: str, ma
     for _ in range(max_batches):
         moved = members.move_batch(target_id, source_id)
         if moved == 0:
+            while members.move_orders(target_id, source_id):
+                pass
             members.finish_merge(target_id, source_id)
             return True
     return False

@@ -7,6 +7,8 @@ Single table, generic key names so every entity shares the table's indexes:
 """
 from __future__ import annotations
 
+from datetime import date
+
 PROFILE = "PROFILE"
 ORG_PK = "ORG"
 MERGE_PENDING = "MERGE#PENDING"
@@ -15,6 +17,10 @@ MEMBER_PREFIX = "MEMBER#"
 AUDIT_PREFIX = "AUDIT#"
 MERGE_PREFIX = "MERGE#"
 STORE_PREFIX = "STORE#"
+
+LOT_PREFIX = "LOT#"
+LEDGER_PREFIX = "LEDGER#"
+MEMBER_STATE = "PROFILE#STATE"  # next to PROFILE: one query reads both (begins_with PROFILE)
 
 GSI_LOOKUP = "gsi1"
 GSI_WORK = "gsi2"
@@ -56,3 +62,64 @@ def store_key(store_id: str) -> dict[str, str]:
 def record_kind(sk: str) -> str:
     """The entity kind of an item in a member's partition, from its sort key prefix ('AUDIT', 'MERGE', ...)."""
     return sk.split("#", 1)[0].lower()
+
+
+# ---- points ledger --------------------------------------------------------------------------------------
+def lot_sk_from(day: date) -> str:
+    return f"{LOT_PREFIX}{day.isoformat()}"
+
+
+def lot_key(member_id: str, expires_on: date, lot_id: str) -> dict[str, str]:
+    """Sorted by expiry inside the member's partition: soonest-expiring first, expired ones skipped by key."""
+    return {"pk": member_pk(member_id), "sk": f"{LOT_PREFIX}{expires_on.isoformat()}#{lot_id}"}
+
+
+def expiry_bucket(day: date) -> str:
+    """gsi2 partition of the lots that expire after `day` (sparse: only lots with points remaining)."""
+    return f"EXPIRY#{day.isoformat()}"
+
+
+def ledger_key(member_id: str, at_iso: str, entry_id: str) -> dict[str, str]:
+    return {"pk": member_pk(member_id), "sk": f"{LEDGER_PREFIX}{at_iso}#{entry_id}"}
+
+
+_DOCUMENT_SK = {"redemption": "REDEEM#{}", "redemption_cancel": "REDEEM#{}#CANCEL", "adjustment": "ADJUST#{}",
+                "fact": "FACT#{}"}
+
+
+def document_key(kind: str, owner: str, doc_id: str) -> dict[str, str]:
+    """Idempotency documents: refunds live with their order, the rest in the member's partition."""
+    if kind == "refund":
+        return refund_key(owner, doc_id)
+    return {"pk": member_pk(owner), "sk": _DOCUMENT_SK[kind].format(doc_id)}
+
+
+def event_key(member_id: str, at_iso: str) -> dict[str, str]:
+    from ..domain.ids import new_id
+
+    return {"pk": member_pk(member_id), "sk": f"EVENT#{at_iso}#{new_id()}"}
+
+
+def order_key(order_id: str) -> dict[str, str]:
+    """The order item is its own idempotency marker: written with attribute_not_exists on this key."""
+    return {"pk": f"ORDER#{order_id}", "sk": "ORDER"}
+
+
+def refund_key(order_id: str, refund_id: str) -> dict[str, str]:
+    return {"pk": f"ORDER#{order_id}", "sk": f"REFUND#{refund_id}"}
+
+
+def member_orders_pk(member_id: str) -> str:
+    return f"MORDERS#{member_id}"
+
+
+def guest_orders_pk(phone_hash: str) -> str:
+    return f"GUEST#{phone_hash}"
+
+
+def store_day_key(store_id: str, day: date) -> dict[str, str]:
+    return {"pk": f"STORE#{store_id}", "sk": f"DAY#{day.isoformat()}"}
+
+
+def config_key(name: str) -> dict[str, str]:
+    return {"pk": "CONFIG", "sk": name}

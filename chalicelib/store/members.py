@@ -8,10 +8,12 @@ from typing import Any
 from ..domain import clock
 from ..domain.errors import Conflict, NotFound, PhoneTaken
 from ..domain.ids import new_id
+from ..domain.ledger import MemberState
 from ..domain.members import AuditEntry, Channel, Consent, Member, MemberStatus, MergeRecord
 from ..domain.phone import mask_phone
 from . import keys
 from .db import Db, Tx, TxCancelled
+from .ledger import state_from_item, state_item
 from .pii import PiiProtector
 
 # Per transaction: each moved item is a put + a delete, plus one update of the merge record.
@@ -105,8 +107,14 @@ class DynamoMemberRepository:
 
     # ---- reads ---------------------------------------------------------------------------------------
     def get(self, member_id: str) -> Member | None:
-        item = self.db.get(keys.member_profile(member_id))
-        return self._from_item(item) if item else None
+        """Profile and points state in one query: both sort keys begin with PROFILE."""
+        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                                 values={":pk": keys.member_pk(member_id), ":p": keys.PROFILE}, ConsistentRead=True)
+        profile = next((i for i in items if i["sk"] == keys.PROFILE), None)
+        if profile is None:
+            return None
+        state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
+        return self._from_item(profile).model_copy(update={"state": state_from_item(state) if state else None})
 
     def find_by_phone(self, phone: str) -> Member | None:
         """One query on the lookup index. May return a tombstone; the service follows merged_into."""
@@ -260,7 +268,8 @@ class DynamoMemberRepository:
                            details={"member_id": member_id}) from None
 
     # ---- merge ---------------------------------------------------------------------------------------
-    def start_merge(self, target: Member, source: Member, record: MergeRecord, audit: AuditEntry) -> None:
+    def start_merge(self, target: Member, source: Member, record: MergeRecord, audit: AuditEntry,
+                    folded: MemberState | None = None) -> None:
         """Step 1, one transaction: tombstone + redirects + the merge record. After it, the source id and
         phone resolve to the target; the rest of the source's items move in batches (move_batch)."""
         tx = self.db.tx()
@@ -289,18 +298,26 @@ class DynamoMemberRepository:
                 "by": record.by, "started_at": clock.iso(record.started_at), "state": "moving", "moved": {},
                 "gsi2pk": keys.MERGE_PENDING, "gsi2sk": clock.iso(record.started_at)},
                condition="attribute_not_exists(pk)")
+        if folded is not None and source.state is not None:
+            if target.state is not None:
+                tx.put(state_item(folded), condition="version = :v", values={":v": target.state.version})
+            else:
+                tx.put(state_item(folded), condition="attribute_not_exists(pk)")
+            tx.delete({"pk": keys.member_pk(sid), "sk": keys.MEMBER_STATE}, condition="version = :v",
+                      values={":v": source.state.version})
         self._audit(tx, tid, audit)
         try:
             self.db.commit(tx)
         except TxCancelled:
-            raise Conflict("one of the members changed meanwhile (merged, erased); reload and retry",
+            raise Conflict("one of the members changed meanwhile (merged, erased, points moved); retry",
                            code="merge_conflict") from None
 
     def move_batch(self, target_id: str, source_id: str) -> int:
         """Move up to MERGE_BATCH items of the source partition to the target, each as put+delete in the
         same transaction as the merge record's progress: a crash leaves every item in exactly one place."""
-        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk > :profile_after",
-                                 values={":pk": keys.member_pk(source_id), ":profile_after": keys.PROFILE},
+        # after the profile and its points state (which the merge folded, never moves)
+        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk > :state",
+                                 values={":pk": keys.member_pk(source_id), ":state": keys.MEMBER_STATE},
                                  ConsistentRead=True, Limit=MERGE_BATCH)
         before, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk < :profile",
                                   values={":pk": keys.member_pk(source_id), ":profile": keys.PROFILE},
@@ -314,6 +331,10 @@ class DynamoMemberRepository:
             kind = keys.record_kind(item["sk"])
             counts[kind] = counts.get(kind, 0) + 1
             moved = {**item, "pk": keys.member_pk(target_id), "moved_from": source_id}
+            if "member_id" in moved:  # lots and ledger entries name their owner (the expiry job reads it)
+                moved["member_id"] = target_id
+            if moved.get("gsi2sk", "").startswith(f"{source_id}#"):
+                moved["gsi2sk"] = f"{target_id}#" + moved["gsi2sk"].split("#", 1)[1]
             tx.put(moved, condition="attribute_not_exists(pk)")
             tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="attribute_exists(pk)")
         names = {f"#k{i}": k for i, k in enumerate(counts)}
@@ -327,6 +348,16 @@ class DynamoMemberRepository:
         except TxCancelled:
             return -1  # another worker moved these meanwhile; the caller simply looks again
         return len(batch)
+
+    def move_orders(self, target_id: str, source_id: str, limit: int = 100) -> int:
+        """Re-own the source's orders (they live under their order id; history is found by gsi1)."""
+        items, _ = self.db.query(IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
+                                 values={":p": keys.member_orders_pk(source_id)}, Limit=limit)
+        for item in items:
+            self.db.update({"pk": item["pk"], "sk": item["sk"]}, "SET member_id = :t, gsi1pk = :g",
+                           condition="member_id = :s", values={":t": target_id, ":s": source_id,
+                                                              ":g": keys.member_orders_pk(target_id)})
+        return len(items)
 
     def finish_merge(self, target_id: str, source_id: str) -> None:
         self.db.update(keys.merge_key(target_id, source_id),

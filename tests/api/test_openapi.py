@@ -8,6 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from tests.ledger_support import order
 from tests.support import registration, unique_phone
 
 
@@ -48,7 +49,31 @@ def _examples(api, tokens):
     dup = api.post("/members", registration(), staff)[1]["member_id"]
     gone = api.post("/members", registration(), staff)[1]["member_id"]
     session = api.post("/auth/wechat", {"code": f"doc~{uuid.uuid4().hex[:6]}"})[1]
+    buyer = api.post("/members", registration(), staff)[1]["member_id"]
+    bought = order(buyer, amount=50_000)
+    api.post("/orders", bought, staff)
+    api.post(f"/members/{buyer}/points/redemptions", {"redemption_id": "doc-r0", "points": 5, "reason": "doc",
+                                                      "store_id": "sh-001"}, staff)
+    tiers, rules = api.get("/tiers", hq)[1], api.get("/points/rules", hq)[1]
     return [
+        ("/orders", "POST", "/orders", order(buyer, amount=1_000), staff),
+        ("/orders/preview", "POST", "/orders/preview", order(buyer, amount=2_000), staff),
+        ("/orders/{order_id}", "GET", f"/orders/{bought['order_id']}", None, staff),
+        ("/orders/{order_id}/refunds", "POST", f"/orders/{bought['order_id']}/refunds",
+         {"refund_id": "doc-ref", "amount": 1_000}, staff),
+        ("/members/{member_id}/orders", "GET", f"/members/{buyer}/orders", None, staff),
+        ("/members/{member_id}/points", "GET", f"/members/{buyer}/points", None, staff),
+        ("/members/{member_id}/tier", "GET", f"/members/{buyer}/tier", None, staff),
+        ("/members/{member_id}/points/redemptions", "POST", f"/members/{buyer}/points/redemptions",
+         {"redemption_id": "doc-r1", "points": 10, "reason": "doc", "store_id": "sh-001"}, staff),
+        ("/members/{member_id}/points/redemptions/{redemption_id}/cancel", "POST",
+         f"/members/{buyer}/points/redemptions/doc-r0/cancel", None, staff),
+        ("/members/{member_id}/points/adjustments", "POST", f"/members/{buyer}/points/adjustments",
+         {"adjustment_id": "doc-a", "points": 7, "reason": "doc"}, hq),
+        ("/tiers", "GET", "/tiers", None, staff),
+        ("/tiers", "PUT", "/tiers", tiers, hq),
+        ("/points/rules", "GET", "/points/rules", None, staff),
+        ("/points/rules", "PUT", "/points/rules", rules, hq),
         ("/health", "GET", "/health", None, None),
         ("/openapi.json", "GET", "/openapi.json", None, None),
         ("/auth/wechat", "POST", "/auth/wechat", {"code": f"doc2~{uuid.uuid4().hex[:6]}"}, None),

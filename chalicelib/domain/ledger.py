@@ -1,0 +1,112 @@
+"""Ledger records: the member's points state, earn lots, ledger entries, orders, refunds, redemptions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from .orders import Order
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """The small, hot item updated by every order and points movement (kept apart from the profile so a
+    write costs 1 KB units, not the profile's size)."""
+
+    member_id: str
+    version: int = 0  # optimistic lock: every points change conditions on the version it read
+    available: int = 0  # == sum of lot remainders
+    owed: int = 0  # debt from refunds of points already spent
+    tier: str | None = None
+    tier_base: str | None = None  # the tier confirmed at the last re-evaluation: refunds never go below it
+    tier_since: datetime | None = None
+    tier_upgrade_order: str | None = None
+    spend_months: dict[str, int] = field(default_factory=dict)  # business month -> net spend in fen
+    orders_months: dict[str, int] = field(default_factory=dict)  # business month -> order count
+    order_count: int = 0
+    lifetime_spend: int = 0
+    lifetime_earned: int = 0
+    first_purchase_at: datetime | None = None
+    last_purchase_at: datetime | None = None
+    stores: frozenset[str] = frozenset()
+    categories: dict[str, int] = field(default_factory=dict)  # category -> spend in fen
+
+    @property
+    def balance(self) -> int:
+        return self.available - self.owed
+
+    def evolve(self, **changes: Any) -> MemberState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Lot:
+    lot_id: str
+    member_id: str
+    source: str  # order | adjustment | guest_attach | merge
+    ref: str
+    earned_on: date
+    expires_on: date
+    original: int
+    remaining: int
+    expired: int = 0
+    forgiven: int = 0
+    clawed: int = 0
+    owed: int = 0
+    status: str = "active"  # active | expired
+
+    def evolve(self, **changes: Any) -> Lot:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    entry_id: str
+    member_id: str
+    at: datetime
+    kind: str  # earn | refund | redemption | redemption_cancel | expiry | adjustment | merge
+    points: int  # signed change of the balance
+    balance_after: int
+    ref: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LotTake:
+    lot_id: str
+    expires_on: date
+    points: int
+    remaining_before: int
+
+
+@dataclass(frozen=True)
+class Document:
+    """An idempotency document: a refund, redemption, its cancellation, an adjustment, a one-off fact.
+    `owner` is the order id (refunds) or the member id (the rest)."""
+
+    kind: str  # refund | redemption | redemption_cancel | adjustment | fact
+    owner: str
+    doc_id: str
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Change:
+    """Everything one points use case writes, committed by the store as ONE transaction (≤ 100 items).
+
+    The state is conditioned on the version that was read, every updated lot on the remainder that was
+    read, and every document (order, refund, redemption, adjustment) on not existing yet: a retry of the
+    same request can never apply twice, and a concurrent change forces a re-read instead of a lost update.
+    """
+
+    member_id: str | None
+    state: MemberState | None = None
+    expected_version: int | None = None  # None with a state = the state item must not exist yet
+    new_lots: list[Lot] = field(default_factory=list)
+    updated_lots: list[tuple[Lot, int]] = field(default_factory=list)  # (new lot, remaining it had when read)
+    entries: list[LedgerEntry] = field(default_factory=list)
+    order: Order | None = None
+    order_refund: tuple[str, int, int, int] | None = None  # (order_id, refunded before, refunded after, reversed after)
+    documents: list[Document] = field(default_factory=list)  # each must not exist yet
+    rollups: list[tuple[str, date, dict[str, int]]] = field(default_factory=list)
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)

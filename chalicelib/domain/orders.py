@@ -1,0 +1,103 @@
+"""Orders and refunds: the facts that points, tiers and reports stand on."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from . import clock
+from .members import Channel, MemberId, Phone, StoreId
+
+Fen = Annotated[StrictInt, Field(ge=0, le=10_000_000_000, description="integer fen")]
+DocId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+MAX_BACKDATE = timedelta(days=90)
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=100)
+    category: str = Field(min_length=1, max_length=50)
+    qty: StrictInt = Field(ge=1, le=100_000)
+    amount: Fen
+
+
+class OrderInput(BaseModel):
+    """POST /orders. Exactly one of member_id / phone; amount equals the sum of the lines."""
+
+    model_config = ConfigDict(extra="forbid")
+    order_id: DocId
+    member_id: MemberId | None = None
+    phone: Phone | None = None
+    store_id: StoreId
+    channel: Channel
+    paid_at: AwareDatetime
+    amount: Fen
+    items: list[OrderLine] = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _rules(self) -> OrderInput:
+        if (self.member_id is None) == (self.phone is None):
+            raise ValueError("give exactly one of member_id or phone")
+        if sum(i.amount for i in self.items) != self.amount:
+            raise ValueError("amount must equal the sum of the item amounts")
+        now = clock.now()
+        if self.paid_at > now + MAX_CLOCK_SKEW or self.paid_at < now - MAX_BACKDATE:
+            raise ValueError("paid_at must be within the last 90 days and not in the future")
+        # Stored (and so answered on replay) in business time to the millisecond: normalise now so the
+        # first answer and every replay are the same bytes.
+        local = self.paid_at.astimezone(clock.BUSINESS_TZ)
+        self.paid_at = local.replace(microsecond=local.microsecond // 1000 * 1000)
+        return self
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class RefundLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=64)
+    qty: StrictInt = Field(ge=1, le=100_000)
+    amount: Fen
+
+
+class RefundInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refund_id: DocId
+    amount: Annotated[StrictInt, Field(ge=1, le=10_000_000_000)]
+    items: list[RefundLine] | None = Field(default=None, max_length=200)
+
+    @model_validator(mode="after")
+    def _sum(self) -> RefundInput:
+        if self.items is not None and sum(i.amount for i in self.items) != self.amount:
+            raise ValueError("amount must equal the sum of the refunded item amounts")
+        return self
+
+
+class Order(BaseModel):
+    """An order as stored (and answered)."""
+
+    order_id: str
+    member_id: str | None
+    guest: bool
+    store_id: str
+    channel: Channel
+    paid_at: datetime
+    amount: int
+    items: list[OrderLine]
+    points_earned: int
+    debt_paid: int
+    breakdown: dict[str, Any] | None
+    balance_after: int | None
+    tier_before: str | None
+    tier_after: str | None
+    refunded_amount: int = 0
+    points_reversed: int = 0
+    fingerprint: str
+    lot_id: str | None = None
+    lot_expires_on: str | None = None
+    guest_phone_hash: str | None = None  # a guest order, attached when that phone registers
+    attached_at: datetime | None = None
+    created_at: datetime

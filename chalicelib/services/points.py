@@ -1,0 +1,299 @@
+"""Spending, cancelling, adjusting and expiring points; the points and tier views."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from ..domain import clock
+from ..domain.access import Principal, Role, require_self, require_store
+from ..domain.errors import Conflict, DocumentExists, Forbidden, Invalid, NotFound
+from ..domain.ids import new_id
+from ..domain.ledger import Change, Document, LedgerEntry, Lot
+from ..domain.points import InsufficientPoints, LotView, expires_on, pay_debt, plan_consumption
+from ..observability import audit as audit_line
+from ..observability import metrics
+from . import program
+from .ledger_common import fingerprint, live_member, optimistic
+from .orders import progress
+from .ports import LedgerRepository, StoreRepository
+
+
+def _replay(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, print_: str) -> dict[str, Any] | None:
+    done = ledger.get_document(kind, owner, doc_id)
+    if done is None:
+        return None
+    if done["fingerprint"] != print_:
+        raise Conflict(f"{kind}_id already used for a different request", code=f"{kind}_id_reused",
+                       details={f"{kind}_id": doc_id})
+    return done["answer"]
+
+
+def _idempotent(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, print_: str,
+                attempt: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """Replay first (a retried redemption must not be judged against the balance it already spent), then
+    do it; a concurrent twin that wins the document's key turns into a replay too."""
+    previous = _replay(ledger, kind, owner, doc_id, print_)
+    if previous is not None:
+        return previous, False
+    try:
+        return optimistic(attempt), True
+    except DocumentExists:
+        answer = _replay(ledger, kind, owner, doc_id, print_)
+        if answer is None:
+            raise
+        return answer, False
+
+
+# ---- redemptions ------------------------------------------------------------------------------------------
+def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_id: str | None, actor: Principal,
+           ledger: LedgerRepository, stores: StoreRepository) -> tuple[dict[str, Any], bool]:
+    """Spend points, soonest-expiring lots first; insufficient points is a 409 and changes nothing."""
+    require_self(actor, member_id)
+    if actor.role is not Role.MEMBER:
+        if store_id is None:
+            raise Invalid("store_id is required at the counter", code="validation_error",
+                          details=[{"loc": ["body", "store_id"], "msg": "required for staff"}])
+    if store_id is not None:
+        store = stores.get(store_id)
+        if store is None:
+            raise Invalid("unknown store", code="unknown_store",
+                          details=[{"loc": ["body", "store_id"], "msg": "no such store"}])
+        if actor.role is not Role.MEMBER:
+            require_store(actor, store.store_id, store.region_id)
+    print_ = fingerprint({"points": points, "reason": reason, "store_id": store_id})
+
+    def attempt() -> dict[str, Any]:
+        _, state = live_member(ledger, member_id)
+        mid = state.member_id
+        now = clock.now()
+        today = clock.business_day(now)
+        lots = ledger.lots(mid, today)
+        spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
+        if points > spendable:
+            raise Conflict("not enough points", code="insufficient_points",
+                           details={"balance": max(spendable, state.balance), "requested": points})
+        try:
+            plan = plan_consumption([LotView(lot.lot_id, lot.expires_on, lot.remaining) for lot in lots], points, today)
+        except InsufficientPoints as short:
+            raise Conflict("not enough points", code="insufficient_points",
+                           details={"balance": short.available, "requested": points}) from None
+        if len(plan) > 90:
+            raise Conflict("points are spread over too many lots for one redemption; redeem less at once",
+                           code="too_many_lots", details={"lots": len(plan)})
+        by_id = {lot.lot_id: lot for lot in lots}
+        spent = state.evolve(version=state.version + 1, available=state.available - points)
+        takes = [{"lot_id": view.lot_id, "expires_on": view.expires_on.isoformat(), "points": take}
+                 for view, take in plan]
+        answer = {"redemption_id": redemption_id, "member_id": mid, "points": points, "reason": reason,
+                  "store_id": store_id, "status": "active", "lots": takes, "balance": spent.balance,
+                  "created_at": clock.iso(now)}
+        ledger.apply(Change(
+            member_id=mid, state=spent, expected_version=state.version,
+            updated_lots=[(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan],
+            entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="redemption", points=-points,
+                                 balance_after=spent.balance, ref=redemption_id,
+                                 detail={"reason": reason, "store_id": store_id, "lots": takes})],
+            documents=[Document(kind="redemption", owner=mid, doc_id=redemption_id,
+                                body={"fingerprint": print_, "answer": answer})]))
+        return answer
+
+    answer, created = _idempotent(ledger, "redemption", member_id, redemption_id, print_, attempt)
+    if created:
+        metrics.add_metric(name="PointsRedeemed", unit="Count", value=points)
+    return answer, created
+
+
+def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
+                      ledger: LedgerRepository) -> tuple[dict[str, Any], bool]:
+    """Re-credit the original lots with their original expiry; points of lots that expired meanwhile
+    stay expired. A second cancel answers the first one's result."""
+    require_self(actor, member_id)
+    _, state0 = live_member(ledger, member_id)
+    mid = state0.member_id
+    original = ledger.get_document("redemption", mid, redemption_id)
+    if original is None:
+        raise NotFound("redemption not found", code="redemption_not_found", details={"redemption_id": redemption_id})
+    print_ = fingerprint({"cancel": redemption_id})
+
+    def attempt() -> dict[str, Any]:
+        _, state = live_member(ledger, mid)
+        now = clock.now()
+        today = clock.business_day(now)
+        credited = lapsed = 0
+        updated: list[tuple[Lot, int]] = []
+        for take in original["answer"]["lots"]:
+            lot = ledger.lot(mid, date.fromisoformat(take["expires_on"]), take["lot_id"])
+            if lot is None:
+                continue
+            if lot.status == "active" and lot.expires_on >= today:
+                updated.append((lot.evolve(remaining=lot.remaining + take["points"]), lot.remaining))
+                credited += take["points"]
+            else:
+                lapsed += take["points"]
+        restored = state.evolve(version=state.version + 1, available=state.available + credited)
+        answer = {**original["answer"], "status": "cancelled", "recredited": credited, "expired": lapsed,
+                  "balance": restored.balance, "cancelled_at": clock.iso(now)}
+        ledger.apply(Change(
+            member_id=mid, state=restored, expected_version=state.version, updated_lots=updated,
+            entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="redemption_cancel", points=credited,
+                                 balance_after=restored.balance, ref=redemption_id,
+                                 detail={"recredited": credited, "stayed_expired": lapsed})],
+            documents=[Document(kind="redemption_cancel", owner=mid, doc_id=redemption_id,
+                                body={"fingerprint": print_, "answer": answer})]))
+        return answer
+
+    return _idempotent(ledger, "redemption_cancel", mid, redemption_id, print_, attempt)
+
+
+# ---- adjustments ------------------------------------------------------------------------------------------
+def adjust(member_id: str, adjustment_id: str, points: int, reason: str, actor: Principal,
+           ledger: LedgerRepository) -> tuple[dict[str, Any], bool]:
+    """HQ correction. A credit is a new lot (paying any debt first); a debit spends lots and whatever is
+    missing becomes owed points. Audited."""
+    if actor.role is not Role.HQ:
+        raise Forbidden("only HQ adjusts points", code="role_not_allowed")
+    print_ = fingerprint({"points": points, "reason": reason})
+    rules = program.rules(ledger)
+
+    def attempt() -> dict[str, Any]:
+        _, state = live_member(ledger, member_id)
+        mid = state.member_id
+        now = clock.now()
+        today = clock.business_day(now)
+        change = Change(member_id=mid)
+        if points > 0:
+            lot_points, debt_paid = pay_debt(points, state.owed)
+            if lot_points:
+                change.new_lots.append(Lot(lot_id=new_id(), member_id=mid, source="adjustment", ref=adjustment_id,
+                                           earned_on=today, expires_on=expires_on(today, rules), original=lot_points,
+                                           remaining=lot_points))
+            new = state.evolve(version=state.version + 1, available=state.available + lot_points,
+                               owed=state.owed - debt_paid)
+        else:
+            lots = ledger.lots(mid, today)
+            usable = sum(lot.remaining for lot in lots if lot.expires_on >= today)
+            take_total = min(-points, usable)
+            plan = plan_consumption([LotView(x.lot_id, x.expires_on, x.remaining) for x in lots], take_total, today) \
+                if take_total else []
+            by_id = {x.lot_id: x for x in lots}
+            change.updated_lots = [(by_id[v.lot_id].evolve(remaining=v.remaining - t), v.remaining) for v, t in plan]
+            new = state.evolve(version=state.version + 1, available=state.available - take_total,
+                               owed=state.owed + (-points - take_total))
+        answer = {"adjustment_id": adjustment_id, "member_id": mid, "points": points, "reason": reason,
+                  "balance": new.balance, "owed": new.owed, "by": actor.sub, "created_at": clock.iso(now)}
+        change.state, change.expected_version = new, (state.version or None)
+        change.entries.append(LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="adjustment", points=points,
+                                          balance_after=new.balance, ref=adjustment_id,
+                                          detail={"reason": reason, "by": actor.sub}))
+        change.documents.append(Document(kind="adjustment", owner=mid, doc_id=adjustment_id,
+                                         body={"fingerprint": print_, "answer": answer}))
+        ledger.apply(change)
+        return answer
+
+    answer, created = _idempotent(ledger, "adjustment", member_id, adjustment_id, print_, attempt)
+    if created:
+        audit_line("points.adjusted", actor=actor.sub, role=actor.role.value, member_id=answer["member_id"],
+                   adjustment_id=adjustment_id, points=points)
+    return answer, created
+
+
+# ---- expiry (scheduled) -----------------------------------------------------------------------------------
+# Orders may be posted up to 90 days late, so a lot can be born already past its last day; the look-back
+# covers that and any nights the job missed. An empty day is one cheap query.
+EXPIRY_LOOKBACK_DAYS = 100
+
+
+def expire_due(ledger: LedgerRepository, today: date, lookback_days: int = EXPIRY_LOOKBACK_DAYS) -> dict[str, int]:
+    """Expire every lot whose last valid day is before `today` (found through the sparse expiry index),
+    then write the 'points expiring soon' facts."""
+    lots_expired = points_expired = 0
+    for back in range(lookback_days, 0, -1):
+        day = today - timedelta(days=back)
+        while True:
+            due = ledger.due_lots(day)
+            if not due:
+                break
+            for lot in due:
+                points_expired += _expire_lot(ledger, lot, today)
+                lots_expired += 1
+    facts = _expiring_soon_facts(ledger, today)
+    metrics.add_metric(name="PointsExpired", unit="Count", value=points_expired)
+    return {"lots_expired": lots_expired, "points_expired": points_expired, "expiring_soon_facts": facts}
+
+
+def _expire_lot(ledger: LedgerRepository, due: Lot, today: date) -> int:
+    def attempt() -> int:
+        lot = ledger.lot(due.member_id, due.expires_on, due.lot_id)
+        if lot is None or lot.status != "active" or lot.expires_on >= today:
+            return 0
+        _, state = live_member(ledger, lot.member_id)  # a lot of a merged-away member counts for the survivor
+        now = clock.now()
+        new = state.evolve(version=state.version + 1, available=state.available - lot.remaining)
+        ledger.apply(Change(
+            member_id=lot.member_id, state=new, expected_version=state.version,
+            updated_lots=[(lot.evolve(remaining=0, expired=lot.expired + lot.remaining, status="expired"),
+                           lot.remaining)],
+            entries=[LedgerEntry(entry_id=new_id(), member_id=lot.member_id, at=now, kind="expiry",
+                                 points=-lot.remaining, balance_after=new.balance, ref=lot.lot_id,
+                                 detail={"expires_on": lot.expires_on.isoformat(),
+                                         "earned_on": lot.earned_on.isoformat()})]))
+        return lot.remaining
+
+    return optimistic(attempt)
+
+
+def _expiring_soon_facts(ledger: LedgerRepository, today: date) -> int:
+    """One 'points_expiring' fact per member for the lots that expire in N days (written once per date)."""
+    day = today + timedelta(days=program.rules(ledger).expiring_soon_days)
+    totals: dict[str, int] = {}
+    for lot in ledger.due_lots(day, limit=10_000):
+        totals[lot.member_id] = totals.get(lot.member_id, 0) + lot.remaining
+    for member_id, pts in totals.items():
+        try:
+            ledger.apply(Change(member_id=member_id, documents=[Document(
+                kind="fact", owner=member_id, doc_id=f"points_expiring#{day.isoformat()}",
+                body={"type": "points_expiring", "points": pts, "expires_on": day.isoformat(),
+                      "expires_after": day.isoformat()})]))
+        except DocumentExists:
+            pass  # already told on an earlier run for this date
+    return len(totals)
+
+
+# ---- views ------------------------------------------------------------------------------------------------
+def points_view(member_id: str, actor: Principal, ledger: LedgerRepository, cursor: str | None,
+                limit: int) -> dict[str, Any]:
+    require_self(actor, member_id)
+    _, state = live_member(ledger, member_id)
+    now = clock.now()
+    today = clock.business_day(now)
+    horizon = today + timedelta(days=program.rules(ledger).expiring_soon_days)
+    soon: dict[str, int] = {}
+    for lot in ledger.lots(state.member_id, today):
+        if lot.expires_on <= horizon and lot.remaining > 0:
+            soon[lot.expires_on.isoformat()] = soon.get(lot.expires_on.isoformat(), 0) + lot.remaining
+    entries, next_cursor = ledger.ledger(state.member_id, cursor, limit)
+    return {"member_id": state.member_id, "balance": state.balance, "available": state.available,
+            "owed": state.owed, "expiring_soon": [{"date": d, "points": p} for d, p in sorted(soon.items())],
+            "ledger": {"items": entries, "next_cursor": next_cursor}}
+
+
+def tier_view(member_id: str, actor: Principal, ledger: LedgerRepository) -> dict[str, Any]:
+    require_self(actor, member_id)
+    _, state = live_member(ledger, member_id)
+    tiers = program.tiers(ledger)
+    current = tiers.get(state.tier)
+    have = progress(state, tiers, clock.now())
+    nxt = tiers.tiers[tiers.index(current.tier_id) + 1] if tiers.index(current.tier_id) + 1 < len(tiers.tiers) else None
+    missing = max(0, nxt.threshold - have) if nxt else None
+    if nxt is None:
+        message = f"已是最高等级 {current.name}"
+    elif tiers.basis == "spend":
+        message = f"再消费 ¥{missing / 100:.2f} 升级{nxt.name}"
+    else:
+        message = f"再下 {missing} 单升级{nxt.name}"
+    return {"member_id": state.member_id, "tier": current, "basis": tiers.basis, "progress": have,
+            "since": state.tier_since,
+            "next_tier": {"tier_id": nxt.tier_id, "name": nxt.name, "threshold": nxt.threshold, "missing": missing}
+            if nxt else None,
+            "message": message}

@@ -1,0 +1,239 @@
+"""Orders, lots, ledger entries, redemptions, refunds, program configuration and daily rollups in DynamoDB.
+
+One use case = one `Change` = one TransactWriteItems (see domain/ledger.Change)."""
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, datetime
+from typing import Any
+
+from ..domain import clock
+from ..domain.errors import DocumentExists, StaleRead
+from ..domain.ledger import Change, LedgerEntry, Lot, MemberState
+from ..domain.orders import Order
+from . import keys
+from .db import Db, TxCancelled, decode_cursor, encode_cursor
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class DynamoLedgerRepository:
+    """Program configuration is read on every order; it is cached per container for CONFIG_SECONDS (an
+    HQ edit reaches every container within a minute; the writing container at once)."""
+
+    CONFIG_SECONDS = 60.0
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        self._config: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    # ---- configuration -----------------------------------------------------------------------------
+    def load_config(self, name: str) -> dict[str, Any] | None:
+        cached = self._config.get(name)
+        if cached and time.monotonic() - cached[0] < self.CONFIG_SECONDS:
+            return cached[1]
+        item = self.db.get(keys.config_key(name), consistent=False)
+        body = json.loads(item["body"]) if item else None
+        self._config[name] = (time.monotonic(), body)
+        return body
+
+    def save_config(self, name: str, body: dict[str, Any], actor: str) -> None:
+        self.db.put({**keys.config_key(name), "type": "config", "body": json.dumps(body, ensure_ascii=False),
+                     "updated_by": actor, "updated_at": clock.iso(clock.now())})
+        self._config[name] = (time.monotonic(), body)
+
+    # ---- reads -------------------------------------------------------------------------------------
+    def load_member(self, member_id: str) -> tuple[dict[str, Any] | None, MemberState]:
+        """Profile and points state in ONE query (both sort keys start with PROFILE)."""
+        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                                 values={":pk": keys.member_pk(member_id), ":p": keys.PROFILE}, ConsistentRead=True)
+        profile = next((i for i in items if i["sk"] == keys.PROFILE), None)
+        state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
+        return profile, (state_from_item(state) if state else MemberState(member_id=member_id))
+
+    def lots(self, member_id: str, valid_on: date) -> list[Lot]:
+        """Lots still valid on `valid_on` (expired ones sort before it and are not read at all)."""
+        return [_lot(i) for i in self.db.query_all(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+            values={":pk": keys.member_pk(member_id), ":from": keys.lot_sk_from(valid_on),
+                    ":to": keys.LOT_PREFIX + "~"},
+            ConsistentRead=True)]
+
+    def all_lots(self, member_id: str) -> list[Lot]:
+        return [_lot(i) for i in self.db.query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            values={":pk": keys.member_pk(member_id), ":p": keys.LOT_PREFIX}, ConsistentRead=True)]
+
+    def lot(self, member_id: str, expires_on: date, lot_id: str) -> Lot | None:
+        item = self.db.get(keys.lot_key(member_id, expires_on, lot_id))
+        return _lot(item) if item else None
+
+    def due_lots(self, day: date, limit: int = 500) -> list[Lot]:
+        items, _ = self.db.query(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
+                                 values={":p": keys.expiry_bucket(day)}, Limit=limit)
+        return [_lot(i) for i in items]
+
+    def get_order(self, order_id: str) -> Order | None:
+        item = self.db.get(keys.order_key(order_id))
+        return _order(item) if item else None
+
+    def member_orders(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[Order], str | None]:
+        pk = keys.member_orders_pk(member_id)
+        start = decode_cursor(cursor, expect={"gsi1pk": pk})
+        items, last = self.db.query(IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
+                                    values={":p": pk}, ScanIndexForward=False, Limit=limit, start=start)
+        return [_order(i) for i in items], encode_cursor(last)
+
+    def ledger(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
+        pk = keys.member_pk(member_id)
+        start = decode_cursor(cursor, expect={"pk": pk})
+        items, last = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                                    values={":pk": pk, ":p": keys.LEDGER_PREFIX}, ScanIndexForward=False,
+                                    Limit=limit, start=start)
+        return [_entry(i) for i in items], encode_cursor(last)
+
+    def all_entries(self, member_id: str) -> list[LedgerEntry]:
+        return [_entry(i) for i in self.db.query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            values={":pk": keys.member_pk(member_id), ":p": keys.LEDGER_PREFIX}, ConsistentRead=True)]
+
+    def get_document(self, kind: str, owner: str, doc_id: str) -> dict[str, Any] | None:
+        item = self.db.get(keys.document_key(kind, owner, doc_id))
+        return json.loads(item["body"]) if item else None
+
+    # ---- the one write -----------------------------------------------------------------------------
+    def apply(self, change: Change) -> None:
+        tx = self.db.tx()
+        kinds: dict[int, str] = {}
+        if change.state is not None:
+            new = change.state
+            item = state_item(new)
+            if change.expected_version is None:
+                kinds[tx.put(item, condition="attribute_not_exists(pk)")] = "state"
+            else:
+                kinds[tx.put(item, condition="version = :v", values={":v": change.expected_version})] = "state"
+        for lot in change.new_lots:
+            kinds[tx.put(_lot_item(lot), condition="attribute_not_exists(pk)")] = "lot"
+        for lot, remaining_before in change.updated_lots:
+            kinds[tx.put(_lot_item(lot), condition="remaining = :r", values={":r": remaining_before})] = "lot"
+        for entry in change.entries:
+            tx.put(_entry_item(entry))
+        if change.order is not None:
+            kinds[tx.put(_order_item(change.order), condition="attribute_not_exists(pk)")] = "order"
+        if change.order_refund is not None:
+            order_id, before, after, reversed_after = change.order_refund
+            kinds[tx.update(keys.order_key(order_id), "SET refunded_amount = :a, points_reversed = :p",
+                            condition="refunded_amount = :b",
+                            values={":a": after, ":b": before, ":p": reversed_after})] = "order_state"
+        for doc in change.documents:
+            item = {**keys.document_key(doc.kind, doc.owner, doc.doc_id), "type": doc.kind,
+                    "body": json.dumps(doc.body, ensure_ascii=False, default=str, separators=(",", ":"))}
+            kinds[tx.put(item, condition="attribute_not_exists(pk)")] = doc.kind
+        for store_id, day, deltas in change.rollups:
+            names = {f"#f{i}": f for i, f in enumerate(deltas)}
+            values = {f":d{i}": v for i, v in enumerate(deltas.values())}
+            tx.update(keys.store_day_key(store_id, day), "ADD " + ", ".join(f"#f{i} :d{i}" for i in range(len(deltas))),
+                      names=names, values=values)
+        for member_id_event, (etype, data) in [(change.member_id, e) for e in change.events]:
+            at = clock.now()
+            tx.put({**keys.event_key(member_id_event or "-", clock.iso(at)), "type": "event", "event_type": etype,
+                    "member_id": member_id_event, "at": clock.iso(at),
+                    "data": json.dumps(data, ensure_ascii=False, default=str)})
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            failed = [kinds.get(i, "?") for i, r in enumerate(cancelled.reasons) if r == "ConditionalCheckFailed"]
+            documents = [k for k in failed if k not in ("state", "lot", "order_state")]
+            if documents:
+                raise DocumentExists(documents[0]) from None
+            raise StaleRead() from None
+
+
+# ---- mapping ----------------------------------------------------------------------------------------------
+def _compact(value: Any) -> str:
+    """Nested data as compact JSON text: smaller than a DynamoDB map, and every byte is a write unit."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def state_item(s: MemberState) -> dict[str, Any]:
+    return {
+        "pk": keys.member_pk(s.member_id), "sk": keys.MEMBER_STATE, "type": "member_state", "member_id": s.member_id,
+        "version": s.version, "available": s.available, "owed": s.owed, "tier": s.tier, "tier_base": s.tier_base,
+        "tier_since": clock.iso(s.tier_since) if s.tier_since else None, "tier_upgrade_order": s.tier_upgrade_order,
+        "spend_months": s.spend_months, "orders_months": s.orders_months, "order_count": s.order_count,
+        "lifetime_spend": s.lifetime_spend, "lifetime_earned": s.lifetime_earned,
+        "first_purchase_at": clock.iso(s.first_purchase_at) if s.first_purchase_at else None,
+        "last_purchase_at": clock.iso(s.last_purchase_at) if s.last_purchase_at else None,
+        "stores": set(s.stores) or None, "categories": s.categories,
+    }
+
+
+def state_from_item(i: dict[str, Any]) -> MemberState:
+    return MemberState(
+        member_id=i["member_id"], version=i["version"], available=i["available"], owed=i["owed"],
+        tier=i.get("tier"), tier_base=i.get("tier_base"), tier_since=_dt(i.get("tier_since")),
+        tier_upgrade_order=i.get("tier_upgrade_order"), spend_months=i.get("spend_months", {}),
+        orders_months=i.get("orders_months", {}), order_count=i.get("order_count", 0),
+        lifetime_spend=i.get("lifetime_spend", 0), lifetime_earned=i.get("lifetime_earned", 0),
+        first_purchase_at=_dt(i.get("first_purchase_at")), last_purchase_at=_dt(i.get("last_purchase_at")),
+        stores=frozenset(i.get("stores", ())), categories=i.get("categories", {}))
+
+
+def _lot_item(lot: Lot) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        **keys.lot_key(lot.member_id, lot.expires_on, lot.lot_id), "type": "lot", "lot_id": lot.lot_id,
+        "member_id": lot.member_id, "source": lot.source, "ref": lot.ref, "earned_on": lot.earned_on.isoformat(),
+        "expires_on": lot.expires_on.isoformat(), "original": lot.original, "remaining": lot.remaining,
+        "expired": lot.expired, "forgiven": lot.forgiven, "clawed": lot.clawed, "owed": lot.owed, "status": lot.status,
+    }
+    if lot.remaining > 0 and lot.status == "active":  # sparse: only lots with points left wait for the sweep
+        item.update(gsi2pk=keys.expiry_bucket(lot.expires_on), gsi2sk=f"{lot.member_id}#{lot.lot_id}")
+    return item
+
+
+def _lot(i: dict[str, Any]) -> Lot:
+    return Lot(lot_id=i["lot_id"], member_id=i["member_id"], source=i["source"], ref=i["ref"],
+               earned_on=date.fromisoformat(i["earned_on"]), expires_on=date.fromisoformat(i["expires_on"]),
+               original=i["original"], remaining=i["remaining"], expired=i.get("expired", 0),
+               forgiven=i.get("forgiven", 0), clawed=i.get("clawed", 0), owed=i.get("owed", 0),
+               status=i.get("status", "active"))
+
+
+def _entry_item(e: LedgerEntry) -> dict[str, Any]:
+    return {**keys.ledger_key(e.member_id, clock.iso(e.at), e.entry_id), "type": "ledger", "entry_id": e.entry_id,
+            "member_id": e.member_id, "at": clock.iso(e.at), "kind": e.kind, "points": e.points,
+            "balance_after": e.balance_after, "ref": e.ref,
+            "detail": _compact(e.detail) if e.detail else None}
+
+
+def _entry(i: dict[str, Any]) -> LedgerEntry:
+    return LedgerEntry(entry_id=i["entry_id"], member_id=i["member_id"], at=datetime.fromisoformat(i["at"]),
+                       kind=i["kind"], points=i["points"], balance_after=i["balance_after"], ref=i["ref"],
+                       detail=json.loads(i["detail"]) if i.get("detail") else {})
+
+
+def _order_item(o: Order) -> dict[str, Any]:
+    item = {**keys.order_key(o.order_id), "type": "order",
+            **o.model_dump(mode="json", exclude={"items", "breakdown", "paid_at", "created_at", "attached_at"}),
+            "paid_at": clock.iso(o.paid_at), "created_at": clock.iso(o.created_at),
+            "attached_at": clock.iso(o.attached_at) if o.attached_at else None,
+            "items": _compact([i.model_dump(mode="json") for i in o.items]),
+            "breakdown": _compact(o.breakdown) if o.breakdown else None}
+    if o.member_id:
+        item.update(gsi1pk=keys.member_orders_pk(o.member_id), gsi1sk=f"{clock.iso(o.paid_at)}#{o.order_id}")
+    elif o.guest_phone_hash:  # guest orders wait in the lookup index under their phone, for the attach
+        item.update(gsi1pk=keys.guest_orders_pk(o.guest_phone_hash), gsi1sk=f"{clock.iso(o.paid_at)}#{o.order_id}")
+    return item
+
+
+def _order(i: dict[str, Any]) -> Order:
+    data = {k: v for k, v in i.items() if k not in ("pk", "sk", "type", "gsi1pk", "gsi1sk")}
+    data["items"] = json.loads(i["items"])
+    data["breakdown"] = json.loads(i["breakdown"]) if i.get("breakdown") else None
+    for optional in ("member_id", "balance_after", "tier_before", "tier_after", "lot_id", "lot_expires_on",
+                     "guest_phone_hash", "attached_at"):
+        data.setdefault(optional, None)
+    return Order.model_validate(data)

@@ -1,0 +1,58 @@
+"""The daily expiry job: lots past their last valid day expire through the index, exactly once."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from chalicelib import bootstrap
+from chalicelib.cli import _LocalContext
+from chalicelib.domain import clock
+from functions.points_expiry import handler
+from tests.ledger_support import order, plain_day
+from tests.support import registration
+
+
+def test_expired_lots_leave_the_balance_once_and_facts_are_written(stack, fresh_table, api, tokens):
+    hq = tokens.hq()
+    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
+    # points valid one month from the earning day
+    rules = api.get("/points/rules", hq)[1]
+    rules["expiry"] = {"mode": "months_after", "months": 1}
+    assert api.put("/points/rules", rules, hq)[0] == 200
+    staff = tokens.staff(stores=["sh-001"])
+    member = api.post("/members", registration(), staff)[1]["member_id"]
+    api.post("/orders", order(member, amount=10_000, paid_at=plain_day(45)), staff)  # expired ~2 weeks ago
+    fresh = order(member, amount=5_000, paid_at=plain_day(1))  # expires in ~a month
+    api.post("/orders", fresh, staff)
+    assert api.get(f"/members/{member}/points", hq)[1]["balance"] == 150
+
+    today = clock.business_day(clock.now())
+    result = handler({"date": today.isoformat()}, _LocalContext("points-expiry"))
+    assert result["points_expired"] == 100 and result["lots_expired"] == 1
+    view = api.get(f"/members/{member}/points", hq)[1]
+    assert view["balance"] == 50 and view["ledger"]["items"][0]["kind"] == "expiry"
+    assert handler({"date": today.isoformat()}, _LocalContext("points-expiry"))["points_expired"] == 0  # once
+
+    # the remaining lot is reported as expiring soon, and a fact is written for the day it will lapse
+    lot_day = view["expiring_soon"][0]["date"]
+    assert view["expiring_soon"] == [{"date": lot_day, "points": 50}]
+    days_before = (clock.business_day(clock.now()).fromisoformat(lot_day) - today).days
+    rules["expiring_soon_days"] = days_before
+    api.put("/points/rules", rules, hq)
+    assert handler({"date": today.isoformat()}, _LocalContext("points-expiry"))["expiring_soon_facts"] == 1
+    fact = bootstrap.ledger().get_document("fact", member, f"points_expiring#{lot_day}")
+    assert fact["points"] == 50 and fact["type"] == "points_expiring"
+
+
+def test_refund_after_expiry_does_not_claw_back_expired_points(stack, fresh_table, api, tokens):
+    hq = tokens.hq()
+    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
+    rules = api.get("/points/rules", hq)[1]
+    rules["expiry"] = {"mode": "months_after", "months": 1}
+    api.put("/points/rules", rules, hq)
+    staff = tokens.staff(stores=["sh-001"])
+    member = api.post("/members", registration(), staff)[1]["member_id"]
+    old = order(member, amount=10_000, paid_at=plain_day(45))
+    api.post("/orders", old, staff)
+    handler({"date": (clock.business_day(clock.now()) + timedelta(days=0)).isoformat()}, _LocalContext("x"))
+    _, refund = api.post(f"/orders/{old['order_id']}/refunds", {"refund_id": "r", "amount": 10_000}, staff)
+    assert (refund["points_forgiven"], refund["points_owed"], refund["balance"]) == (100, 0, 0)
