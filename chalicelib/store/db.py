@@ -15,12 +15,16 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from ..domain.errors import Invalid, Unavailable
 
 _ser = TypeSerializer()
 _deser = TypeDeserializer()
+
+# Timeouts and dropped connections after botocore's own retries: the outcome of a write is unknown.
+TRANSPORT_ERRORS = (ReadTimeoutError, BotoConnectionError)
 
 THROTTLE_CODES = {
     "ProvisionedThroughputExceededException",
@@ -140,6 +144,10 @@ class Db:
             try:
                 self.client.transact_write_items(**params)
                 return
+            except TRANSPORT_ERRORS:
+                # The write may or may not have been applied: answer 503 and let the client retry the
+                # same request; the document ids make that retry a replay, never a second write.
+                raise Unavailable("the database did not answer in time; retry", code="db_timeout") from None
             except ClientError as err:
                 cancelled = _cancelled(err)
                 if cancelled is None:
@@ -155,6 +163,8 @@ class Db:
     def get(self, key: dict[str, str], consistent: bool = True) -> dict[str, Any] | None:
         try:
             resp = self.client.get_item(TableName=self.table, Key=to_item(key), ConsistentRead=consistent)
+        except TRANSPORT_ERRORS:
+            raise Unavailable("the database did not answer in time; retry", code="db_timeout") from None
         except ClientError as err:
             raise map_client_error(err) from err
         item = resp.get("Item")
@@ -169,6 +179,8 @@ class Db:
             params["ExclusiveStartKey"] = to_item(start)
         try:
             resp = self.client.query(TableName=self.table, **params)
+        except TRANSPORT_ERRORS:
+            raise Unavailable("the database did not answer in time; retry", code="db_timeout") from None
         except ClientError as err:
             raise map_client_error(err) from err
         last = resp.get("LastEvaluatedKey")
@@ -195,6 +207,8 @@ class Db:
             params["ExpressionAttributeValues"] = {k: to_attr(v) for k, v in values.items()}
         try:
             resp = self.client.update_item(**params)
+        except TRANSPORT_ERRORS:
+            raise Unavailable("the database did not answer in time; retry", code="db_timeout") from None
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return None
@@ -204,6 +218,8 @@ class Db:
     def put(self, item: dict[str, Any]) -> None:
         try:
             self.client.put_item(TableName=self.table, Item=to_item(item))
+        except TRANSPORT_ERRORS:
+            raise Unavailable("the database did not answer in time; retry", code="db_timeout") from None
         except ClientError as err:
             raise map_client_error(err) from err
 
