@@ -18,6 +18,7 @@ from typing import Any
 JOBS = {
     "merge-resume": "functions.merge_resume:handler",
     "points-expiry": "functions.points_expiry:handler",
+    "tier-review": "functions.tier_review:handler",
 }
 ROLES = ("member", "staff", "store_manager", "region_manager", "hq", "integration")
 

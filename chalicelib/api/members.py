@@ -6,9 +6,11 @@ from chalice import Blueprint
 from .. import bootstrap
 from ..domain import clock
 from ..domain.access import Role
+from ..domain.errors import DomainError
 from ..domain.members import MemberPatch, Registration
+from ..observability import logger
 from ..services import members as svc
-from ..services import program
+from ..services import orders, program
 from .routing import Call, Reply, route
 from .schemas import ErasedView, ExportView, MemberList, MemberView, MergeRequest, MergeView, PhoneQuery
 
@@ -26,7 +28,19 @@ SELF_OR_HQ = frozenset({Role.MEMBER, Role.HQ})
        summary="Register a member (or get the existing member holding that phone: 200)")
 def register_member(call: Call) -> Reply:
     member, created = svc.register(call.body, call.principal, bootstrap.members(), bootstrap.stores())
+    if attach_guest_orders_safely(member.member_id, call.body.phone):
+        member, _ = svc.view(member.member_id, call.principal, bootstrap.members())
     return Reply(MemberView.of(member, call.principal), 201 if created else 200)
+
+
+def attach_guest_orders_safely(member_id: str, phone: str) -> int:
+    """After the registration: credit the phone's recent guest orders. A failure here must not fail the
+    registration; the next registration answer for the phone retries it (the attach is idempotent)."""
+    try:
+        return orders.attach_guest_orders(member_id, phone, bootstrap.members(), bootstrap.ledger())
+    except DomainError as err:
+        logger.warning("guest order attach deferred", extra={"member_id": member_id, "code": err.code})
+        return 0
 
 
 @route(bp, "/members", "GET", tag=TAG, roles=REGISTRARS, query=PhoneQuery, response=MemberList, errors=(422,),
@@ -54,7 +68,8 @@ def patch_member(call: Call, member_id: str) -> MemberView:
        errors=(404, 409, 422), summary="Fold a duplicate member into this one (idempotent)")
 def merge_member(call: Call, member_id: str) -> MergeView:
     tiers = program.tiers(bootstrap.ledger())
-    record = svc.merge(member_id, call.body.source_member_id, call.principal, bootstrap.members(), tiers.index)
+    record = svc.merge(member_id, call.body.source_member_id, call.principal, bootstrap.members(), tiers.index,
+                       tiers.tiers[0].tier_id)
     return MergeView(**record.model_dump())
 
 

@@ -10,8 +10,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain.access import Principal, Role
+from ..domain.clock import business_day, now
 from ..domain.members import Channel, ConsentInput, Gender, Member, MemberId, MemberStatus, Phone
 from ..domain.phone import mask_phone
+from ..domain.points import rolling_total
 from ..domain.stores import Store
 
 PAGE_MAX = 100
@@ -47,8 +49,11 @@ class MemberView(_Out):
     tier: str | None = None
     points_balance: int = 0
     lifetime_spend_fen: int = 0
+    rolling_12m_spend_fen: int = 0
     order_count: int = 0
+    first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
+    favourite_categories: list[str] = Field(default_factory=list, description="by net spend, top 3")
     rfm_segment: str | None = None
     tags: list[str] = Field(default_factory=list)
     coupon_count: int = 0
@@ -62,7 +67,9 @@ class MemberView(_Out):
         s = m.state
         stats = {} if s is None else dict(
             tier=s.tier, points_balance=s.balance, lifetime_spend_fen=s.lifetime_spend, order_count=s.order_count,
-            last_purchase_at=s.last_purchase_at)
+            rolling_12m_spend_fen=rolling_total(s.spend_months, business_day(now())),
+            first_purchase_at=s.first_purchase_at, last_purchase_at=s.last_purchase_at,
+            favourite_categories=[c for c, v in sorted(s.categories.items(), key=lambda kv: -kv[1]) if v > 0][:3])
         return cls(member_id=m.member_id, status=m.status, phone=phone, name=m.name, gender=m.gender,
                    birthday=m.birthday, home_store_id=m.home_store_id, registration_channel=m.registration_channel,
                    channels=sorted(m.channels), stores_visited=sorted(m.stores_visited | (s.stores if s else set())),

@@ -1,6 +1,7 @@
 """WeChat mini-program sign-in and verified-phone binding."""
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from chalice import Blueprint
@@ -9,6 +10,7 @@ from .. import bootstrap
 from ..domain.access import Principal, Role
 from ..domain.clock import BUSINESS_TZ
 from ..services import identity
+from .members import attach_guest_orders_safely
 from .routing import Call, route
 from .schemas import MemberView, PhoneBinding, SessionView, WeChatLogin
 
@@ -39,4 +41,7 @@ def bind_phone(call: Call) -> SessionView:
     result = identity.bind_phone(call.principal, body.code, body.store_id,
                                  bool(body.consent and body.consent.marketing), bootstrap.wechat(),
                                  bootstrap.members(), bootstrap.stores(), bootstrap.tokens())
+    if result.member is not None and result.member.phone and \
+            attach_guest_orders_safely(result.member.member_id, result.member.phone):
+        result = replace(result, member=bootstrap.members().get(result.member.member_id))
     return _session(result)

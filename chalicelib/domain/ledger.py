@@ -21,6 +21,7 @@ class MemberState:
     tier_base: str | None = None  # the tier confirmed at the last re-evaluation: refunds never go below it
     tier_since: datetime | None = None
     tier_upgrade_order: str | None = None
+    reviewed_on: date | None = None  # last tier review applied: a re-run for that day changes nothing
     spend_months: dict[str, int] = field(default_factory=dict)  # business month -> net spend in fen
     orders_months: dict[str, int] = field(default_factory=dict)  # business month -> order count
     order_count: int = 0
@@ -80,6 +81,13 @@ class LotTake:
 
 
 @dataclass(frozen=True)
+class TierMarker:
+    """The member's entry in the tier review index: `tier` None removes it (back at the lowest tier)."""
+
+    tier: str | None
+
+
+@dataclass(frozen=True)
 class Document:
     """An idempotency document: a refund, redemption, its cancellation, an adjustment, a one-off fact.
     `owner` is the order id (refunds) or the member id (the rest)."""
@@ -106,6 +114,8 @@ class Change:
     updated_lots: list[tuple[Lot, int]] = field(default_factory=list)  # (new lot, remaining it had when read)
     entries: list[LedgerEntry] = field(default_factory=list)
     order: Order | None = None
+    order_claim: Order | None = None  # a guest order becoming the member's: replaces it if still a guest
+    tier_marker: TierMarker | None = None  # set when the tier changed
     order_refund: tuple[str, int, int, int] | None = None  # (order_id, refunded before, refunded after, reversed after)
     documents: list[Document] = field(default_factory=list)  # each must not exist yet
     rollups: list[tuple[str, date, dict[str, int]]] = field(default_factory=list)

@@ -114,7 +114,7 @@ def update(member_id: str, patch: MemberPatch, actor: Principal, members: Member
 
 
 def merge(target_id: str, source_id: str, actor: Principal, members: MemberRepository,
-          tier_rank: Callable[[str | None], int] = lambda _: 0) -> MergeRecord:
+          tier_rank: Callable[[str | None], int] = lambda _: 0, lowest_tier: str | None = None) -> MergeRecord:
     """Fold source into target. Step 1 (one transaction) redirects the source; then its items move in
     batches. A retry of the same merge answers the record (and finishes the move if it was interrupted)."""
     if target_id == source_id:
@@ -136,7 +136,7 @@ def merge(target_id: str, source_id: str, actor: Principal, members: MemberRepos
         if source.state is not None:  # the duplicate's points, debt and history join the survivor's
             folded = fold_states(target.state or MemberState(member_id=target_id), source.state, tier_rank)
         members.start_merge(target, source, record, _entry(actor, "member.merged", [f"merged_from:{source_id}"]),
-                            folded)
+                            folded, lowest_tier)
         metrics.add_metric(name="MemberMerged", unit="Count", value=1)
         audit_line("member.merge", actor=actor.sub, role=actor.role.value, member_id=target_id,
                    source_member_id=source_id)

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..domain import clock
 from ..domain.access import Principal, Role, require_store
 from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound
 from ..domain.ids import new_id
-from ..domain.ledger import Change, Document, LedgerEntry, Lot, MemberState
+from ..domain.ledger import Change, Document, LedgerEntry, Lot, MemberState, TierMarker
 from ..domain.orders import Order, OrderInput, RefundInput
 from ..domain.points import LotState, earn, expires_on, month_key, pay_debt, points_to_reverse, reverse, rolling_total
 from ..domain.program import PointsRules, TierProgram
@@ -43,12 +43,19 @@ def _order_fingerprint(cmd: OrderInput, members: MemberRepository) -> str:
 
 
 def progress(state: MemberState, tiers: TierProgram, now: datetime) -> int:
+    return progress_on(state, tiers, clock.business_day(now))
+
+
+def progress_on(state: MemberState, tiers: TierProgram, day: date) -> int:
+    """Tier progress: rolling-12-month spend (or order count), never the points balance."""
     buckets = state.spend_months if tiers.basis == "spend" else state.orders_months
-    return rolling_total(buckets, clock.business_day(now))
+    return rolling_total(buckets, day)
 
 
 def _earn_for(cmd: OrderInput, profile: dict[str, Any], state: MemberState, rules: PointsRules,
-              tiers: TierProgram, order_id: str, now: datetime) -> tuple[Change, Order]:
+              tiers: TierProgram, order_id: str, now: datetime, earned_on: date | None = None) -> tuple[Change, Order]:
+    """`earned_on` (default: the day it was paid) starts the lot's validity; attached guest orders start
+    it at the attach."""
     member_id = state.member_id
     day = clock.business_day(cmd.paid_at)
     tier_before = tiers.get(state.tier)
@@ -75,8 +82,10 @@ def _earn_for(cmd: OrderInput, profile: dict[str, Any], state: MemberState, rule
         grown = grown.evolve(tier=qualified.tier_id, tier_since=now, tier_upgrade_order=order_id)
     lot = None
     if lot_points > 0:
-        lot = Lot(lot_id=new_id(), member_id=member_id, source="order", ref=order_id, earned_on=day,
-                  expires_on=expires_on(day, rules), original=lot_points, remaining=lot_points)
+        start = earned_on or day
+        lot = Lot(lot_id=new_id(), member_id=member_id, source="order" if earned_on is None else "guest_attach",
+                  ref=order_id, earned_on=start, expires_on=expires_on(start, rules), original=lot_points,
+                  remaining=lot_points)
     order = Order(order_id=order_id, member_id=member_id, guest=False, store_id=cmd.store_id, channel=cmd.channel,
                   paid_at=cmd.paid_at, amount=cmd.amount, items=cmd.items, points_earned=breakdown.points,
                   debt_paid=debt_paid, breakdown=breakdown.as_dict(), balance_after=grown.balance,
@@ -92,7 +101,8 @@ def _earn_for(cmd: OrderInput, profile: dict[str, Any], state: MemberState, rule
         rollups=[(cmd.store_id, day, {"sales_fen": cmd.amount, "orders": 1, "member_orders": 1,
                                       "points_issued": breakdown.points})],
         events=[("tier_upgraded", {"from": tier_before.tier_id, "to": qualified.tier_id, "order_id": order_id})]
-        if upgraded else [])
+        if upgraded else [],
+        tier_marker=TierMarker(qualified.tier_id) if upgraded else None)
     return change, order
 
 
@@ -273,6 +283,7 @@ def _reverse_member(change: Change, order: Order, cmd: RefundInput, to_reverse: 
         if new_tier != shrunk.tier:
             change.events.append(("tier_reverted", {"from": shrunk.tier, "to": new_tier, "order_id": order.order_id}))
             shrunk = shrunk.evolve(tier=new_tier, tier_since=now, tier_upgrade_order=None)
+            change.tier_marker = TierMarker(new_tier if tiers.index(new_tier) > 0 else None)
             answer["tier_changed"] = True
     change.state, change.expected_version = shrunk, state.version
     change.entries.append(LedgerEntry(entry_id=new_id(), member_id=state.member_id, at=now, kind="refund",
@@ -298,3 +309,38 @@ def _less_categories(categories: dict[str, int], order: Order, cmd: RefundInput)
         result[line.category] = result.get(line.category, 0) - share
         left -= share
     return result
+
+
+# ---- guest orders -----------------------------------------------------------------------------------------
+GUEST_ATTACH_WINDOW = timedelta(days=30)
+
+
+def attach_guest_orders(member_id: str, phone: str, members: MemberRepository, ledger: LedgerRepository) -> int:
+    """Credit the guest orders of a phone that just registered (paid within the last 30 days), each once:
+    the order is claimed with a condition that it is still a guest order. The lot's expiry counts from
+    the attach. Safe to run again (every registration answer runs it, so a failed attach heals)."""
+    now = clock.now()
+    attached = 0
+    for guest in ledger.guest_orders(members.phone_hash(phone)):
+        if guest.paid_at < now - GUEST_ATTACH_WINDOW or guest.member_id:
+            continue
+
+        def attempt(guest: Order = guest) -> None:
+            profile, state = live_member(ledger, member_id)
+            cmd = OrderInput.model_construct(
+                order_id=guest.order_id, member_id=state.member_id, phone=None, store_id=guest.store_id,
+                channel=guest.channel, paid_at=guest.paid_at, amount=guest.amount, items=guest.items)
+            change, order = _earn_for(cmd, profile, state, program.rules(ledger), program.tiers(ledger),
+                                      guest.order_id, now, earned_on=clock.business_day(now))
+            change.order_claim = order.model_copy(update={"fingerprint": guest.fingerprint, "attached_at": now,
+                                                          "created_at": guest.created_at})
+            change.rollups = [(guest.store_id, clock.business_day(now), {"member_orders": 1,
+                                                                         "points_issued": order.points_earned})]
+            ledger.apply(change)
+
+        try:
+            optimistic(attempt)
+            attached += 1
+        except DocumentExists:
+            pass  # attached meanwhile by a concurrent registration answer
+    return attached

@@ -21,6 +21,9 @@ STORE_PREFIX = "STORE#"
 LOT_PREFIX = "LOT#"
 LEDGER_PREFIX = "LEDGER#"
 MEMBER_STATE = "PROFILE#STATE"  # next to PROFILE: one query reads both (begins_with PROFILE)
+TIER_MARKER = "PROFILE#TIER"  # exists while the member is above the lowest tier: the monthly review's index
+PROFILE_FAMILY_END = "PROFILE~"  # every PROFILE* item sorts before this: merges never move them
+TIER_SHARDS = 8
 
 GSI_LOOKUP = "gsi1"
 GSI_WORK = "gsi2"
@@ -119,6 +122,11 @@ def guest_orders_pk(phone_hash: str) -> str:
 
 def store_day_key(store_id: str, day: date) -> dict[str, str]:
     return {"pk": f"STORE#{store_id}", "sk": f"DAY#{day.isoformat()}"}
+
+
+def tier_shard(member_id: str, shards: int = TIER_SHARDS) -> str:
+    """gsi2 partition of a tiered member: spread over a few shards (the review reads them in turn)."""
+    return f"TIERED#{int(member_id[-1], 36) % shards}"
 
 
 def config_key(name: str) -> dict[str, str]:

@@ -54,6 +54,8 @@ class DynamoLedgerRepository:
         state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
         return profile, (state_from_item(state) if state else MemberState(member_id=member_id))
 
+    TIER_SHARDS = keys.TIER_SHARDS
+
     def lots(self, member_id: str, valid_on: date) -> list[Lot]:
         """Lots still valid on `valid_on` (expired ones sort before it and are not read at all)."""
         return [_lot(i) for i in self.db.query_all(
@@ -75,6 +77,15 @@ class DynamoLedgerRepository:
         items, _ = self.db.query(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
                                  values={":p": keys.expiry_bucket(day)}, Limit=limit)
         return [_lot(i) for i in items]
+
+    def guest_orders(self, phone_hash: str) -> list[Order]:
+        return [_order(i) for i in self.db.query_all(IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
+                                                     values={":p": keys.guest_orders_pk(phone_hash)})]
+
+    def tiered_members(self, shard: int) -> list[str]:
+        pk = f"TIERED#{shard}"
+        return [i["member_id"] for i in self.db.query_all(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
+                                                          values={":p": pk})]
 
     def get_order(self, order_id: str) -> Order | None:
         item = self.db.get(keys.order_key(order_id))
@@ -123,11 +134,21 @@ class DynamoLedgerRepository:
             tx.put(_entry_item(entry))
         if change.order is not None:
             kinds[tx.put(_order_item(change.order), condition="attribute_not_exists(pk)")] = "order"
+        if change.order_claim is not None:
+            kinds[tx.put(_order_item(change.order_claim), condition="guest = :t AND attribute_not_exists(member_id)",
+                         values={":t": True})] = "order_claim"
         if change.order_refund is not None:
             order_id, before, after, reversed_after = change.order_refund
             kinds[tx.update(keys.order_key(order_id), "SET refunded_amount = :a, points_reversed = :p",
                             condition="refunded_amount = :b",
                             values={":a": after, ":b": before, ":p": reversed_after})] = "order_state"
+        if change.tier_marker is not None and change.member_id:
+            marker = {"pk": keys.member_pk(change.member_id), "sk": keys.TIER_MARKER}
+            if change.tier_marker.tier is None:
+                tx.delete(marker)
+            else:
+                tx.put({**marker, "type": "tier_marker", "member_id": change.member_id, "tier": change.tier_marker.tier,
+                        "gsi2pk": keys.tier_shard(change.member_id), "gsi2sk": change.member_id})
         for doc in change.documents:
             item = {**keys.document_key(doc.kind, doc.owner, doc.doc_id), "type": doc.kind,
                     "body": json.dumps(doc.body, ensure_ascii=False, default=str, separators=(",", ":"))}
@@ -146,7 +167,7 @@ class DynamoLedgerRepository:
             self.db.commit(tx)
         except TxCancelled as cancelled:
             failed = [kinds.get(i, "?") for i, r in enumerate(cancelled.reasons) if r == "ConditionalCheckFailed"]
-            documents = [k for k in failed if k not in ("state", "lot", "order_state")]
+            documents = [k for k in failed if k not in ("state", "lot", "order_state")]  # order_claim: done already
             if documents:
                 raise DocumentExists(documents[0]) from None
             raise StaleRead() from None
@@ -163,6 +184,7 @@ def state_item(s: MemberState) -> dict[str, Any]:
         "pk": keys.member_pk(s.member_id), "sk": keys.MEMBER_STATE, "type": "member_state", "member_id": s.member_id,
         "version": s.version, "available": s.available, "owed": s.owed, "tier": s.tier, "tier_base": s.tier_base,
         "tier_since": clock.iso(s.tier_since) if s.tier_since else None, "tier_upgrade_order": s.tier_upgrade_order,
+        "reviewed_on": s.reviewed_on.isoformat() if s.reviewed_on else None,
         "spend_months": s.spend_months, "orders_months": s.orders_months, "order_count": s.order_count,
         "lifetime_spend": s.lifetime_spend, "lifetime_earned": s.lifetime_earned,
         "first_purchase_at": clock.iso(s.first_purchase_at) if s.first_purchase_at else None,
@@ -176,6 +198,7 @@ def state_from_item(i: dict[str, Any]) -> MemberState:
         member_id=i["member_id"], version=i["version"], available=i["available"], owed=i["owed"],
         tier=i.get("tier"), tier_base=i.get("tier_base"), tier_since=_dt(i.get("tier_since")),
         tier_upgrade_order=i.get("tier_upgrade_order"), spend_months=i.get("spend_months", {}),
+        reviewed_on=date.fromisoformat(i["reviewed_on"]) if i.get("reviewed_on") else None,
         orders_months=i.get("orders_months", {}), order_count=i.get("order_count", 0),
         lifetime_spend=i.get("lifetime_spend", 0), lifetime_earned=i.get("lifetime_earned", 0),
         first_purchase_at=_dt(i.get("first_purchase_at")), last_purchase_at=_dt(i.get("last_purchase_at")),

@@ -269,7 +269,7 @@ class DynamoMemberRepository:
 
     # ---- merge ---------------------------------------------------------------------------------------
     def start_merge(self, target: Member, source: Member, record: MergeRecord, audit: AuditEntry,
-                    folded: MemberState | None = None) -> None:
+                    folded: MemberState | None = None, folded_lowest: str | None = None) -> None:
         """Step 1, one transaction: tombstone + redirects + the merge record. After it, the source id and
         phone resolve to the target; the rest of the source's items move in batches (move_batch)."""
         tx = self.db.tx()
@@ -305,6 +305,10 @@ class DynamoMemberRepository:
                 tx.put(state_item(folded), condition="attribute_not_exists(pk)")
             tx.delete({"pk": keys.member_pk(sid), "sk": keys.MEMBER_STATE}, condition="version = :v",
                       values={":v": source.state.version})
+            tx.delete({"pk": keys.member_pk(sid), "sk": keys.TIER_MARKER})
+            if folded.tier and folded.tier != folded_lowest:
+                tx.put({"pk": keys.member_pk(tid), "sk": keys.TIER_MARKER, "type": "tier_marker", "member_id": tid,
+                        "tier": folded.tier, "gsi2pk": keys.tier_shard(tid), "gsi2sk": tid})
         self._audit(tx, tid, audit)
         try:
             self.db.commit(tx)
@@ -316,8 +320,8 @@ class DynamoMemberRepository:
         """Move up to MERGE_BATCH items of the source partition to the target, each as put+delete in the
         same transaction as the merge record's progress: a crash leaves every item in exactly one place."""
         # after the profile and its points state (which the merge folded, never moves)
-        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk > :state",
-                                 values={":pk": keys.member_pk(source_id), ":state": keys.MEMBER_STATE},
+        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk > :end",
+                                 values={":pk": keys.member_pk(source_id), ":end": keys.PROFILE_FAMILY_END},
                                  ConsistentRead=True, Limit=MERGE_BATCH)
         before, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk < :profile",
                                   values={":pk": keys.member_pk(source_id), ":profile": keys.PROFILE},

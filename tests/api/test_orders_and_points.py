@@ -212,3 +212,28 @@ def test_unknown_order_and_member(api, staff):
     assert api.get(f"/orders/{uuid.uuid4().hex}", staff)[1]["code"] == "order_not_found"
     status, err = api.post("/orders", order("01ARZ3NDEKTSV4RRFFQ69G5FAV"), staff)
     assert status == 404 and err["code"] == "member_not_found"
+
+
+def test_guest_orders_are_credited_once_when_the_phone_registers(api, staff, tokens):
+    phone = unique_phone()
+    recent, old = order(phone=phone, amount=8_000), order(phone=phone, amount=9_000, paid_at=plain_day(40))
+    for body in (recent, old):
+        assert api.post("/orders", body, staff)[1]["guest"] is True
+    status, member = api.post("/members", registration(phone), staff)
+    assert status == 201
+    assert member["points_balance"] == 80 and member["order_count"] == 1  # only the order within 30 days
+    again = api.post("/members", registration(phone), staff)[1]  # a second registration answer: no double
+    assert again["points_balance"] == 80
+    view = api.get(f"/orders/{recent['order_id']}", tokens.member(member["member_id"]))[1]
+    assert view["member_id"] == member["member_id"] and view["points_earned"] == 80
+    assert api.get(f"/orders/{old['order_id']}", staff)[1]["member_id"] is None
+    entry = points(api, tokens, member["member_id"])["ledger"]["items"][0]
+    assert entry["kind"] == "earn" and entry["ref"] == recent["order_id"]
+
+
+def test_member_view_shows_aggregates(api, staff, member):
+    body = order(member, amount=9_000, lines=3)  # tea, snack, tea
+    api.post("/orders", body, staff)
+    view = api.get(f"/members/{member}", staff)[1]
+    assert view["rolling_12m_spend_fen"] == 9_000 and view["favourite_categories"] == ["tea", "snack"]
+    assert view["first_purchase_at"] == view["last_purchase_at"] is not None
