@@ -4,15 +4,20 @@ Each scenario prepares its own fresh data first (not measured), then runs the us
 """
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from chalicelib import bootstrap
+from chalicelib.domain import clock
 from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.members import Registration
+from chalicelib.domain.orders import OrderInput, RefundInput
 from chalicelib.services import members as svc
+from chalicelib.services import orders, points
 from tests.support import unique_phone
 
 from .capacity import CapacityMeter, Usage
@@ -66,7 +71,50 @@ SCENARIOS = [
              lambda phone: _lookup(phone, expect_found=False)),
     Scenario("get member view", lambda n: [_register(unique_phone(), expect_created=True) for _ in range(n)],
              lambda member_id: svc.view(member_id, CLERK, bootstrap.members())),
+    Scenario("guest-order attach check (none waiting)", _registered_phones,
+             lambda phone: orders.attach_guest_orders("unused", phone, bootstrap.members(), bootstrap.ledger())),
+    Scenario("post order (1 line)", lambda n: _shoppers(n), lambda m: _post(m, 1)),
+    Scenario("post order (5 lines)", lambda n: _shoppers(n), lambda m: _post(m, 5)),
+    Scenario("post order (20 lines)", lambda n: _shoppers(n), lambda m: _post(m, 20)),
+    Scenario("post order (replay of a posted order)", lambda n: [_post(m, 5) for m in _shoppers(n)],
+             lambda cmd: _replay(cmd)),
+    Scenario("refund (partial, 5-line order)", lambda n: [_post(m, 5) for m in _shoppers(n)],
+             lambda cmd: orders.refund(cmd.order_id, RefundInput(refund_id="r1", amount=1_000), CLERK,
+                                       bootstrap.ledger())),
+    Scenario("redeem points", lambda n: [_post(m, 5).member_id for m in _shoppers(n)],
+             lambda member_id: points.redeem(member_id, f"r-{uuid.uuid4().hex[:8]}", 50, "bench", STORE, CLERK,
+                                             bootstrap.ledger(), bootstrap.stores())),
 ]
+
+
+def _shoppers(n: int) -> list[str]:
+    """Members who already bought once: the measured order updates an existing points state, the
+    steady state of a real member (a first order creates it instead)."""
+    shoppers = [_register(unique_phone(), expect_created=True) for _ in range(n)]
+    for member_id in shoppers:
+        _post(member_id, 1)
+    return shoppers
+
+
+def _order(member_id: str, lines: int) -> OrderInput:
+    amount = 2_000 * lines
+    items = [{"sku": f"SKU-{i:04d}", "name": f"招牌奶茶 大杯 {i}", "category": "tea", "qty": 1, "amount": 2_000}
+             for i in range(lines)]
+    return OrderInput(order_id=f"bench-{uuid.uuid4().hex[:16]}", member_id=member_id, store_id=STORE,
+                      channel="store", paid_at=clock.now() - timedelta(minutes=5), amount=amount, items=items)
+
+
+def _post(member_id: str, lines: int) -> OrderInput:
+    cmd = _order(member_id, lines)
+    posted = orders.post_order(cmd, CLERK, bootstrap.members(), bootstrap.ledger(), bootstrap.stores())
+    if not posted.created:
+        raise RuntimeError("order was not created")
+    return cmd
+
+
+def _replay(cmd: OrderInput) -> None:
+    if orders.post_order(cmd, CLERK, bootstrap.members(), bootstrap.ledger(), bootstrap.stores()).created:
+        raise RuntimeError("a replay created an order")
 
 
 def measure(runs: int) -> list[tuple[str, Usage]]:
@@ -74,6 +122,8 @@ def measure(runs: int) -> list[tuple[str, Usage]]:
     # Build the repositories (which loads the secret bundle) before anything is counted.
     bootstrap.members()
     bootstrap.stores()
+    orders.program.tiers(bootstrap.ledger())  # the program configuration is cached per container
+    orders.program.rules(bootstrap.ledger())
     results = []
     with CapacityMeter(bootstrap.dynamodb_client()) as meter:
         for scenario in SCENARIOS:

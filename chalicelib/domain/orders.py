@@ -99,5 +99,6 @@ class Order(BaseModel):
     lot_id: str | None = None
     lot_expires_on: str | None = None
     guest_phone_hash: str | None = None  # a guest order, attached when that phone registers
+    earn_entry: str | None = None  # "<member_id>|<ledger sort key suffix>": where the breakdown is kept
     attached_at: datetime | None = None
     created_at: datetime

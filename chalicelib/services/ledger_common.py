@@ -1,6 +1,7 @@
 """What every points use case shares: optimistic retries, finding the live member, request fingerprints."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
@@ -46,4 +47,5 @@ def live_member(ledger: LedgerRepository, member_id: str) -> tuple[dict[str, Any
 
 def fingerprint(fields: dict[str, Any]) -> str:
     """Same request body -> same fingerprint: a retried id with a different body is a 409, not a replay."""
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")  # 128 bits: 22 bytes on every order

@@ -153,8 +153,6 @@ def continue_merge(members: MemberRepository, target_id: str, source_id: str, ma
     for _ in range(max_batches):
         moved = members.move_batch(target_id, source_id)
         if moved == 0:
-            while members.move_orders(target_id, source_id):
-                pass
             members.finish_merge(target_id, source_id)
             return True
     return False

@@ -91,13 +91,15 @@ def _earn_for(cmd: OrderInput, profile: dict[str, Any], state: MemberState, rule
                   debt_paid=debt_paid, breakdown=breakdown.as_dict(), balance_after=grown.balance,
                   tier_before=tier_before.tier_id, tier_after=grown.tier, fingerprint="", created_at=now,
                   lot_id=lot.lot_id if lot else None, lot_expires_on=lot.expires_on.isoformat() if lot else None)
+    entry = LedgerEntry(entry_id=new_id(), member_id=member_id, at=now, kind="earn", points=breakdown.points,
+                        balance_after=grown.balance, ref=order_id,
+                        detail={"breakdown": breakdown.as_dict(), "debt_paid": debt_paid,
+                                "lot_id": lot.lot_id if lot else None})
+    order = order.model_copy(update={"earn_entry": f"{member_id}|{clock.iso(now)}#{entry.entry_id}"})
     change = Change(
         member_id=member_id, state=grown, expected_version=state.version if state.version else None,
         new_lots=[lot] if lot else [],
-        entries=[LedgerEntry(entry_id=new_id(), member_id=member_id, at=now, kind="earn", points=breakdown.points,
-                             balance_after=grown.balance, ref=order_id,
-                             detail={"breakdown": breakdown.as_dict(), "debt_paid": debt_paid,
-                                     "lot_id": lot.lot_id if lot else None})],
+        entries=[entry],
         rollups=[(cmd.store_id, day, {"sales_fen": cmd.amount, "orders": 1, "member_orders": 1,
                                       "points_issued": breakdown.points})],
         events=[("tier_upgraded", {"from": tier_before.tier_id, "to": qualified.tier_id, "order_id": order_id})]
@@ -133,7 +135,7 @@ def post_order(cmd: OrderInput, actor: Principal, members: MemberRepository, led
     try:
         order = optimistic(attempt)
     except DocumentExists:
-        existing = ledger.get_order(cmd.order_id)
+        existing = ledger.get_order(cmd.order_id, with_breakdown=True)
         if existing is None or existing.fingerprint != print_:
             raise Conflict("order_id already used for a different order", code="order_id_reused",
                            details={"order_id": cmd.order_id}) from None

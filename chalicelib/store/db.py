@@ -215,6 +215,26 @@ class Db:
             raise map_client_error(err) from err
         return from_item(resp["Attributes"])
 
+    def batch_get(self, keys: list[dict[str, str]], mapper: Any) -> list[Any]:
+        """Up to 100 items by key in one request (retrying the unprocessed rest, as AWS asks)."""
+        if not keys:
+            return []
+        request = {self.table: {"Keys": [to_item(k) for k in keys]}}
+        found: list[Any] = []
+        for _ in range(5):
+            try:
+                resp = self.client.batch_get_item(RequestItems=request)
+            except TRANSPORT_ERRORS:
+                raise Unavailable("the database did not answer in time; retry", code="db_timeout") from None
+            except ClientError as err:
+                raise map_client_error(err) from err
+            found += [mapper(from_item(i)) for i in resp.get("Responses", {}).get(self.table, [])]
+            request = resp.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            time.sleep(0.02)
+        raise Unavailable("the database is busy; retry shortly", code="throttled")
+
     def put(self, item: dict[str, Any]) -> None:
         try:
             self.client.put_item(TableName=self.table, Item=to_item(item))

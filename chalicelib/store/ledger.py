@@ -87,16 +87,31 @@ class DynamoLedgerRepository:
         return [i["member_id"] for i in self.db.query_all(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
                                                           values={":p": pk})]
 
-    def get_order(self, order_id: str) -> Order | None:
+    def get_order(self, order_id: str, with_breakdown: bool = False) -> Order | None:
+        """The order; `with_breakdown` also reads its earn entry (where the breakdown is kept)."""
         item = self.db.get(keys.order_key(order_id))
-        return _order(item) if item else None
+        if not item:
+            return None
+        order = _order(item)
+        if with_breakdown and order.member_id and order.earn_entry:
+            entry = self.db.get({"pk": keys.member_pk(order.earn_entry.split("|")[0]),
+                                 "sk": keys.LEDGER_PREFIX + order.earn_entry.split("|")[1]})
+            if entry:
+                order = order.model_copy(update={"breakdown": _entry(entry).detail.get("breakdown")})
+        return order
 
     def member_orders(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[Order], str | None]:
-        pk = keys.member_orders_pk(member_id)
-        start = decode_cursor(cursor, expect={"gsi1pk": pk})
-        items, last = self.db.query(IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
-                                    values={":p": pk}, ScanIndexForward=False, Limit=limit, start=start)
-        return [_order(i) for i in items], encode_cursor(last)
+        """Purchase history from the member's earn entries (one per order, newest first, moved with a merge),
+        then one BatchGetItem for the orders' current state (refunds). No index on orders: an order post
+        writes no index copy."""
+        pk = keys.member_pk(member_id)
+        start = decode_cursor(cursor, expect={"pk": pk})
+        entries, last = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                                      FilterExpression="kind = :earn", ScanIndexForward=False, Limit=limit,
+                                      values={":pk": pk, ":p": keys.LEDGER_PREFIX, ":earn": "earn"}, start=start)
+        ids = [e["ref"] for e in entries]
+        found = {o.order_id: o for o in self.db.batch_get([keys.order_key(i) for i in ids], _order)}
+        return [found[i] for i in ids if i in found], encode_cursor(last)
 
     def ledger(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         pk = keys.member_pk(member_id)
@@ -238,25 +253,27 @@ def _entry(i: dict[str, Any]) -> LedgerEntry:
                        detail=json.loads(i["detail"]) if i.get("detail") else {})
 
 
+LINE_FIELDS = ("sku", "name", "category", "qty", "amount")
+
+
 def _order_item(o: Order) -> dict[str, Any]:
+    """Kept under 1 KB for a typical 5-line order (every started KB is a write unit, doubled in the
+    transaction): lines as compact arrays, and the points breakdown only on the earn ledger entry."""
     item = {**keys.order_key(o.order_id), "type": "order",
             **o.model_dump(mode="json", exclude={"items", "breakdown", "paid_at", "created_at", "attached_at"}),
             "paid_at": clock.iso(o.paid_at), "created_at": clock.iso(o.created_at),
             "attached_at": clock.iso(o.attached_at) if o.attached_at else None,
-            "items": _compact([i.model_dump(mode="json") for i in o.items]),
-            "breakdown": _compact(o.breakdown) if o.breakdown else None}
-    if o.member_id:
-        item.update(gsi1pk=keys.member_orders_pk(o.member_id), gsi1sk=f"{clock.iso(o.paid_at)}#{o.order_id}")
-    elif o.guest_phone_hash:  # guest orders wait in the lookup index under their phone, for the attach
+            "items": _compact([[getattr(line, f) for f in LINE_FIELDS] for line in o.items])}
+    if o.guest_phone_hash and not o.member_id:  # guest orders wait in the lookup index for the attach
         item.update(gsi1pk=keys.guest_orders_pk(o.guest_phone_hash), gsi1sk=f"{clock.iso(o.paid_at)}#{o.order_id}")
     return item
 
 
 def _order(i: dict[str, Any]) -> Order:
     data = {k: v for k, v in i.items() if k not in ("pk", "sk", "type", "gsi1pk", "gsi1sk")}
-    data["items"] = json.loads(i["items"])
-    data["breakdown"] = json.loads(i["breakdown"]) if i.get("breakdown") else None
+    data["items"] = [dict(zip(LINE_FIELDS, line, strict=True)) for line in json.loads(i["items"])]
+    data["breakdown"] = None
     for optional in ("member_id", "balance_after", "tier_before", "tier_after", "lot_id", "lot_expires_on",
-                     "guest_phone_hash", "attached_at"):
+                     "guest_phone_hash", "attached_at", "earn_entry"):
         data.setdefault(optional, None)
     return Order.model_validate(data)

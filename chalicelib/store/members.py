@@ -353,16 +353,6 @@ class DynamoMemberRepository:
             return -1  # another worker moved these meanwhile; the caller simply looks again
         return len(batch)
 
-    def move_orders(self, target_id: str, source_id: str, limit: int = 100) -> int:
-        """Re-own the source's orders (they live under their order id; history is found by gsi1)."""
-        items, _ = self.db.query(IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
-                                 values={":p": keys.member_orders_pk(source_id)}, Limit=limit)
-        for item in items:
-            self.db.update({"pk": item["pk"], "sk": item["sk"]}, "SET member_id = :t, gsi1pk = :g",
-                           condition="member_id = :s", values={":t": target_id, ":s": source_id,
-                                                              ":g": keys.member_orders_pk(target_id)})
-        return len(items)
-
     def finish_merge(self, target_id: str, source_id: str) -> None:
         self.db.update(keys.merge_key(target_id, source_id),
                        "SET #state = :done, finished_at = :now REMOVE gsi2pk, gsi2sk",
