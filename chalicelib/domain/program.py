@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-Permille = Annotated[int, Field(ge=0, le=100_000, description="multiplier in permille: 1000 = x1, 1500 = x1.5")]
+Permille = Annotated[StrictInt, Field(ge=0, le=100_000, description="multiplier in permille: 1000 = x1, 1500 = x1.5")]
 
 
 class ExpiryRule(BaseModel):
@@ -15,24 +15,24 @@ class ExpiryRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     mode: Literal["months_after", "end_of_month"] = "end_of_month"
-    months: int = Field(default=12, ge=1, le=120)
+    months: StrictInt = Field(default=12, ge=1, le=120)
 
 
 class Promotions(BaseModel):
     """Promotion multipliers do not stack: the highest active one applies."""
 
     model_config = ConfigDict(extra="forbid")
-    member_day: int | None = Field(default=8, ge=1, le=28, description="day of month, Asia/Shanghai")
+    member_day: StrictInt | None = Field(default=8, ge=1, le=28, description="day of month, Asia/Shanghai")
     member_day_multiplier: Permille = 2000
     birthday_month_multiplier: Permille = 1500
 
 
 class PointsRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    points_per_yuan: int = Field(default=1, ge=0, le=100, description="base rate: points per ¥1 paid")
+    points_per_yuan: StrictInt = Field(default=1, ge=0, le=100, description="base rate: points per ¥1 paid")
     expiry: ExpiryRule = Field(default_factory=ExpiryRule)
     promotions: Promotions = Field(default_factory=Promotions)
-    expiring_soon_days: int = Field(default=30, ge=1, le=365)
+    expiring_soon_days: StrictInt = Field(default=30, ge=1, le=365)
 
 
 class Benefits(BaseModel):
@@ -48,7 +48,7 @@ class Tier(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tier_id: str = Field(pattern=r"^[a-z0-9_-]{1,30}$")
     name: str = Field(min_length=1, max_length=30)
-    threshold: int = Field(ge=0, description="rolling-12-month spend in fen (basis spend) or order count")
+    threshold: StrictInt = Field(ge=0, description="rolling-12-month spend in fen (basis spend) or order count")
     benefits: Benefits = Field(default_factory=Benefits)
 
 

@@ -196,7 +196,12 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
                            details={"refund_id": cmd.refund_id})
         return done["answer"], False
 
-    # Checked first: a replay of a refund that emptied the order must not be judged "exceeds the order".
+    if actor.role is Role.INTEGRATION:  # scope before anything, replays included: they reveal the answer
+        scoped = ledger.get_order(order_id)
+        if scoped is None:
+            raise NotFound("order not found", code="order_not_found", details={"order_id": order_id})
+        require_store(actor, scoped.store_id, None)
+    # Then replays: a retry of a refund that emptied the order must not be judged "exceeds the order".
     previous = replay()
     if previous:
         return previous
@@ -211,10 +216,14 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
         if cmd.amount > left:
             raise Invalid("refund exceeds what remains of the order", code="refund_exceeds_order",
                           details={"refundable": left, "requested": cmd.amount})
-        skus = {line.sku for line in order.items}
-        unknown = [line.sku for line in cmd.items or [] if line.sku not in skus]
+        lines = {line.sku: line for line in order.items}
+        unknown = [line.sku for line in cmd.items or [] if line.sku not in lines]
         if unknown:
             raise Invalid("refund names items not in the order", code="unknown_items", details={"skus": unknown})
+        too_much = [r.sku for r in cmd.items or [] if r.amount > lines[r.sku].amount or r.qty > lines[r.sku].qty]
+        if too_much:  # per refund; the order-level remainder above bounds the total across refunds
+            raise Invalid("refund of a line exceeds that line", code="refund_exceeds_line",
+                          details={"skus": too_much})
         now = clock.now()
         day = clock.business_day(now)
         to_reverse = points_to_reverse(order.points_earned, order.amount, order.refunded_amount, cmd.amount,

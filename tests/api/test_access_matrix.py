@@ -23,6 +23,7 @@ from typing import Any
 import jwt
 import pytest
 
+from tests.ledger_support import order as order_body
 from tests.support import registration, unique_phone
 
 ALLOW = "allow"  # the route's success status (see SCENARIOS), never 401/403
@@ -126,6 +127,85 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         integration_own=DENY, integration_other=DENY, hq=ALLOW),
     ("GET", "/stores"): {**everyone(ALLOW), "anonymous": ANON},
     ("GET", "/stores/{store_id}"): {**everyone(ALLOW), "anonymous": ANON},
+
+    # Posting (and previewing) an order: the body's store_id must be one of the caller's stores (counter
+    # staff, managers and integrations); HQ posts anywhere. Members and region managers never post.
+    ("POST", "/orders"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=ALLOW, staff_other=DENY, store_manager_own=ALLOW, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=ALLOW, integration_other=DENY, hq=ALLOW),
+    ("POST", "/orders/preview"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=ALLOW, staff_other=DENY, store_manager_own=ALLOW, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=ALLOW, integration_other=DENY, hq=ALLOW),
+
+    # One order: its member, counter staff of ANY store, integrations only for their own stores' orders, HQ.
+    ("GET", "/orders/{order_id}"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=ALLOW, integration_other=DENY, hq=ALLOW),
+
+    # Refunds may be posted at ANY store by counter staff; integrations only for their own stores' orders.
+    ("POST", "/orders/{order_id}/refunds"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=ALLOW, integration_other=DENY, hq=ALLOW),
+
+    # The member's history, points and tier: like the single customer view (no integrations).
+    ("GET", "/members/{member_id}/orders"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+    ("GET", "/members/{member_id}/points"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+    ("GET", "/members/{member_id}/tier"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+
+    # Spending points: the member themself, or counter staff at one of their own stores. Not HQ.
+    ("POST", "/members/{member_id}/points/redemptions"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=ALLOW, staff_other=DENY, store_manager_own=ALLOW, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=DENY),
+
+    # Cancelling a redemption: the member themself, counter staff of ANY store, HQ.
+    ("POST", "/members/{member_id}/points/redemptions/{redemption_id}/cancel"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=DENY,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+
+    # Manual adjustments: HQ only.
+    ("POST", "/members/{member_id}/points/adjustments"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=DENY, staff_other=DENY, store_manager_own=DENY, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+
+    # The loyalty program: every signed-in caller reads it; HQ alone changes it.
+    ("GET", "/tiers"): {**everyone(ALLOW), "anonymous": ANON},
+    ("GET", "/points/rules"): {**everyone(ALLOW), "anonymous": ANON},
+    ("PUT", "/tiers"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=DENY, staff_other=DENY, store_manager_own=DENY, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
+    ("PUT", "/points/rules"): row(
+        anonymous=ANON, member_self=DENY, member_other=DENY,
+        staff_own=DENY, staff_other=DENY, store_manager_own=DENY, store_manager_other=DENY,
+        region_manager_own=DENY, region_manager_other=DENY,
+        integration_own=DENY, integration_other=DENY, hq=ALLOW),
 }
 
 # PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
@@ -182,6 +262,33 @@ class World:
         status, body = self.api.post("/auth/wechat", {"code": f"acl-{uuid.uuid4().hex}"})
         assert status == 200, body
         return body["token"]
+
+    def order(self, member_id: str, amount: int = 10_000) -> dict[str, Any]:
+        """HQ posts an order at the "own" store (10_000 fen = 100 points for a regular member)."""
+        body = order_body(member_id, amount=amount, store_id=OWN_STORE, lines=2)
+        status, receipt = self.api.post("/orders", body, self.hq)
+        assert status == 201, receipt
+        return body
+
+    def order_view(self, order_id: str) -> tuple[int, Any]:
+        return self.api.get(f"/orders/{order_id}", self.hq)
+
+    def points(self, member_id: str) -> dict[str, Any]:
+        status, view = self.api.get(f"/members/{member_id}/points", self.hq)
+        assert status == 200, view
+        return view
+
+    def funded_member(self) -> dict[str, Any]:
+        m = self.member()
+        self.order(m["member_id"])
+        assert self.points(m["member_id"])["balance"] == 100
+        return m
+
+    def config_item(self, name: str) -> dict[str, Any] | None:
+        """The stored program configuration, with who saved it when (a GET cannot tell a no-op PUT apart)."""
+        from chalicelib import bootstrap
+
+        return bootstrap.db().get({"pk": "CONFIG", "sk": name})
 
 
 def _health(w: World) -> Prepared:
@@ -288,6 +395,147 @@ def _get_store(w: World) -> Prepared:
     return Prepared("GET", f"/stores/{OWN_STORE}", check_ok=lambda b: _eq(b["region_id"], OWN_REGION))
 
 
+def _unchanged(read: Callable[[], Any], what: str) -> Callable[[], None]:
+    """Snapshot `read()` now; the returned check fails if a refused call changed it."""
+    before = read()
+
+    def check() -> None:
+        assert read() == before, f"a refused call changed {what}"
+
+    return check
+
+
+def _post_order(w: World, path: str = "/orders") -> Prepared:
+    m = w.member()
+    body = order_body(m["member_id"], amount=10_000, store_id=OWN_STORE, lines=2)
+    points = _unchanged(lambda: w.points(m["member_id"]), "the member's points")
+
+    def unchanged() -> None:
+        assert w.order_view(body["order_id"])[0] == 404, "a refused call posted the order anyway"
+        points()
+
+    def ok(b: Any) -> None:
+        assert (b["order_id"], b["member_id"], b["points_earned"]) == (body["order_id"], m["member_id"], 100)
+        if path.endswith("/preview"):  # a preview writes nothing, even when allowed
+            unchanged()
+
+    return Prepared("POST", path, body, ok_status=201 if path == "/orders" else 200, target_member_id=m["member_id"],
+                    check_ok=ok, check_unchanged=unchanged)
+
+
+def _preview_order(w: World) -> Prepared:
+    return _post_order(w, "/orders/preview")
+
+
+def _get_order(w: World) -> Prepared:
+    m = w.member()
+    body = w.order(m["member_id"])
+    return Prepared("GET", f"/orders/{body['order_id']}", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["order_id"], b["member_id"], b["store_id"], b["amount"]),
+                                           (body["order_id"], m["member_id"], OWN_STORE, 10_000)))
+
+
+def _refund(w: World) -> Prepared:
+    m = w.member()
+    body = w.order(m["member_id"])
+    order_unchanged = _unchanged(lambda: w.order_view(body["order_id"]), "the order")
+    points_unchanged = _unchanged(lambda: w.points(m["member_id"]), "the member's points")
+
+    def unchanged() -> None:
+        order_unchanged()
+        points_unchanged()
+
+    return Prepared("POST", f"/orders/{body['order_id']}/refunds",
+                    {"refund_id": f"r-{uuid.uuid4().hex[:8]}", "amount": 4_000}, ok_status=201,
+                    target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["refunded_total"], b["points_reversed"], b["balance"]), (4_000, 40, 60)),
+                    check_unchanged=unchanged)
+
+
+def _member_orders(w: World) -> Prepared:
+    m = w.member()
+    body = w.order(m["member_id"])
+    return Prepared("GET", f"/members/{m['member_id']}/orders", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq([o["order_id"] for o in b["items"]], [body["order_id"]]))
+
+
+def _member_points(w: World) -> Prepared:
+    m = w.funded_member()
+    return Prepared("GET", f"/members/{m['member_id']}/points", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["member_id"], b["balance"], [e["kind"] for e in b["ledger"]["items"]]),
+                                           (m["member_id"], 100, ["earn"])))
+
+
+def _member_tier(w: World) -> Prepared:
+    m = w.funded_member()
+    return Prepared("GET", f"/members/{m['member_id']}/tier", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["member_id"], b["tier"]["tier_id"], b["progress"]),
+                                           (m["member_id"], "regular", 10_000)))
+
+
+def _redeem(w: World) -> Prepared:
+    m = w.funded_member()
+    return Prepared("POST", f"/members/{m['member_id']}/points/redemptions",
+                    {"redemption_id": f"red-{uuid.uuid4().hex[:8]}", "points": 30, "reason": "兑换饮品",
+                     "store_id": OWN_STORE}, ok_status=201, target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["member_id"], b["points"], b["balance"], b["status"]),
+                                           (m["member_id"], 30, 70, "active")),
+                    check_unchanged=_unchanged(lambda: w.points(m["member_id"]), "the member's points"))
+
+
+def _cancel_redemption(w: World) -> Prepared:
+    m = w.funded_member()
+    redemption_id = f"red-{uuid.uuid4().hex[:8]}"
+    status, red = w.api.post(f"/members/{m['member_id']}/points/redemptions",
+                             {"redemption_id": redemption_id, "points": 30, "reason": "兑换饮品"},
+                             w.tokens.member(m["member_id"]))
+    assert (status, red["balance"]) == (201, 70), red
+    return Prepared("POST", f"/members/{m['member_id']}/points/redemptions/{redemption_id}/cancel",
+                    target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["redemption_id"], b["status"], b["recredited"], b["balance"]),
+                                           (redemption_id, "cancelled", 30, 100)),
+                    check_unchanged=_unchanged(lambda: w.points(m["member_id"]), "the member's points"))
+
+
+def _adjust(w: World) -> Prepared:
+    m = w.member()
+    return Prepared("POST", f"/members/{m['member_id']}/points/adjustments",
+                    {"adjustment_id": f"adj-{uuid.uuid4().hex[:8]}", "points": 25, "reason": "补偿"}, ok_status=201,
+                    target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["member_id"], b["points"], b["balance"]), (m["member_id"], 25, 25)),
+                    check_unchanged=_unchanged(lambda: w.points(m["member_id"]), "the member's points"))
+
+
+def _get_tiers(w: World) -> Prepared:
+    return Prepared("GET", "/tiers", check_ok=lambda b: _true(b["tiers"][0]["threshold"] == 0 and len(b["tiers"]) >= 1))
+
+
+def _get_rules(w: World) -> Prepared:
+    return Prepared("GET", "/points/rules", check_ok=lambda b: _true(isinstance(b["points_per_yuan"], int)))
+
+
+def _put_config(w: World, path: str, name: str) -> Prepared:
+    # PUT exactly what GET answers: the program stays the same for every other test sharing the table.
+    status, current = w.api.get(path, w.hq)
+    assert status == 200, current
+    read = _unchanged(lambda: w.api.get(path, w.hq), path)
+    stored = _unchanged(lambda: w.config_item(name), f"the stored {name} configuration")
+
+    def unchanged() -> None:
+        read()
+        stored()
+
+    return Prepared("PUT", path, current, check_ok=lambda b: _eq(b, current), check_unchanged=unchanged)
+
+
+def _put_tiers(w: World) -> Prepared:
+    return _put_config(w, "/tiers", "TIERS")
+
+
+def _put_rules(w: World) -> Prepared:
+    return _put_config(w, "/points/rules", "POINTS_RULES")
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/health"): _health,
     ("GET", "/openapi.json"): _openapi,
@@ -303,6 +551,20 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("PUT", "/stores/{store_id}"): _put_store,
     ("GET", "/stores"): _list_stores,
     ("GET", "/stores/{store_id}"): _get_store,
+    ("POST", "/orders"): _post_order,
+    ("POST", "/orders/preview"): _preview_order,
+    ("GET", "/orders/{order_id}"): _get_order,
+    ("POST", "/orders/{order_id}/refunds"): _refund,
+    ("GET", "/members/{member_id}/orders"): _member_orders,
+    ("GET", "/members/{member_id}/points"): _member_points,
+    ("GET", "/members/{member_id}/tier"): _member_tier,
+    ("POST", "/members/{member_id}/points/redemptions"): _redeem,
+    ("POST", "/members/{member_id}/points/redemptions/{redemption_id}/cancel"): _cancel_redemption,
+    ("POST", "/members/{member_id}/points/adjustments"): _adjust,
+    ("GET", "/tiers"): _get_tiers,
+    ("GET", "/points/rules"): _get_rules,
+    ("PUT", "/tiers"): _put_tiers,
+    ("PUT", "/points/rules"): _put_rules,
 }
 
 
@@ -427,6 +689,45 @@ def test_phone_field_in_patch_is_hq_only(api, tokens, bystander, principal):  # 
     status, body = api.call(case.method, case.path, case.body,
                             token_for(principal, tokens, case, bystander["member_id"]))
     assert_outcome(status, body, PHONE_EDIT[principal], case)
+
+
+# ---- store scope that a replay must not bypass ----------------------------------------------------------
+# Regression: the replay lookup ran before the integration's store-scope check (200/409 instead of 403).
+@pytest.mark.parametrize("same_body", [pytest.param(True, id="replay of the same refund"),
+                                       pytest.param(False, id="refund_id reused with another body")])
+def test_integration_of_another_store_cannot_replay_a_refund(api, tokens, same_body):  # noqa: ANN001
+    world = World(api, tokens)
+    m = world.member()
+    body = world.order(m["member_id"])
+    refund = {"refund_id": f"r-{uuid.uuid4().hex[:8]}", "amount": 4_000}
+    status, first = api.post(f"/orders/{body['order_id']}/refunds", refund, world.hq)
+    assert status == 201, first
+    # the control: the same outsider posting a NEW refund on this order is refused
+    outsider = tokens.staff("integration", stores=["mall"])
+    status, denied = api.post(f"/orders/{body['order_id']}/refunds", {"refund_id": "r-new", "amount": 1}, outsider)
+    assert (status, denied["code"]) == (403, "store_out_of_scope")
+    again = refund if same_body else {**refund, "amount": 1}
+    status, answer = api.post(f"/orders/{body['order_id']}/refunds", again, outsider)
+    assert status == 403, f"an out-of-scope integration got {status}: {answer}"
+    assert_error_shape(answer)
+    assert answer["code"] == "store_out_of_scope"
+
+
+def test_member_may_redeem_without_a_store_but_not_at_the_counter_of_another_store(api, tokens):  # noqa: ANN001
+    # The member in the mini-program needs no store_id; a member naming a store is not store-scoped.
+    world = World(api, tokens)
+    m = world.funded_member()
+    me = tokens.member(m["member_id"])
+    path = f"/members/{m['member_id']}/points/redemptions"
+    status, red = api.post(path, {"redemption_id": "m-1", "points": 10, "reason": "兑换"}, me)
+    assert (status, red["balance"], red["store_id"]) == (201, 90, None), red
+    status, red = api.post(path, {"redemption_id": "m-2", "points": 10, "reason": "兑换", "store_id": OTHER_STORE}, me)
+    assert (status, red["balance"]) == (201, 80), red
+    # staff of OWN_STORE at the other store's counter: refused, and nothing spent
+    status, body = api.post(path, {"redemption_id": "s-1", "points": 10, "reason": "兑换", "store_id": OTHER_STORE},
+                            tokens.staff(stores=[OWN_STORE]))
+    assert (status, body["code"]) == (403, "store_out_of_scope")
+    assert world.points(m["member_id"])["balance"] == 80
 
 
 # ---- token attacks: every one is 401 on a protected route -----------------------------------------------

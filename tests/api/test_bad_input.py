@@ -14,17 +14,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from tests.ledger_support import order as order_body
+from tests.ledger_support import plain_day
 from tests.support import STORES, registration, unique_phone
 
 ERROR_KEYS = {"code", "message", "details"}
 LIMIT = 64 * 1024  # the documented request-body limit
 UNKNOWN_MEMBER = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # a well-formed ULID nobody holds
 UNKNOWN_SOURCE = "01ARZ3NDEKTSV4RRFFQ69G5FAW"  # another one (a merge's source must differ from its target)
+UNKNOWN_ORDER = "o-nobody-ever-posted-this"  # a well-formed order id nobody used
 
 
 # ---- a table of our own, so a before/after scan sees only this module's data ---------------------------
@@ -109,6 +112,33 @@ class Ctx:
         status, body = self.api.post("/auth/wechat", {"code": f"bi-{uuid.uuid4().hex}"})
         assert status == 200, body
         return body["token"]
+
+    def order(self, member_id: str, amount: int = 10_000, **extra: Any) -> dict[str, Any]:
+        """HQ posts an order at sh-001 with two lines (sku-0, sku-1): 10_000 fen = 100 points."""
+        body = order_body(member_id, amount=amount, lines=2, **extra)
+        status, receipt = self.api.post("/orders", body, self.hq)
+        assert status == 201, receipt
+        return body
+
+    def order_view(self, order_id: str) -> tuple[int, Any]:
+        return self.api.get(f"/orders/{order_id}", self.hq)
+
+    def points(self, member_id: str) -> dict[str, Any]:
+        status, view = self.api.get(f"/members/{member_id}/points", self.hq)
+        assert status == 200, view
+        return view
+
+    def funded_member(self) -> dict[str, Any]:
+        """A member holding exactly 100 points (one order)."""
+        m = self.member()
+        self.order(m["member_id"])
+        assert self.points(m["member_id"])["balance"] == 100
+        return m
+
+    def config(self, path: str) -> dict[str, Any]:
+        status, body = self.api.get(path, self.hq)
+        assert status == 200, body
+        return body
 
 
 @pytest.fixture
@@ -394,6 +424,52 @@ def _case_bind_phone(c: Ctx) -> BodyCase:
                     lambda: c.phone_is_free(phone))
 
 
+def _case_post_order(c: Ctx, path: str = "/orders") -> BodyCase:
+    m = c.member()
+    body = order_body(m["member_id"], amount=10_000, lines=2)
+    before = c.points(m["member_id"])
+
+    def unchanged() -> None:
+        assert c.order_view(body["order_id"])[0] == 404, "a rejected request posted the order"
+        _same(c.points(m["member_id"]), before)
+
+    return BodyCase("POST", path, c.staff, body, 201 if path == "/orders" else 200, unchanged)
+
+
+def _case_preview_order(c: Ctx) -> BodyCase:
+    return _case_post_order(c, "/orders/preview")
+
+
+def _case_refund(c: Ctx) -> BodyCase:
+    m = c.member()
+    posted = c.order(m["member_id"])
+    before = (c.order_view(posted["order_id"]), c.points(m["member_id"]))
+    return BodyCase("POST", f"/orders/{posted['order_id']}/refunds", c.staff,
+                    {"refund_id": "r-1", "amount": 4_000, "items": [{"sku": "sku-0", "qty": 1, "amount": 4_000}]}, 201,
+                    lambda: _same((c.order_view(posted["order_id"]), c.points(m["member_id"])), before))
+
+
+def _case_redeem(c: Ctx) -> BodyCase:
+    m = c.funded_member()
+    before = c.points(m["member_id"])
+    return BodyCase("POST", f"/members/{m['member_id']}/points/redemptions", c.staff,
+                    {"redemption_id": "red-1", "points": 30, "reason": "兑换饮品", "store_id": "sh-001"}, 201,
+                    lambda: _same(c.points(m["member_id"]), before))
+
+
+def _case_adjust(c: Ctx) -> BodyCase:
+    m = c.member()
+    before = c.points(m["member_id"])
+    return BodyCase("POST", f"/members/{m['member_id']}/points/adjustments", c.hq,
+                    {"adjustment_id": "adj-1", "points": 25, "reason": "补偿"}, 201,
+                    lambda: _same(c.points(m["member_id"]), before))
+
+
+def _case_put_config(c: Ctx, path: str) -> BodyCase:
+    current = c.config(path)  # sent back unchanged it is valid (and changes nothing for the other tests)
+    return BodyCase("PUT", path, c.hq, current, 200, lambda: _same(c.config(path), current))
+
+
 def _same(actual: Any, expected: Any) -> None:
     assert actual == expected, "a rejected request changed the data"
 
@@ -405,8 +481,17 @@ BODY_ROUTES: dict[tuple[str, str], Callable[[Ctx], BodyCase]] = {
     ("PUT", "/stores/{store_id}"): _case_put_store,
     ("POST", "/auth/wechat"): _case_wechat_login,
     ("POST", "/members/me/phone"): _case_bind_phone,
+    ("POST", "/orders"): _case_post_order,
+    ("POST", "/orders/preview"): _case_preview_order,
+    ("POST", "/orders/{order_id}/refunds"): _case_refund,
+    ("POST", "/members/{member_id}/points/redemptions"): _case_redeem,
+    ("POST", "/members/{member_id}/points/adjustments"): _case_adjust,
+    ("PUT", "/tiers"): lambda c: _case_put_config(c, "/tiers"),
+    ("PUT", "/points/rules"): lambda c: _case_put_config(c, "/points/rules"),
 }
-QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores")}  # covered by their own tests below
+# covered by their own tests below
+QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{member_id}/orders"),
+                ("GET", "/members/{member_id}/points")}
 
 
 def test_every_route_that_takes_input_is_covered_here():
@@ -550,11 +635,21 @@ def test_patch_rejects_invalid_value_and_changes_nothing(api, ctx, nothing_writt
 
 # ---- malformed ids in paths: 404, whatever the route ----------------------------------------------------
 MEMBER_ID_ROUTES = [
-    pytest.param("GET", "/members/{}", None, id="GET member"),
-    pytest.param("PATCH", "/members/{}", {"name": "改名"}, id="PATCH member"),
-    pytest.param("POST", "/members/{}/merge", {"source_member_id": UNKNOWN_SOURCE}, id="POST merge"),
-    pytest.param("GET", "/members/{}/export", None, id="GET export"),
-    pytest.param("DELETE", "/members/{}", None, id="DELETE member"),
+    pytest.param("GET", "/members/{}", None, "hq", id="GET member"),
+    pytest.param("PATCH", "/members/{}", {"name": "改名"}, "hq", id="PATCH member"),
+    pytest.param("POST", "/members/{}/merge", {"source_member_id": UNKNOWN_SOURCE}, "hq", id="POST merge"),
+    pytest.param("GET", "/members/{}/export", None, "hq", id="GET export"),
+    pytest.param("DELETE", "/members/{}", None, "hq", id="DELETE member"),
+    pytest.param("GET", "/members/{}/orders", None, "hq", id="GET orders"),
+    pytest.param("GET", "/members/{}/points", None, "hq", id="GET points"),
+    pytest.param("GET", "/members/{}/tier", None, "hq", id="GET tier"),
+    # HQ may not spend points: the counter (with its store) is the caller that reaches the member lookup
+    pytest.param("POST", "/members/{}/points/redemptions",
+                 {"redemption_id": "red-1", "points": 1, "reason": "兑换", "store_id": "sh-001"}, "staff",
+                 id="POST redemption"),
+    pytest.param("POST", "/members/{}/points/redemptions/red-1/cancel", None, "hq", id="POST cancel"),
+    pytest.param("POST", "/members/{}/points/adjustments", {"adjustment_id": "adj-1", "points": 5, "reason": "补偿"},
+                 "hq", id="POST adjustment"),
 ]
 
 MALFORMED_MEMBER_IDS = [
@@ -569,13 +664,49 @@ MALFORMED_MEMBER_IDS = [
 ]
 
 
-@pytest.mark.parametrize(("method", "template", "body_in"), MEMBER_ID_ROUTES)
+@pytest.mark.parametrize(("method", "template", "body_in", "who"), MEMBER_ID_ROUTES)
 @pytest.mark.parametrize("member_id", MALFORMED_MEMBER_IDS + [pytest.param(UNKNOWN_MEMBER, id="well-formed unknown")])
 def test_malformed_or_unknown_member_id_in_path_is_404(api, ctx, nothing_written, method, template,  # noqa: ANN001
-                                                       body_in, member_id):
+                                                       body_in, who, member_id):
     with nothing_written():
-        status, body = api.call(method, template.format(member_id), body_in, ctx.hq)
+        status, body = api.call(method, template.format(member_id), body_in, getattr(ctx, who))
     assert_error(status, body, 404, "member_not_found")
+
+
+ORDER_ID_ROUTES = [
+    pytest.param("GET", "/orders/{}", None, id="GET order"),
+    pytest.param("POST", "/orders/{}/refunds", {"refund_id": "r-1", "amount": 1}, id="POST refund"),
+]
+
+
+@pytest.mark.parametrize(("method", "template", "body_in"), ORDER_ID_ROUTES)
+@pytest.mark.parametrize("order_id", [pytest.param("o" * 65, id="65 chars"), pytest.param("o%201", id="encoded space"),
+                                      pytest.param("%E5%8D%95", id="encoded CJK"),
+                                      pytest.param("o%2F1", id="encoded slash"),
+                                      pytest.param(UNKNOWN_ORDER, id="well-formed unknown")])
+def test_malformed_or_unknown_order_id_in_path_is_404(api, ctx, nothing_written, method, template,  # noqa: ANN001
+                                                      body_in, order_id):
+    with nothing_written():
+        status, body = api.call(method, template.format(order_id), body_in, ctx.hq)
+    assert_error(status, body, 404, "order_not_found")
+
+
+@pytest.mark.parametrize("redemption_id", [pytest.param("r" * 65, id="65 chars"),
+                                           pytest.param("r%201", id="encoded space"),
+                                           pytest.param("nobody-redeemed-this", id="well-formed unknown"),
+                                           pytest.param(None, id="another member's redemption")])
+def test_malformed_or_unknown_redemption_id_is_404(api, ctx, tokens, nothing_written, redemption_id):  # noqa: ANN001
+    m, other = ctx.funded_member(), ctx.funded_member()
+    status, red = api.post(f"/members/{other['member_id']}/points/redemptions",
+                           {"redemption_id": "theirs", "points": 10, "reason": "兑换"},
+                           tokens.member(other["member_id"]))
+    assert status == 201, red
+    before = (ctx.points(m["member_id"]), ctx.points(other["member_id"]))
+    with nothing_written():
+        status, body = api.post(f"/members/{m['member_id']}/points/redemptions/{redemption_id or 'theirs'}/cancel",
+                                None, ctx.hq)
+    assert_error(status, body, 404, "redemption_not_found")
+    assert (ctx.points(m["member_id"]), ctx.points(other["member_id"])) == before
 
 
 @pytest.mark.parametrize(("method", "body_in"), [
@@ -624,6 +755,19 @@ def test_store_id_with_trailing_newline_is_404_and_does_not_touch_the_store(ctx,
                                     {"name": "被改了", "region_id": "south", "city": "广州", "store_type": "kiosk"})
     assert_error(status, body, 404, "store_not_found")
     assert ctx.api.get(f"/stores/{store['store_id']}", ctx.hq) == (200, store)
+
+
+def test_order_id_with_trailing_newline_is_404_and_refunds_nothing(ctx, nothing_written):  # noqa: ANN001
+    m = ctx.member()
+    posted = ctx.order(m["member_id"])
+    before = (ctx.order_view(posted["order_id"]), ctx.points(m["member_id"]))
+    with nothing_written():
+        got = _api_gateway("GET", "/orders/{order_id}", {"order_id": posted["order_id"] + "\n"}, ctx.hq)
+        assert_error(*got, 404, "order_not_found")
+        status, body = _api_gateway("POST", "/orders/{order_id}/refunds", {"order_id": posted["order_id"] + "\n"},
+                                    ctx.hq, {"refund_id": "r-nl", "amount": 10_000})
+    assert_error(status, body, 404, "order_not_found")
+    assert (ctx.order_view(posted["order_id"]), ctx.points(m["member_id"])) == before
 
 
 @pytest.mark.parametrize(("method", "template"), [("GET", "/members/{member_id}"), ("DELETE", "/members/{member_id}")])
@@ -836,6 +980,548 @@ def test_bind_phone_with_foreign_number_is_422_and_not_echoed(api, ctx, nothing_
         status, body = api.post("/members/me/phone", {"code": f"phone-intl-{digits}"}, session)
     assert_error(status, body, 422, "unsupported_phone_region")
     assert_phone_not_echoed(body, digits)
+
+
+# ---- POST /orders and POST /orders/preview -----------------------------------------------------------------
+ORDER_PATHS = [pytest.param("/orders", id="post"), pytest.param("/orders/preview", id="preview")]
+
+
+def _ago(**delta: float) -> str:
+    from chalicelib.domain import clock
+
+    return (clock.now() - timedelta(**delta)).isoformat()
+
+
+def _lines(*amounts: Any, **line: Any) -> list[dict[str, Any]]:
+    return [{"sku": f"sku-{i}", "name": "奶茶", "category": "tea", "qty": 1, "amount": a, **line}
+            for i, a in enumerate(amounts)]
+
+
+def _with_lines(body: dict[str, Any], *amounts: Any, **line: Any) -> dict[str, Any]:
+    """The order with these line amounts and an amount that is their sum (so only the lines are wrong)."""
+    return {**body, "items": _lines(*amounts, **line), "amount": sum(a for a in amounts if isinstance(a, int))}
+
+
+def _without(body: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != key}
+
+
+ORDER_INVALID = [
+    pytest.param(lambda b: {**b, "amount": b["amount"] - 1}, ["body"], id="amount below the sum of items"),
+    pytest.param(lambda b: {**b, "amount": b["amount"] + 1}, ["body"], id="amount above the sum of items"),
+    pytest.param(lambda b: {**b, "phone": unique_phone()}, ["body"], id="both member_id and phone"),
+    pytest.param(lambda b: _without(b, "member_id"), ["body"], id="neither member_id nor phone"),
+    pytest.param(lambda b: {**b, "member_id": None}, ["body"], id="member_id null and no phone"),
+    pytest.param(lambda b: {**_with_lines(b, -100), "amount": -100}, ["body", "amount"], id="negative amount"),
+    pytest.param(lambda b: _with_lines(b, -100, 10_100), ["body", "items", 0, "amount"], id="negative line amount"),
+    pytest.param(lambda b: {**b, "amount": 10_000.0}, ["body", "amount"], id="float amount"),
+    pytest.param(lambda b: {**b, "amount": 10_000.5}, ["body", "amount"], id="fractional amount"),
+    pytest.param(lambda b: {**b, "amount": "10000"}, ["body", "amount"], id="amount as string"),
+    pytest.param(lambda b: {**_with_lines(b, 1), "amount": True}, ["body", "amount"], id="amount true"),
+    pytest.param(lambda b: {**b, "items": _lines(5_000, 5_000.0), "amount": 10_000}, ["body", "items", 1, "amount"],
+                 id="float line amount"),
+    pytest.param(lambda b: _with_lines(b, 5_000, 5_000, qty=0), ["body", "items", 0, "qty"], id="qty 0"),
+    pytest.param(lambda b: _with_lines(b, 5_000, 5_000, qty=-1), ["body", "items", 0, "qty"], id="negative qty"),
+    pytest.param(lambda b: _with_lines(b, 5_000, 5_000, qty=1.0), ["body", "items", 0, "qty"], id="float qty"),
+    pytest.param(lambda b: {**b, "items": [], "amount": 0}, ["body", "items"], id="empty items"),
+    pytest.param(lambda b: _with_lines(b, *[50] * 201), ["body", "items"], id="201 items"),
+    pytest.param(lambda b: {**b, "items": [{**b["items"][0], "amount": 10_000, "discount": 5}], "amount": 10_000},
+                 ["body", "items", 0, "discount"], id="unknown line field"),
+    pytest.param(lambda b: {**b, "items": [_without(b["items"][0], "sku"), b["items"][1]]},
+                 ["body", "items", 0, "sku"], id="line without sku"),
+    pytest.param(lambda b: {**b, "paid_at": b["paid_at"][:19]}, ["body", "paid_at"], id="paid_at without offset"),
+    pytest.param(lambda b: {**b, "paid_at": b["paid_at"][:10]}, ["body", "paid_at"], id="paid_at date only"),
+    pytest.param(lambda b: {**b, "paid_at": "yesterday"}, ["body", "paid_at"], id="paid_at word"),
+    pytest.param(lambda b: {**b, "paid_at": _ago(minutes=-11)}, ["body"], id="paid_at 11 minutes in the future"),
+    pytest.param(lambda b: {**b, "paid_at": _ago(days=-1)}, ["body"], id="paid_at tomorrow"),
+    pytest.param(lambda b: {**b, "paid_at": _ago(days=91)}, ["body"], id="paid_at 91 days ago"),
+    pytest.param(lambda b: {**b, "paid_at": "2000-01-01T12:00:00+08:00"}, ["body"], id="paid_at in 2000"),
+    pytest.param(lambda b: {**b, "points": 1_000_000}, ["body", "points"], id="unknown field points"),
+    pytest.param(lambda b: {**b, "balance": 1_000_000}, ["body", "balance"], id="unknown field balance"),
+    pytest.param(lambda b: {**b, "points_earned": 1_000_000}, ["body", "points_earned"],
+                 id="unknown field points_earned"),
+    pytest.param(lambda b: {**b, "tier": "diamond"}, ["body", "tier"], id="unknown field tier"),
+    pytest.param(lambda b: {**b, "order_id": "o 1"}, ["body", "order_id"], id="order_id with a space"),
+    pytest.param(lambda b: {**b, "order_id": "o" * 65}, ["body", "order_id"], id="order_id of 65 chars"),
+    pytest.param(lambda b: {**b, "order_id": ""}, ["body", "order_id"], id="empty order_id"),
+    pytest.param(lambda b: {**b, "order_id": "单号-1"}, ["body", "order_id"], id="order_id with CJK"),
+    pytest.param(lambda b: {**b, "order_id": 12345}, ["body", "order_id"], id="order_id number"),
+    pytest.param(lambda b: {**b, "member_id": "abc"}, ["body", "member_id"], id="malformed member_id"),
+    pytest.param(lambda b: {**b, "store_id": "sh 001"}, ["body", "store_id"], id="malformed store_id"),
+    pytest.param(lambda b: {**b, "channel": "pos"}, ["body", "channel"], id="unknown channel"),
+    *[pytest.param(lambda b, f=f: _without(b, f), ["body", f], id=f"missing {f}")
+      for f in ("order_id", "store_id", "channel", "paid_at", "amount", "items")],
+]
+
+
+@pytest.mark.parametrize("path", ORDER_PATHS)
+@pytest.mark.parametrize(("edit", "loc"), ORDER_INVALID)
+def test_order_rejects_invalid_body_and_writes_nothing(api, ctx, nothing_written, path, edit, loc):  # noqa: ANN001
+    m = ctx.member()
+    body = edit(order_body(m["member_id"], amount=10_000, lines=2))
+    with nothing_written():
+        status, err = api.post(path, body, ctx.staff)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert ctx.api.get(f"/members/{m['member_id']}/orders", ctx.hq) == (200, {"items": [], "next_cursor": None})
+    assert ctx.points(m["member_id"])["balance"] == 0
+
+
+@pytest.mark.parametrize("path", ORDER_PATHS)
+@pytest.mark.parametrize("phone", invalid_phones())
+def test_order_rejects_invalid_phone_without_echoing_it(api, ctx, nothing_written, path, phone):  # noqa: ANN001
+    body = order_body(phone=unique_phone(), amount=10_000)
+    with nothing_written():
+        status, err = api.post(path, {**body, "phone": phone}, ctx.staff)
+    assert_error(status, err, 422, "validation_error", ["body", "phone"])
+    assert_phone_not_echoed(err, phone)
+
+
+@pytest.mark.parametrize("path", ORDER_PATHS)
+@pytest.mark.parametrize("token_kind", ["hq", "staff"])
+def test_order_at_unknown_store_is_unknown_store(api, ctx, nothing_written, path, token_kind):  # noqa: ANN001
+    m = ctx.member()
+    body = order_body(m["member_id"], store_id="nope-404")
+    with nothing_written():
+        status, err = api.post(path, body, getattr(ctx, token_kind))
+    assert_error(status, err, 422, "unknown_store", ["body", "store_id"])
+    assert ctx.order_view(body["order_id"])[0] == 404
+
+
+@pytest.mark.parametrize("path", ORDER_PATHS)
+def test_order_for_unknown_member_is_404(api, ctx, nothing_written, path):  # noqa: ANN001
+    body = order_body(UNKNOWN_MEMBER)
+    with nothing_written():
+        status, err = api.post(path, body, ctx.staff)
+    assert_error(status, err, 404, "member_not_found")
+    assert ctx.order_view(body["order_id"])[0] == 404
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda b, c: _with_lines(b, 2_500, 2_500), id="another amount"),
+    pytest.param(lambda b, c: {**b, "member_id": c.member()["member_id"]}, id="another member"),
+    pytest.param(lambda b, c: {**_without(b, "member_id"), "phone": unique_phone()}, id="a guest phone"),
+    pytest.param(lambda b, c: {**b, "paid_at": plain_day(2)}, id="another paid_at"),
+    pytest.param(lambda b, c: {**b, "store_id": "sh-002"}, id="another store"),
+])
+def test_order_id_reused_with_another_body_is_409_and_changes_nothing(api, ctx, nothing_written, change):  # noqa: ANN001
+    m = ctx.member()
+    first = ctx.order(m["member_id"])
+    again = change(first, ctx)
+    watched = [m["member_id"]] + ([again["member_id"]] if again.get("member_id") not in (None, m["member_id"]) else [])
+    before = (ctx.order_view(first["order_id"]), [ctx.points(x) for x in watched])
+    with nothing_written():
+        status, err = api.post("/orders", again, ctx.hq)
+    assert_error(status, err, 409, "order_id_reused")
+    assert (ctx.order_view(first["order_id"]), [ctx.points(x) for x in watched]) == before
+
+
+def test_order_replay_with_the_same_body_is_200_and_writes_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    # The control for the 409s above: the very same body again is a replay, not a conflict.
+    m = ctx.member()
+    body = order_body(m["member_id"], amount=10_000, lines=2)
+    status, receipt = api.post("/orders", body, ctx.staff)
+    assert status == 201, receipt
+    with nothing_written():
+        assert api.post("/orders", body, ctx.staff) == (200, receipt)
+    assert ctx.points(m["member_id"])["balance"] == 100
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda b: _with_lines(b, *[50] * 200), id="200 items"),
+    pytest.param(lambda b: {**b, "paid_at": _ago(days=89)}, id="paid_at 89 days ago"),
+    pytest.param(lambda b: {**b, "paid_at": _ago(minutes=-5)}, id="paid_at 5 minutes ahead (clock skew)"),
+    pytest.param(lambda b: {**b, "paid_at": (datetime.now(UTC) - timedelta(days=1)).isoformat()},
+                 id="paid_at with a UTC offset"),
+    pytest.param(lambda b: {**b, "order_id": f"POS-01:2024.1_{uuid.uuid4().hex[:8]}"},
+                 id="order_id with all allowed punctuation"),
+    pytest.param(lambda b: {**b, "order_id": "o" * 32 + uuid.uuid4().hex}, id="order_id of 64 chars"),
+])
+def test_order_at_the_bounds_is_accepted(api, ctx, edit):  # noqa: ANN001
+    # The edges are accepted, so the rejections above are about the limits, not the app refusing everything.
+    m = ctx.member()
+    body = edit(order_body(m["member_id"], amount=10_000, lines=2))
+    status, receipt = api.post("/orders", body, ctx.staff)
+    assert status == 201, receipt
+    assert ctx.order_view(body["order_id"])[0] == 200
+
+
+# ---- POST /orders/{id}/refunds -----------------------------------------------------------------------------
+REFUND_INVALID = [
+    pytest.param({"amount": 0}, ["body", "amount"], id="amount 0"),
+    pytest.param({"amount": -100}, ["body", "amount"], id="negative amount"),
+    pytest.param({"amount": 100.0}, ["body", "amount"], id="float amount"),
+    pytest.param({"amount": 100.5}, ["body", "amount"], id="fractional amount"),
+    pytest.param({"amount": "100"}, ["body", "amount"], id="amount as string"),
+    pytest.param({"amount": True}, ["body", "amount"], id="amount true"),
+    pytest.param({"amount": 4_000, "items": [{"sku": "sku-0", "qty": 1, "amount": 3_000}]}, ["body"],
+                 id="items sum below amount"),
+    pytest.param({"amount": 4_000, "items": [{"sku": "sku-0", "qty": 1, "amount": 3_000},
+                                             {"sku": "sku-1", "qty": 1, "amount": 3_000}]}, ["body"],
+                 id="items sum above amount"),
+    pytest.param({"amount": 4_000, "items": []}, ["body"], id="empty items"),
+    pytest.param({"amount": 4_000, "items": [{"sku": "sku-0", "qty": 0, "amount": 4_000}]},
+                 ["body", "items", 0, "qty"], id="item qty 0"),
+    pytest.param({"amount": 4_000, "items": [{"sku": "sku-0", "qty": 1, "amount": 4_000.0}]},
+                 ["body", "items", 0, "amount"], id="item float amount"),
+    pytest.param({"amount": 4_000, "items": [{"sku": "sku-0", "qty": 1, "amount": 4_000, "name": "x"}]},
+                 ["body", "items", 0, "name"], id="item unknown field"),
+    pytest.param({"amount": 4_000, "points": 40}, ["body", "points"], id="unknown field points"),
+    pytest.param({"amount": 4_000, "refund_id": "r 1"}, ["body", "refund_id"], id="refund_id with a space"),
+    pytest.param({"amount": 4_000, "refund_id": "r" * 65}, ["body", "refund_id"], id="refund_id of 65 chars"),
+    pytest.param({"amount": 4_000, "refund_id": None}, ["body", "refund_id"], id="refund_id null"),
+    pytest.param({}, ["body", "amount"], id="missing amount"),
+]
+
+
+def _refund_target(c: Ctx) -> tuple[dict[str, Any], Callable[[], Any]]:
+    m = c.member()
+    posted = c.order(m["member_id"])  # 10_000 fen in two lines (sku-0, sku-1): 100 points
+    return posted, lambda: (c.order_view(posted["order_id"]), c.points(m["member_id"]))
+
+
+@pytest.mark.parametrize(("change", "loc"), REFUND_INVALID)
+def test_refund_rejects_invalid_body_and_refunds_nothing(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    posted, read = _refund_target(ctx)
+    before = read()
+    body = {k: v for k, v in {"refund_id": "r-1", **change}.items() if v is not None}
+    with nothing_written():
+        status, err = api.post(f"/orders/{posted['order_id']}/refunds", body, ctx.staff)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert read() == before
+
+
+@pytest.mark.parametrize(("already", "amount"), [pytest.param(0, 10_001, id="more than the order"),
+                                                 pytest.param(6_000, 4_001, id="more than remains")])
+def test_refund_exceeding_the_order_is_422_and_refunds_nothing(api, ctx, nothing_written, already,  # noqa: ANN001
+                                                               amount):
+    posted, read = _refund_target(ctx)
+    path = f"/orders/{posted['order_id']}/refunds"
+    if already:
+        assert api.post(path, {"refund_id": "r-first", "amount": already}, ctx.staff)[0] == 201
+    before = read()
+    with nothing_written():
+        status, err = api.post(path, {"refund_id": "r-2", "amount": amount}, ctx.staff)
+    assert_error(status, err, 422, "refund_exceeds_order")
+    assert read() == before
+    # the control: exactly what remains is accepted
+    status, done = api.post(path, {"refund_id": "r-3", "amount": amount - 1}, ctx.staff)
+    assert (status, done["refunded_total"]) == (201, 10_000), done
+
+
+@pytest.mark.parametrize("items", [
+    pytest.param([{"sku": "sku-9", "qty": 1, "amount": 1_000}], id="sku not in the order"),
+    pytest.param([{"sku": "sku-0", "qty": 1, "amount": 500}, {"sku": "SKU-1", "qty": 1, "amount": 500}],
+                 id="one of two skus unknown (case differs)"),
+])
+def test_refund_of_unknown_items_is_422_and_refunds_nothing(api, ctx, nothing_written, items):  # noqa: ANN001
+    posted, read = _refund_target(ctx)
+    before = read()
+    with nothing_written():
+        status, err = api.post(f"/orders/{posted['order_id']}/refunds",
+                               {"refund_id": "r-1", "amount": 1_000, "items": items}, ctx.staff)
+    assert_error(status, err, 422, "unknown_items")
+    assert read() == before
+
+
+def test_refund_id_reused_with_another_body_is_409_and_changes_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    posted, read = _refund_target(ctx)
+    path = f"/orders/{posted['order_id']}/refunds"
+    status, first = api.post(path, {"refund_id": "r-1", "amount": 1_000}, ctx.staff)
+    assert status == 201, first
+    before = read()
+    with nothing_written():
+        status, err = api.post(path, {"refund_id": "r-1", "amount": 2_000}, ctx.staff)
+        assert_error(status, err, 409, "refund_id_reused")
+        assert api.post(path, {"refund_id": "r-1", "amount": 1_000}, ctx.staff) == (200, first)  # a replay
+    assert read() == before
+
+
+# ---- POST /members/{id}/points/redemptions -----------------------------------------------------------------
+REDEMPTION = {"redemption_id": "red-1", "points": 30, "reason": "兑换饮品", "store_id": "sh-001"}
+
+REDEMPTION_INVALID = [
+    pytest.param({"points": 0}, ["body", "points"], id="points 0"),
+    pytest.param({"points": -10}, ["body", "points"], id="negative points"),
+    pytest.param({"points": 10.0}, ["body", "points"], id="float points"),
+    pytest.param({"points": 10.5}, ["body", "points"], id="fractional points"),
+    pytest.param({"points": "10"}, ["body", "points"], id="points as string"),
+    pytest.param({"points": True}, ["body", "points"], id="points true"),
+    pytest.param({"points": 1_000_000_001}, ["body", "points"], id="points over 1e9"),
+    pytest.param({"points": 10**30}, ["body", "points"], id="points 1e30"),
+    pytest.param({"reason": None}, ["body", "reason"], id="missing reason"),
+    pytest.param({"reason": ""}, ["body", "reason"], id="empty reason"),
+    pytest.param({"reason": "r" * 201}, ["body", "reason"], id="201 char reason"),
+    pytest.param({"reason": 5}, ["body", "reason"], id="reason number"),
+    pytest.param({"redemption_id": "red 1"}, ["body", "redemption_id"], id="redemption_id with a space"),
+    pytest.param({"redemption_id": "r" * 65}, ["body", "redemption_id"], id="redemption_id of 65 chars"),
+    pytest.param({"redemption_id": None}, ["body", "redemption_id"], id="missing redemption_id"),
+    pytest.param({"store_id": "sh 001"}, ["body", "store_id"], id="malformed store_id"),
+    pytest.param({"balance": 1_000}, ["body", "balance"], id="unknown field balance"),
+    pytest.param({"member_id": UNKNOWN_MEMBER}, ["body", "member_id"], id="unknown field member_id"),
+]
+
+
+def _redemption(**change: Any) -> dict[str, Any]:
+    return {k: v for k, v in {**REDEMPTION, **change}.items() if v is not None}
+
+
+def _spender(c: Ctx, tokens: Any, who: str, member_id: str) -> str:
+    return tokens.member(member_id) if who == "member" else c.staff
+
+
+@pytest.mark.parametrize("who", ["member", "staff"])
+@pytest.mark.parametrize(("change", "loc"), REDEMPTION_INVALID)
+def test_redemption_rejects_invalid_body_and_spends_nothing(api, ctx, tokens, nothing_written, who,  # noqa: ANN001
+                                                            change, loc):
+    m = ctx.funded_member()
+    before = ctx.points(m["member_id"])
+    with nothing_written():
+        status, err = api.post(f"/members/{m['member_id']}/points/redemptions", _redemption(**change),
+                               _spender(ctx, tokens, who, m["member_id"]))
+    assert_error(status, err, 422, "validation_error", loc)
+    assert ctx.points(m["member_id"]) == before
+
+
+@pytest.mark.parametrize("role", ["staff", "store_manager"])
+def test_redemption_at_the_counter_requires_store_id(api, ctx, tokens, nothing_written, role):  # noqa: ANN001
+    m = ctx.funded_member()
+    before = ctx.points(m["member_id"])
+    with nothing_written():
+        status, err = api.post(f"/members/{m['member_id']}/points/redemptions", _redemption(store_id=None),
+                               tokens.staff(role, stores=["sh-001"]))
+    assert_error(status, err, 422, "validation_error", ["body", "store_id"])
+    assert ctx.points(m["member_id"]) == before
+
+
+@pytest.mark.parametrize("who", ["member", "staff"])
+def test_redemption_at_unknown_store_is_unknown_store(api, ctx, tokens, nothing_written, who):  # noqa: ANN001
+    m = ctx.funded_member()
+    before = ctx.points(m["member_id"])
+    with nothing_written():
+        status, err = api.post(f"/members/{m['member_id']}/points/redemptions", _redemption(store_id="nope-404"),
+                               _spender(ctx, tokens, who, m["member_id"]))
+    assert_error(status, err, 422, "unknown_store", ["body", "store_id"])
+    assert ctx.points(m["member_id"]) == before
+
+
+@pytest.mark.parametrize("who", ["member", "staff"])
+@pytest.mark.parametrize("spent_first", [pytest.param(0, id="fresh"), pytest.param(60, id="after spending 60")])
+def test_redeeming_more_than_the_balance_is_409_and_changes_nothing(api, ctx, tokens, nothing_written, who,  # noqa: ANN001
+                                                                     spent_first):
+    m = ctx.funded_member()
+    path, token = f"/members/{m['member_id']}/points/redemptions", _spender(ctx, tokens, who, m["member_id"])
+    if spent_first:
+        assert api.post(path, _redemption(redemption_id="first", points=spent_first), token)[0] == 201
+    before = ctx.points(m["member_id"])
+    left = before["balance"]
+    with nothing_written():
+        status, err = api.post(path, _redemption(points=left + 1), token)
+    assert_error(status, err, 409, "insufficient_points")
+    assert ctx.points(m["member_id"]) == before
+    # the control: exactly the balance can be spent
+    status, red = api.post(path, _redemption(redemption_id="all", points=left), token)
+    assert (status, red["balance"]) == (201, 0), red
+
+
+def test_redemption_id_reused_with_another_body_is_409_and_changes_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    m = ctx.funded_member()
+    path = f"/members/{m['member_id']}/points/redemptions"
+    status, first = api.post(path, _redemption(), ctx.staff)
+    assert status == 201, first
+    before = ctx.points(m["member_id"])
+    with nothing_written():
+        status, err = api.post(path, _redemption(points=31), ctx.staff)
+        assert_error(status, err, 409, "redemption_id_reused")
+        assert api.post(path, _redemption(), ctx.staff) == (200, first)  # a replay
+    assert ctx.points(m["member_id"]) == before
+
+
+# ---- POST /members/{id}/points/adjustments -----------------------------------------------------------------
+ADJUSTMENT_INVALID = [
+    pytest.param({"points": 0}, ["body"], id="points 0"),
+    pytest.param({"points": 10.0}, ["body", "points"], id="float points"),
+    pytest.param({"points": -2.5}, ["body", "points"], id="fractional points"),
+    pytest.param({"points": "10"}, ["body", "points"], id="points as string"),
+    pytest.param({"points": True}, ["body", "points"], id="points true"),
+    pytest.param({"points": 1_000_000_001}, ["body", "points"], id="points over 1e9"),
+    pytest.param({"points": -1_000_000_001}, ["body", "points"], id="points under -1e9"),
+    pytest.param({"points": None}, ["body", "points"], id="missing points"),
+    pytest.param({"reason": None}, ["body", "reason"], id="missing reason"),
+    pytest.param({"reason": ""}, ["body", "reason"], id="empty reason"),
+    pytest.param({"adjustment_id": "adj 1"}, ["body", "adjustment_id"], id="adjustment_id with a space"),
+    pytest.param({"adjustment_id": "a" * 65}, ["body", "adjustment_id"], id="adjustment_id of 65 chars"),
+    pytest.param({"expires_on": "2099-01-01"}, ["body", "expires_on"], id="unknown field expires_on"),
+]
+
+
+@pytest.mark.parametrize(("change", "loc"), ADJUSTMENT_INVALID)
+def test_adjustment_rejects_invalid_body_and_changes_nothing(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    m = ctx.funded_member()
+    before = ctx.points(m["member_id"])
+    body = {k: v for k, v in {"adjustment_id": "adj-1", "points": 25, "reason": "补偿", **change}.items()
+            if v is not None}
+    with nothing_written():
+        status, err = api.post(f"/members/{m['member_id']}/points/adjustments", body, ctx.hq)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert ctx.points(m["member_id"]) == before
+
+
+def test_adjustment_id_reused_with_another_body_is_409_and_changes_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    m = ctx.funded_member()
+    path = f"/members/{m['member_id']}/points/adjustments"
+    status, first = api.post(path, {"adjustment_id": "adj-1", "points": 25, "reason": "补偿"}, ctx.hq)
+    assert status == 201, first
+    before = ctx.points(m["member_id"])
+    with nothing_written():
+        status, err = api.post(path, {"adjustment_id": "adj-1", "points": -25, "reason": "补偿"}, ctx.hq)
+    assert_error(status, err, 409, "adjustment_id_reused")
+    assert ctx.points(m["member_id"]) == before
+
+
+# ---- PUT /tiers and PUT /points/rules ----------------------------------------------------------------------
+def _tiers_edit(edit: Callable[[list[dict[str, Any]]], Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def apply(program: dict[str, Any]) -> dict[str, Any]:
+        tiers = json.loads(json.dumps(program["tiers"]))  # a deep copy to edit
+        edit(tiers)
+        return {**program, "tiers": tiers}
+
+    return apply
+
+
+def _set(target: dict[str, Any], **values: Any) -> None:
+    target.update(values)
+
+
+TIERS_INVALID = [
+    pytest.param(_tiers_edit(lambda t: t.reverse()), ["body"], id="tiers in reverse order"),
+    pytest.param(_tiers_edit(lambda t: _set(t[2], threshold=t[1]["threshold"] - 1)), ["body"],
+                 id="thresholds decreasing"),
+    pytest.param(_tiers_edit(lambda t: _set(t[2], threshold=t[1]["threshold"])), ["body"], id="thresholds equal"),
+    pytest.param(_tiers_edit(lambda t: _set(t[0], threshold=1)), ["body"], id="first threshold not 0"),
+    pytest.param(_tiers_edit(lambda t: _set(t[0], threshold=-1)), ["body", "tiers", 0, "threshold"],
+                 id="negative threshold"),
+    pytest.param(_tiers_edit(lambda t: _set(t[2], tier_id=t[1]["tier_id"])), ["body"], id="duplicate tier ids"),
+    pytest.param(lambda p: {**p, "tiers": []}, ["body", "tiers"], id="empty list"),
+    pytest.param(lambda p: {"basis": p["basis"]}, ["body", "tiers"], id="no tiers"),
+    pytest.param(lambda p: {**p, "version": 2}, ["body", "version"], id="unknown top-level field"),
+    pytest.param(_tiers_edit(lambda t: _set(t[1], color="silver")), ["body", "tiers", 1, "color"],
+                 id="unknown tier field"),
+    pytest.param(_tiers_edit(lambda t: _set(t[1]["benefits"], cashback=5)),
+                 ["body", "tiers", 1, "benefits", "cashback"], id="unknown benefit field"),
+    pytest.param(lambda p: {**p, "basis": "visits"}, ["body", "basis"], id="unknown basis"),
+    pytest.param(_tiers_edit(lambda t: _set(t[1], tier_id="Silver Tier")), ["body", "tiers", 1, "tier_id"],
+                 id="malformed tier_id"),
+    pytest.param(_tiers_edit(lambda t: _set(t[1], name="")), ["body", "tiers", 1, "name"], id="empty tier name"),
+    pytest.param(_tiers_edit(lambda t: _set(t[1]["benefits"], points_multiplier=-1)),
+                 ["body", "tiers", 1, "benefits", "points_multiplier"], id="negative multiplier"),
+]
+
+
+@pytest.mark.parametrize(("edit", "loc"), TIERS_INVALID)
+def test_put_tiers_rejects_invalid_program_and_keeps_it(api, ctx, nothing_written, edit, loc):  # noqa: ANN001
+    current = ctx.config("/tiers")
+    with nothing_written():
+        status, err = api.put("/tiers", edit(current), ctx.hq)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert ctx.config("/tiers") == current
+
+
+def _rules_edit(path: tuple[str, ...], value: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def apply(rules: dict[str, Any]) -> dict[str, Any]:
+        copy = json.loads(json.dumps(rules))
+        target = copy
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        return copy
+
+    return apply
+
+
+RULES_INVALID = [
+    pytest.param(_rules_edit(("points_per_yuan",), -1), ["body", "points_per_yuan"], id="points_per_yuan negative"),
+    pytest.param(_rules_edit(("points_per_yuan",), 101), ["body", "points_per_yuan"], id="points_per_yuan 101"),
+    pytest.param(_rules_edit(("expiry", "months"), 0), ["body", "expiry", "months"], id="expiry months 0"),
+    pytest.param(_rules_edit(("expiry", "months"), -12), ["body", "expiry", "months"], id="expiry months negative"),
+    pytest.param(_rules_edit(("expiry", "mode"), "never"), ["body", "expiry", "mode"], id="unknown expiry mode"),
+    pytest.param(_rules_edit(("promotions", "member_day"), 31), ["body", "promotions", "member_day"],
+                 id="member day 31"),
+    pytest.param(_rules_edit(("promotions", "member_day_multiplier"), -1000),
+                 ["body", "promotions", "member_day_multiplier"], id="negative promotion multiplier"),
+    pytest.param(_rules_edit(("expiring_soon_days",), 0), ["body", "expiring_soon_days"], id="expiring_soon_days 0"),
+    pytest.param(_rules_edit(("signup_bonus",), 100), ["body", "signup_bonus"], id="unknown field"),
+    pytest.param(_rules_edit(("expiry", "grace_days"), 7), ["body", "expiry", "grace_days"], id="unknown expiry field"),
+]
+
+
+@pytest.mark.parametrize(("edit", "loc"), RULES_INVALID)
+def test_put_rules_rejects_invalid_rules_and_keeps_them(api, ctx, nothing_written, edit, loc):  # noqa: ANN001
+    current = ctx.config("/points/rules")
+    with nothing_written():
+        status, err = api.put("/points/rules", edit(current), ctx.hq)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert ctx.config("/points/rules") == current
+
+
+# ---- GET /members/{id}/orders and /points?cursor=&limit= ---------------------------------------------------
+MEMBER_LISTINGS = [pytest.param("/members/{}/orders", "items", id="orders"),
+                   pytest.param("/members/{}/points", "ledger", id="points ledger")]
+
+
+def _page(body: dict[str, Any], key: str) -> dict[str, Any]:
+    return body if key == "items" else body[key]
+
+
+@pytest.fixture
+def two_order_member(ctx) -> str:  # noqa: ANN001
+    m = ctx.member()
+    ctx.order(m["member_id"], paid_at=plain_day(2))
+    ctx.order(m["member_id"], paid_at=plain_day(1))
+    return m["member_id"]
+
+
+@pytest.mark.parametrize(("template", "key"), MEMBER_LISTINGS)
+def test_member_listing_real_cursor_pages(api, ctx, two_order_member, template, key):  # noqa: ANN001
+    # Control for the invalid cursors below: a cursor the API issued works.
+    path = template.format(two_order_member)
+    status, first = api.get(f"{path}?limit=1", ctx.hq)
+    assert status == 200 and len(_page(first, key)["items"]) == 1
+    status, second = api.get(f"{path}?limit=1&cursor={_page(first, key)['next_cursor']}", ctx.hq)
+    assert status == 200 and len(_page(second, key)["items"]) == 1
+    assert _page(second, key)["items"] != _page(first, key)["items"]
+
+
+@pytest.mark.parametrize(("template", "key"), MEMBER_LISTINGS)
+@pytest.mark.parametrize("make_cursor", [
+    pytest.param(lambda real: "abc!!", id="not base64"),
+    pytest.param(lambda real: "bm90IGpzb24", id="base64 of non-JSON"),
+    pytest.param(lambda real: _b64(["MEMBER", "ORDER"]), id="JSON list"),
+    pytest.param(lambda real: real, id="another member's cursor"),
+    pytest.param(lambda real: _b64({"pk": "ORG", "sk": "STORE#sh-001"}), id="another partition"),
+])
+def test_member_listing_invalid_cursor_is_422(api, ctx, two_order_member, template, key,  # noqa: ANN001
+                                              make_cursor):
+    status, page = api.get(f"{template.format(two_order_member)}?limit=1", ctx.hq)
+    assert status == 200
+    victim = ctx.member()["member_id"]  # the cursor is used on another member's listing
+    cursor = make_cursor(_page(page, key)["next_cursor"])
+    status, body = api.get(f"{template.format(victim)}?cursor={cursor}", ctx.hq)
+    assert_error(status, body, 422, "invalid_cursor", ["query", "cursor"])
+
+
+@pytest.mark.parametrize(("template", "key"), MEMBER_LISTINGS)
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1.5"])
+def test_member_listing_invalid_limit_is_422(api, ctx, template, key, limit):  # noqa: ANN001
+    m = ctx.member()
+    status, body = api.get(f"{template.format(m['member_id'])}?limit={limit}", ctx.hq)
+    assert_error(status, body, 422, "validation_error", ["query", "limit"])
+
+
+@pytest.mark.parametrize(("template", "key"), MEMBER_LISTINGS)
+def test_member_listing_oversized_cursor_is_422(api, ctx, template, key):  # noqa: ANN001
+    m = ctx.member()
+    status, body = api.get(f"{template.format(m['member_id'])}?cursor={'A' * 3000}", ctx.hq)
+    assert_error(status, body, 422, None, ["query", "cursor"])
 
 
 # ---- edge cases that must be ACCEPTED --------------------------------------------------------------------

@@ -237,3 +237,13 @@ def test_member_view_shows_aggregates(api, staff, member):
     view = api.get(f"/members/{member}", staff)[1]
     assert view["rolling_12m_spend_fen"] == 9_000 and view["favourite_categories"] == ["tea", "snack"]
     assert view["first_purchase_at"] == view["last_purchase_at"] is not None
+
+
+def test_refund_of_a_line_cannot_exceed_that_line(api, staff, member):
+    body = order(member, amount=10_000, lines=2)  # two lines of 5,000
+    api.post("/orders", body, staff)
+    status, err = api.post(f"/orders/{body['order_id']}/refunds",
+                           {"refund_id": "r", "amount": 8_000, "items": [{"sku": "sku-0", "qty": 1, "amount": 8_000}]},
+                           staff)
+    assert status == 422 and err["code"] == "refund_exceeds_line"
+    assert api.get(f"/orders/{body['order_id']}", staff)[1]["refunded_amount"] == 0
