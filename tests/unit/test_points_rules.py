@@ -86,7 +86,8 @@ def test_merge_keeps_the_higher_tier_and_adds_everything():
     assert folded.spend_months == {"2026-11": 12}
 
 
-@pytest.mark.parametrize("field,value", [("points_per_yuan", "2"), ("points_per_yuan", 2.0), ("expiring_soon_days", True)])
+@pytest.mark.parametrize("field,value", [("points_per_yuan", "2"), ("points_per_yuan", 2.0),
+                                         ("expiring_soon_days", True)])
 def test_program_numbers_are_strict_integers(field, value):
     from pydantic import ValidationError
 
