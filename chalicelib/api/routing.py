@@ -166,8 +166,3 @@ def _invalid(err: ValidationError, where: str) -> Exception:
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
-
-def require_principal(call: Call) -> Principal:
-    if call.principal is None:
-        raise Unauthorized("missing bearer token", code="missing_token")
-    return call.principal

@@ -73,14 +73,6 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True)
-class LotTake:
-    lot_id: str
-    expires_on: date
-    points: int
-    remaining_before: int
-
-
-@dataclass(frozen=True)
 class TierMarker:
     """The member's entry in the tier review index: `tier` None removes it (back at the lowest tier)."""
 

@@ -112,10 +112,6 @@ def refund_key(order_id: str, refund_id: str) -> dict[str, str]:
     return {"pk": f"ORDER#{order_id}", "sk": f"REFUND#{refund_id}"}
 
 
-def member_orders_pk(member_id: str) -> str:
-    return f"MORDERS#{member_id}"
-
-
 def guest_orders_pk(phone_hash: str) -> str:
     return f"GUEST#{phone_hash}"
 
