@@ -1,5 +1,5 @@
 # The two commands (see README): `make run` and `make test`. Everything else is a helper they call.
-.PHONY: run test setup bench lint
+.PHONY: run test setup bench lint package
 PORT ?= 8000
 
 setup:
@@ -12,6 +12,10 @@ run: setup
 ## Sets everything up, then runs the lints and the whole test suite (what CI runs).
 test: setup
 	bash scripts/test.sh
+
+## The deployable stack: dist/template.json + dist/artifacts/*.zip (deploying: docs/operations.md).
+package: setup
+	bash scripts/package.sh
 
 bench: setup
 	.venv/bin/python -m bench

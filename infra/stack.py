@@ -1,0 +1,640 @@
+"""The merge template: infra/template.json (table, key, secret, alarm topic) plus everything generated from the
+manifests, so that adding a function is one entry in infra/functions.json and nothing is written per function.
+
+For the API (Chalice generates its function and REST API; we merge into them) and for every function of the
+manifest this generates: a role with one least-privilege policy, a log group with retention, alarms, and the
+dashboard. For each function also: the Lambda, its EventBridge Scheduler schedule (Asia/Shanghai, retry policy,
+dead-letter queue), the async on-failure destination, and the "did not finish" alarm of daily jobs.
+
+Pure functions of the files in infra/ (and .chalice/config.json): tests call them with their own manifests.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ROOT / "infra"
+TIMEZONE = "Asia/Shanghai"
+NAMESPACE = "ChainCRM"
+SERVICE = "chaincrm"
+METRIC_DIMENSIONS = [{"Name": "service", "Value": SERVICE}]
+# Per-stage values that are not secrets live in SSM Parameter Store; the template only names them.
+SSM_PARAMETERS = {
+    "CHAINCRM_ISSUERS_JSON": "/chaincrm/${Stage}/issuers-json",
+    "CHAINCRM_WECHAT_APPID": "/chaincrm/${Stage}/wechat-appid",
+}
+# The only actions AWS authorises on "*" alone (no resource-level permissions); each statement says why.
+STAR_ONLY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData"}
+TABLE_ACTIONS = {"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
+                 "ConditionCheckItem"}  # no Scan: nothing here scans (docs/access-patterns.md)
+INDEX_ACTIONS = {"Query"}
+RETENTION = {"Fn::FindInMap": ["StageSettings", {"Ref": "Stage"}, "LogRetentionDays"]}
+ALARM_ACTIONS = {"AlarmActions": [{"Ref": "AlarmTopic"}], "OKActions": [{"Ref": "AlarmTopic"}]}
+ARCHITECTURE = "x86_64"  # the managed layer's wheels are built for it (Chalice's default)
+API = "APIHandler"  # Chalice's logical ids
+REST_API = "RestAPI"
+LAYER = "ManagedLayer"
+PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/replaced-by-infra-stack-ApiHandlerRole"
+
+# Gateway responses in our error shape {"code", "message", "details"}. API Gateway substitutes $context
+# variables (no VTL); messageString is already a quoted JSON string.
+GATEWAY_RESPONSES: dict[str, tuple[str | None, str, str]] = {
+    # type: (status or None to keep API Gateway's, code, message as a JSON string literal or messageString)
+    "DEFAULT_4XX": (None, "bad_request", "$context.error.messageString"),
+    "DEFAULT_5XX": (None, "gateway_error", "$context.error.messageString"),
+    # API Gateway's answer to an unknown path or a method the path does not have (no authorizers here).
+    "MISSING_AUTHENTICATION_TOKEN": ("404", "route_not_found", '"no such route or method"'),
+    "THROTTLED": ("429", "throttled", '"too many requests; retry with backoff"'),
+    "QUOTA_EXCEEDED": ("429", "throttled", '"request quota exceeded"'),
+    "REQUEST_TOO_LARGE": ("413", "payload_too_large", '"request body too large"'),
+    "UNSUPPORTED_MEDIA_TYPE": ("415", "unsupported_media_type", '"send application/json"'),
+    "INTEGRATION_TIMEOUT": ("504", "timeout", '"the request took too long; it may still complete"'),
+    "INTEGRATION_FAILURE": ("502", "gateway_error", "$context.error.messageString"),
+}
+ACCESS_LOG_FORMAT = json.dumps({
+    "requestId": "$context.requestId", "extendedRequestId": "$context.extendedRequestId",
+    "lambdaRequestId": "$context.integration.requestId", "time": "$context.requestTime",
+    "ip": "$context.identity.sourceIp", "userAgent": "$context.identity.userAgent",
+    "method": "$context.httpMethod", "route": "$context.resourcePath", "path": "$context.path",
+    "status": "$context.status", "responseLength": "$context.responseLength",
+    "latencyMs": "$context.responseLatency", "integrationLatencyMs": "$context.integrationLatency",
+    "integrationStatus": "$context.integrationStatus", "errorType": "$context.error.responseType",
+    "errorMessage": "$context.error.message",
+}, separators=(",", ":"))  # no query string: GET /members?phone= must not put phone numbers in the access log
+
+
+class ManifestError(ValueError):
+    """A manifest entry that cannot be deployed as written."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    on: str  # "table" or an index name
+    actions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    module: str
+    handler: str
+    description: str
+    schedule: str
+    timezone: str
+    input: dict[str, Any]
+    timeout: int
+    memory: int
+    reserved_concurrency: int | None
+    retry_attempts: int
+    max_event_age_seconds: int
+    dynamodb: tuple[Grant, ...]
+    secret: bool
+    metrics: tuple[str, ...]
+    success_metric: str | None = None
+    finish_alarm_hours: int | None = None
+
+    @property
+    def logical(self) -> str:
+        return "".join(part.capitalize() for part in self.name.split("-"))
+
+    @property
+    def is_daily(self) -> bool:
+        return is_daily_cron(self.schedule)
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    dynamodb: tuple[Grant, ...]
+    secret: bool
+    metrics: tuple[str, ...]
+    default_rate: float
+    default_burst: int
+    routes: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)  # (METHOD, path) -> limits
+
+
+# ---- manifests -----------------------------------------------------------------------------------------------
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def base_template(infra: Path = INFRA) -> dict[str, Any]:
+    return read_json(infra / "template.json")
+
+
+def table_indexes(template: dict[str, Any]) -> set[str]:
+    gsis = template["Resources"]["Table"]["Properties"].get("GlobalSecondaryIndexes", [])
+    return {g["IndexName"] for g in gsis}
+
+
+def is_daily_cron(expression: str) -> bool:
+    """cron(min hour day-of-month month day-of-week year) that fires once a day, every day."""
+    m = re.fullmatch(r"cron\((.+)\)", expression.strip())
+    if not m:
+        return False
+    fields = m.group(1).split()
+    if len(fields) != 6:
+        return False
+    minute, hour, dom, month, dow, _ = fields
+    return bool(re.fullmatch(r"\d+", minute) and re.fullmatch(r"\d+", hour) and dom in ("*", "?")
+                and month == "*" and dow in ("*", "?"))
+
+
+def _need(entry: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in entry:
+        raise ManifestError(f"{where}: '{key}' is required")
+    value = entry[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ManifestError(f"{where}: '{key}' must be {kind}, not {value!r}")
+    return value
+
+
+def _metric_names(values: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(values, list) or not all(isinstance(v, str) and re.fullmatch(r"[A-Z][A-Za-z0-9]{2,80}", v)
+                                               for v in values):
+        raise ManifestError(f"{where}: 'metrics' must be a list of CamelCase metric names")
+    return tuple(values)
+
+
+def _grants(values: Any, indexes: set[str], where: str) -> tuple[Grant, ...]:
+    if not isinstance(values, list):
+        raise ManifestError(f"{where}: 'dynamodb' must be a list of {{'on', 'actions'}}")
+    grants = []
+    for g in values:
+        on, actions = g.get("on"), g.get("actions")
+        if on != "table" and on not in indexes:
+            raise ManifestError(f"{where}: dynamodb 'on' must be 'table' or one of the indexes {sorted(indexes)}, "
+                                f"not {on!r}")
+        allowed = TABLE_ACTIONS if on == "table" else INDEX_ACTIONS
+        if not actions or not isinstance(actions, list) or not set(actions) <= allowed:
+            raise ManifestError(f"{where}: actions on {on} must be some of {sorted(allowed)} (without 'dynamodb:'),"
+                                f" not {actions!r}")
+        grants.append(Grant(on, tuple(sorted(set(actions)))))
+    if len({g.on for g in grants}) != len(grants):
+        raise ManifestError(f"{where}: one 'dynamodb' entry per table/index")
+    return tuple(grants)
+
+
+def handler_defined(module_file: Path, handler: str) -> bool:
+    tree = ast.parse(module_file.read_text())
+    return any(isinstance(n, ast.FunctionDef) and n.name == handler for n in tree.body)
+
+
+def parse_function(entry: dict[str, Any], indexes: set[str], root: Path = ROOT) -> FunctionSpec:
+    where = f"infra/functions.json entry {entry.get('name', '?')!r}"
+    name = _need(entry, "name", str, where)
+    if not re.fullmatch(r"[a-z][a-z0-9-]{1,30}[a-z0-9]", name):
+        raise ManifestError(f"{where}: 'name' must be kebab-case (it names the Lambda <stack>-<name>)")
+    module = _need(entry, "module", str, where)
+    m = re.fullmatch(r"functions\.([a-z_][a-z0-9_]*)", module)
+    if not m or not (root / "functions" / f"{m.group(1)}.py").is_file():
+        raise ManifestError(f"{where}: 'module' must name a module functions.<name> that exists")
+    handler = _need(entry, "handler", str, where)
+    if not handler_defined(root / "functions" / f"{m.group(1)}.py", handler):
+        raise ManifestError(f"{where}: {module} has no top-level function {handler!r}")
+    trigger = _need(entry, "trigger", dict, where)
+    unknown = set(trigger) - {"schedule", "timezone", "input"}
+    if unknown or "schedule" not in trigger:
+        raise ManifestError(
+            f"{where}: only scheduled triggers are generated so far ({{'schedule', 'timezone', 'input'}}); "
+            f"got {sorted(trigger)}. A DynamoDB-stream or SQS consumer needs support in infra/stack.py first: "
+            "explicit MaximumRetryAttempts and MaximumRecordAgeInSeconds, BisectBatchOnFunctionError, "
+            "ReportBatchItemFailures and an on-failure destination (streams); ReportBatchItemFailures and a "
+            "redrive policy to a DLQ with maxReceiveCount (SQS)")
+    schedule = trigger["schedule"]
+    if not isinstance(schedule, str) or not re.fullmatch(r"(rate|cron)\(.+\)", schedule):
+        raise ManifestError(f"{where}: 'schedule' must be rate(...) or cron(...) (EventBridge Scheduler syntax)")
+    if trigger.get("timezone") != TIMEZONE:
+        raise ManifestError(f"{where}: schedules run in the brand's business time: 'timezone': '{TIMEZONE}'")
+    event = trigger.get("input", {})
+    if not isinstance(event, dict):
+        raise ManifestError(f"{where}: trigger 'input' is the JSON object the schedule sends")
+    timeout = _need(entry, "timeout", int, where)
+    memory = _need(entry, "memory", int, where)
+    if not 1 <= timeout <= 900 or not 128 <= memory <= 10240:
+        raise ManifestError(f"{where}: timeout is 1..900 s, memory 128..10240 MB")
+    reserved = entry.get("reserved_concurrency")
+    if reserved is not None and (not isinstance(reserved, int) or reserved < 1):
+        raise ManifestError(f"{where}: 'reserved_concurrency' is a positive number or null")
+    retry = entry.get("retry", {"attempts": 2, "max_event_age_seconds": 21600})
+    attempts, max_age = retry.get("attempts"), retry.get("max_event_age_seconds")
+    if attempts not in (0, 1, 2) or not isinstance(max_age, int) or not 60 <= max_age <= 21600:
+        raise ManifestError(f"{where}: 'retry' is {{'attempts': 0..2, 'max_event_age_seconds': 60..21600}} "
+                            "(Lambda's limits for asynchronous invocations)")
+    metrics = _metric_names(entry.get("metrics"), where)
+    success = entry.get("success_metric")
+    hours = entry.get("finish_alarm_hours")
+    if success is not None and success not in metrics:
+        raise ManifestError(f"{where}: 'success_metric' must be one of its 'metrics'")
+    if hours is not None and (not isinstance(hours, int) or not 1 <= hours <= 168 or success is None):
+        raise ManifestError(f"{where}: 'finish_alarm_hours' is 1..168 (CloudWatch evaluates at most 7 days) and "
+                            "needs a 'success_metric' the job emits once per successful run")
+    if is_daily_cron(schedule) and hours is None:
+        raise ManifestError(f"{where}: a daily job needs 'success_metric' and 'finish_alarm_hours' (the alarm "
+                            "that says it did not finish), e.g. 25")
+    secret = _need(entry, "secret", bool, where)
+    return FunctionSpec(
+        name=name, module=module, handler=handler, description=_need(entry, "description", str, where)[:256],
+        schedule=schedule, timezone=TIMEZONE, input=event, timeout=timeout, memory=memory,
+        reserved_concurrency=reserved, retry_attempts=attempts, max_event_age_seconds=max_age,
+        dynamodb=_grants(entry.get("dynamodb"), indexes, where), secret=secret, metrics=metrics,
+        success_metric=success, finish_alarm_hours=hours)
+
+
+def load_functions(manifest: dict[str, Any] | None = None, infra: Path = INFRA, root: Path = ROOT,
+                   template: dict[str, Any] | None = None) -> list[FunctionSpec]:
+    manifest = read_json(infra / "functions.json") if manifest is None else manifest
+    indexes = table_indexes(template or base_template(infra))
+    specs = [parse_function(e, indexes, root) for e in manifest.get("functions", [])]
+    for attr in ("name", "module"):
+        values = [getattr(s, attr) for s in specs]
+        if len(set(values)) != len(values):
+            raise ManifestError(f"infra/functions.json: two entries with the same {attr}")
+    return specs
+
+
+def function_modules(root: Path = ROOT) -> set[str]:
+    return {f"functions.{p.stem}" for p in (root / "functions").glob("*.py") if p.stem != "__init__"}
+
+
+def check_manifest_complete(specs: list[FunctionSpec], root: Path = ROOT) -> None:
+    missing = sorted(function_modules(root) - {s.module for s in specs})
+    if missing:
+        raise ManifestError(f"no entry in infra/functions.json for {', '.join(missing)}: every function needs its "
+                            "trigger, grants and alarms declared there before it can be deployed")
+
+
+def load_api(api: dict[str, Any] | None = None, infra: Path = INFRA,
+             template: dict[str, Any] | None = None) -> ApiSpec:
+    api = read_json(infra / "api.json") if api is None else api
+    where = "infra/api.json"
+    throttling = _need(api, "throttling", dict, where)
+    default = throttling.get("default", {})
+    routes: dict[tuple[str, str], tuple[float, int]] = {}
+    for key, limits in throttling.get("routes", {}).items():
+        m = re.fullmatch(r"(GET|POST|PUT|PATCH|DELETE) (/\S*)", key)
+        if not m:
+            raise ManifestError(f"{where}: throttling route {key!r} must be 'METHOD /path'")
+        routes[(m.group(1), m.group(2))] = (limits["rate"], limits["burst"])
+    return ApiSpec(dynamodb=_grants(api.get("dynamodb"), table_indexes(template or base_template(infra)), where),
+                   secret=_need(api, "secret", bool, where), metrics=_metric_names(api.get("metrics"), where),
+                   default_rate=default["rate"], default_burst=default["burst"], routes=routes)
+
+
+def dashboard_metrics(api: ApiSpec, specs: list[FunctionSpec]) -> list[str]:
+    """Every business metric, in manifest order, once."""
+    return list(dict.fromkeys([*api.metrics, *(m for s in specs for m in s.metrics)]))
+
+
+def chalice_api_stage(root: Path = ROOT) -> str:
+    config = read_json(root / ".chalice" / "config.json")
+    return config.get("api_gateway_stage") or next(iter(config["stages"].values())).get("api_gateway_stage", "api")
+
+
+# ---- IAM -------------------------------------------------------------------------------------------------------
+def _arn(logical: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical, "Arn"]}
+
+
+def grant_statements(grants: tuple[Grant, ...]) -> list[dict[str, Any]]:
+    statements = []
+    for g in grants:
+        resource = _arn("Table") if g.on == "table" else {"Fn::Sub": "${Table.Arn}/index/" + g.on}
+        statements.append({"Sid": "Table" if g.on == "table" else f"Index{g.on.capitalize()}", "Effect": "Allow",
+                           "Action": [f"dynamodb:{a}" for a in g.actions], "Resource": resource})
+    statements.append({
+        # DynamoDB decrypts with the table's key on the caller's behalf; nothing else may use it through us.
+        "Sid": "TableKeyViaDynamoDBOnly", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": _arn("TableKey"),
+        "Condition": {"StringEquals": {"kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}}}})
+    return statements
+
+
+def role_resource(description: str, service: str, statements: list[dict[str, Any]]) -> dict[str, Any]:
+    assume: dict[str, Any] = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if service != "lambda.amazonaws.com":
+        assume["Condition"] = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    return {"Type": "AWS::IAM::Role", "Properties": {
+        "Description": description[:1000],
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [assume]},
+        "Policies": [{"PolicyName": "least-privilege",
+                      "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}]}}
+
+
+def lambda_statements(log_group: str, grants: tuple[Grant, ...], secret: bool,
+                      dlq: str | None = None) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = [
+        # Its own log group only (declared with retention; the function may not create groups).
+        {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": _arn(log_group)},
+        *grant_statements(grants)]
+    if secret:
+        statements.append({"Sid": "KeyBundle", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                           "Resource": {"Ref": "Secret"}})
+    if dlq:
+        statements.append({"Sid": "OnFailureDestination", "Effect": "Allow", "Action": "sqs:SendMessage",
+                           "Resource": _arn(dlq)})
+    # X-Ray has no resource-level permissions: these two actions can only be granted on "*".
+    # (No cloudwatch:PutMetricData: Powertools writes metrics as EMF log lines, which needs no permission.)
+    statements.append({"Sid": "XRayHasNoResourceLevelPermissions", "Effect": "Allow",
+                       "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "Resource": "*"})
+    return statements
+
+
+# ---- pieces ----------------------------------------------------------------------------------------------------
+def log_group(name_sub: str) -> dict[str, Any]:
+    return {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": {"LogGroupName": {"Fn::Sub": name_sub}, "RetentionInDays": RETENTION}}
+
+
+def alarm(name: str, description: str, metric: dict[str, Any], *, threshold: float,
+          comparison: str = "GreaterThanOrEqualToThreshold", period: int = 300, periods: int = 1,
+          missing: str = "notBreaching") -> dict[str, Any]:
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmName": {"Fn::Sub": "${AWS::StackName}-" + name}, "AlarmDescription": description, **metric,
+        "Period": period, "EvaluationPeriods": periods, "DatapointsToAlarm": periods, "Threshold": threshold,
+        "ComparisonOperator": comparison, "TreatMissingData": missing, **ALARM_ACTIONS}}
+
+
+def lambda_alarms(prefix: str, function: str, label: str) -> dict[str, dict[str, Any]]:
+    def metric(name: str) -> dict[str, Any]:
+        return {"Namespace": "AWS/Lambda", "MetricName": name, "Statistic": "Sum",
+                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": function}}]}
+
+    return {
+        f"{prefix}ErrorsAlarm": alarm(f"{label}-errors", f"{label}: the function failed (exception, timeout or "
+                                      "out of memory). Logs: its log group; runbook docs/operations.md",
+                                      metric("Errors"), threshold=1),
+        f"{prefix}ThrottlesAlarm": alarm(f"{label}-throttles", f"{label}: invocations were throttled "
+                                         "(concurrency limit)", metric("Throttles"), threshold=1),
+    }
+
+
+def dlq_alarm(prefix: str, queue: str, label: str) -> dict[str, dict[str, Any]]:
+    return {f"{prefix}DlqAlarm": alarm(
+        f"{label}-dlq-not-empty", f"{label}: failed invocations are waiting in its dead-letter queue; replay them "
+        "(docs/operations.md, 'Replay a dead-letter queue')",
+        {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible", "Statistic": "Maximum",
+         "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]}, threshold=1)}
+
+
+def api_resources(api: ApiSpec, api_stage: str) -> dict[str, Any]:
+    env = {
+        "CHAINCRM_TABLE_NAME": {"Ref": "Table"},
+        "CHAINCRM_STAGE": {"Ref": "Stage"},
+        "POWERTOOLS_SERVICE_NAME": SERVICE,
+        "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+        "CONFIG_GENERATION": {"Ref": "ConfigGeneration"},
+        **{k: {"Fn::Sub": "{{resolve:ssm:" + v + "}}"} for k, v in SSM_PARAMETERS.items()},
+    }
+    if api.secret:
+        env["CHAINCRM_SECRET_ID"] = {"Ref": "Secret"}
+    settings = {"LoggingLevel": "OFF", "DataTraceEnabled": False, "MetricsEnabled": False}
+    method_settings = [{"ResourcePath": "/*", "HttpMethod": "*", "ThrottlingRateLimit": api.default_rate,
+                        "ThrottlingBurstLimit": api.default_burst, **settings}]
+    for (method, path), (rate, burst) in sorted(api.routes.items()):
+        method_settings.append({"ResourcePath": "/" + path.replace("/", "~1"), "HttpMethod": method,
+                                "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst, **settings})
+    responses = {}
+    for kind, (status, code, message) in GATEWAY_RESPONSES.items():
+        body = '{"code":"' + code + '","message":' + message + ',"details":{"request_id":"$context.requestId"}}'
+        responses[kind] = {"responseTemplates": {"application/json": body}}
+        if status:
+            responses[kind]["statusCode"] = status
+    resources: dict[str, Any] = {
+        "ApiHandlerLogGroup": log_group("/aws/lambda/${AWS::StackName}-api"),
+        "ApiAccessLogGroup": log_group("/chaincrm/${AWS::StackName}/api-access"),
+        "ApiHandlerRole": role_resource("chaincrm API Lambda", "lambda.amazonaws.com",
+                                        lambda_statements("ApiHandlerLogGroup", api.dynamodb, api.secret)),
+        API: {"DependsOn": ["ApiHandlerLogGroup"], "Properties": {
+            "FunctionName": {"Fn::Sub": "${AWS::StackName}-api"},
+            "Description": "chaincrm HTTP API (Chalice app.py)",
+            "Role": _arn("ApiHandlerRole"),
+            "Environment": {"Variables": env}}},
+        REST_API: {"Properties": {
+            "Name": {"Ref": "AWS::StackName"},
+            "TracingEnabled": True,
+            "AccessLogSetting": {"DestinationArn": _arn("ApiAccessLogGroup"), "Format": ACCESS_LOG_FORMAT},
+            "MethodSettings": method_settings,
+            # Orders the stage after the account's logging role (access logs need it); a stage variable is the
+            # one stage property that can carry the reference, and nothing reads it.
+            "Variables": {"cloudwatchRole": {"Fn::If": ["CreateApiGatewayAccount", {"Ref": "ApiGatewayAccount"},
+                                                        "existing"]}},
+            # The API's name is its CloudWatch dimension ApiName (dashboard, 5xx alarm): the stack's name, in
+            # both places API Gateway may take it from.
+            "DefinitionBody": {"info": {"title": {"Ref": "AWS::StackName"}},
+                               "x-amazon-apigateway-gateway-responses": responses}}},
+        "ApiErrorLogFilter": {"Type": "AWS::Logs::MetricFilter", "Properties": {
+            # Our routes answer every unhandled exception with a 500 (so Lambda sees no error): count the
+            # ERROR lines they log instead.
+            "LogGroupName": {"Ref": "ApiHandlerLogGroup"}, "FilterPattern": '{ $.level = "ERROR" }',
+            "MetricTransformations": [{"MetricNamespace": NAMESPACE, "MetricName": "ApiErrorLogLines",
+                                       "MetricValue": "1", "DefaultValue": 0}]}},
+        "ApiErrorLogAlarm": alarm("api-error-logs", "api: a request failed with an unhandled error (a 500: a bug, "
+                                  "never bad input). Find it: Logs Insights query 'errors' on the API log group",
+                                  {"Namespace": NAMESPACE, "MetricName": "ApiErrorLogLines", "Statistic": "Sum"},
+                                  threshold=1),
+        "Api5xxAlarm": alarm("api-5xx", "api: API Gateway answered 5xx (timeouts, unavailable dependencies, "
+                             "errors); see the access log group",
+                             {"Namespace": "AWS/ApiGateway", "MetricName": "5XXError", "Statistic": "Sum",
+                              "Dimensions": [{"Name": "ApiName", "Value": {"Ref": "AWS::StackName"}},
+                                             {"Name": "Stage", "Value": api_stage}]}, threshold=5),
+        **lambda_alarms("ApiHandler", API, "api"),
+    }
+    return resources
+
+
+def function_resources(spec: FunctionSpec, code_key: str, runtime: str) -> dict[str, Any]:
+    p, name = spec.logical, spec.name
+    fn, role, logs, dlq = f"{p}Function", f"{p}Role", f"{p}LogGroup", f"{p}Dlq"
+    env = {"CHAINCRM_TABLE_NAME": {"Ref": "Table"}, "CHAINCRM_STAGE": {"Ref": "Stage"},
+           "POWERTOOLS_SERVICE_NAME": SERVICE, "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+           "CONFIG_GENERATION": {"Ref": "ConfigGeneration"}}
+    if spec.secret:
+        env["CHAINCRM_SECRET_ID"] = {"Ref": "Secret"}
+    function: dict[str, Any] = {
+        "FunctionName": {"Fn::Sub": "${AWS::StackName}-" + name},
+        "Description": spec.description,
+        "Runtime": runtime, "Architectures": [ARCHITECTURE],
+        "Handler": f"{spec.module}.{spec.handler}",
+        "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Fn::Sub": "${ArtifactPrefix}" + code_key}},
+        "Layers": [{"Ref": LAYER}],
+        "Role": _arn(role), "Timeout": spec.timeout, "MemorySize": spec.memory,
+        "TracingConfig": {"Mode": "Active"},
+        "Environment": {"Variables": env},
+    }
+    if spec.reserved_concurrency is not None:
+        function["ReservedConcurrentExecutions"] = spec.reserved_concurrency
+    resources: dict[str, Any] = {
+        logs: log_group("/aws/lambda/${AWS::StackName}-" + name),
+        role: role_resource(f"chaincrm function {name}", "lambda.amazonaws.com",
+                            lambda_statements(logs, spec.dynamodb, spec.secret, dlq)),
+        fn: {"Type": "AWS::Lambda::Function", "DependsOn": [logs], "Properties": function},
+        dlq: {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain", "Properties": {
+            "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},  # 14 days to replay
+        f"{p}AsyncConfig": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
+            "FunctionName": {"Ref": fn}, "Qualifier": "$LATEST",
+            "MaximumRetryAttempts": spec.retry_attempts, "MaximumEventAgeInSeconds": spec.max_event_age_seconds,
+            "DestinationConfig": {"OnFailure": {"Destination": _arn(dlq)}}}},
+        f"{p}SchedulerRole": role_resource(f"EventBridge Scheduler invoking {name}", "scheduler.amazonaws.com", [
+            {"Sid": "InvokeThisFunction", "Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": _arn(fn)},
+            {"Sid": "DeadLetterQueue", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": _arn(dlq)}]),
+        f"{p}Schedule": {"Type": "AWS::Scheduler::Schedule", "Properties": {
+            "Name": name, "GroupName": {"Ref": "ScheduleGroup"}, "Description": spec.description[:512],
+            "ScheduleExpression": spec.schedule, "ScheduleExpressionTimezone": spec.timezone,
+            "FlexibleTimeWindow": {"Mode": "OFF"}, "State": "ENABLED",
+            "Target": {"Arn": _arn(fn), "RoleArn": _arn(f"{p}SchedulerRole"),
+                       "Input": json.dumps(spec.input, separators=(",", ":")),
+                       "RetryPolicy": {"MaximumRetryAttempts": 2,
+                                       "MaximumEventAgeInSeconds": spec.max_event_age_seconds},
+                       "DeadLetterConfig": {"Arn": _arn(dlq)}}}},
+        **lambda_alarms(p, fn, name),
+        **dlq_alarm(p, dlq, name),
+    }
+    if spec.finish_alarm_hours:
+        resources[f"{p}DidNotFinishAlarm"] = alarm(
+            f"{name}-did-not-finish",
+            f"{name}: no successful run ({spec.success_metric}) in the last {spec.finish_alarm_hours} h. Check its "
+            "log group and DLQ; re-run it (docs/operations.md, 'Re-run a scheduled job')",
+            {"Namespace": NAMESPACE, "MetricName": spec.success_metric, "Dimensions": METRIC_DIMENSIONS,
+             "Statistic": "SampleCount"},
+            threshold=1, comparison="LessThanThreshold", period=3600, periods=spec.finish_alarm_hours,
+            missing="breaching")
+    return resources
+
+
+def table_throttle_alarm(template: dict[str, Any]) -> dict[str, Any]:
+    metrics: list[dict[str, Any]] = [{"Id": "throttles", "Expression": "SUM(FILL(METRICS(), 0))",
+                                      "Label": "throttled requests (table and indexes)", "ReturnData": True}]
+    sources: list[list[dict[str, Any]]] = [[{"Name": "TableName", "Value": {"Ref": "Table"}}]]
+    for index in sorted(table_indexes(template)):
+        sources.append([{"Name": "TableName", "Value": {"Ref": "Table"}},
+                        {"Name": "GlobalSecondaryIndexName", "Value": index}])
+    for i, dims in enumerate(sources):
+        for kind in ("Read", "Write"):
+            metrics.append({"Id": f"{kind.lower()}{i}", "ReturnData": False, "MetricStat": {
+                "Metric": {"Namespace": "AWS/DynamoDB", "MetricName": f"{kind}ThrottleEvents", "Dimensions": dims},
+                "Period": 300, "Stat": "Sum"}})
+    if len(metrics) > 10:
+        raise ManifestError("the DynamoDB throttle alarm takes at most 10 metrics: split it by index")
+    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+        "AlarmName": {"Fn::Sub": "${AWS::StackName}-dynamodb-throttles"},
+        "AlarmDescription": "DynamoDB throttled requests on the table or an index (on-demand: traffic doubled past "
+                            "the previous peak, or a hot partition)",
+        "Metrics": metrics, "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching", **ALARM_ACTIONS}}
+
+
+def dashboard(template: dict[str, Any], api: ApiSpec, specs: list[FunctionSpec], api_stage: str,
+              alarm_names: list[str]) -> dict[str, Any]:
+    """The dashboard body is JSON inside Fn::Sub: ${Logical} and ${AWS::...} are the only placeholders."""
+    region = "${AWS::Region}"
+    functions = [("api", "${APIHandler}"), *((s.name, "${" + s.logical + "Function}") for s in specs)]
+    api_dims = ["ApiName", "${AWS::StackName}", "Stage", api_stage]
+
+    def graph(title: str, metrics: list[list[Any]], x: int, y: int, w: int = 12, h: int = 6, stat: str = "Sum",
+              period: int = 300) -> dict[str, Any]:
+        return {"type": "metric", "x": x, "y": y, "width": w, "height": h, "properties": {
+            "title": title, "region": region, "view": "timeSeries", "stacked": False, "stat": stat,
+            "period": period, "metrics": metrics}}
+
+    business = [[NAMESPACE, m, "service", SERVICE, {"label": m}] for m in dashboard_metrics(api, specs)]
+    errors = [["AWS/Lambda", metric, "FunctionName", fn, {"label": f"{label} {metric.lower()}"}]
+              for label, fn in functions for metric in ("Errors", "Throttles")]
+    durations = [["AWS/Lambda", "Duration", "FunctionName", fn, {"stat": stat, "label": f"{label} {stat}"}]
+                 for label, fn in functions for stat in ("p50", "p99")]
+    table_dims = [["TableName", "${Table}"]] + [["TableName", "${Table}", "GlobalSecondaryIndexName", i]
+                                                 for i in sorted(table_indexes(template))]
+    throttles = [["AWS/DynamoDB", f"{kind}ThrottleEvents", *dims] for dims in table_dims for kind in ("Read", "Write")]
+    capacity = [["AWS/DynamoDB", "ConsumedReadCapacityUnits", "TableName", "${Table}"],
+                ["AWS/DynamoDB", "ConsumedWriteCapacityUnits", "TableName", "${Table}"],
+                ["AWS/DynamoDB", "TransactionConflict", "TableName", "${Table}"]]
+    dlqs = [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", "${" + s.logical + "Dlq.QueueName}",
+             {"label": f"{s.name} DLQ"}] for s in specs]
+    error_logs = " | ".join([
+        " | ".join(["SOURCE '${ApiHandlerLogGroup}'", *("SOURCE '${" + s.logical + "LogGroup}'" for s in specs)]),
+        "fields @timestamp, service, level, message, correlation_id, function_request_id, @log",
+        "filter level = 'ERROR'", "sort @timestamp desc", "limit 50"])
+    widgets = [
+        {"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": {"markdown": (
+            "## chaincrm ${Stage} (${AWS::StackName})\nBusiness events, then Lambda, API, DynamoDB and dead-letter "
+            "queues. Runbook: docs/operations.md (deploy, roll back, rotate keys, replay a DLQ, re-run a job, "
+            "restore the table). Find a request: Logs Insights, saved query *${AWS::StackName}/request-by-id*.")}},
+        {"type": "alarm", "x": 0, "y": 2, "width": 24, "height": 3, "properties": {
+            "title": "Alarms", "alarms": ["arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:"
+                                          "${AWS::StackName}-" + n for n in alarm_names]}},
+        graph("Business events (sum per 5 min)", business, 0, 5, w=24),
+        graph("Lambda errors and throttles", errors, 0, 11),
+        graph("Lambda duration (ms)", durations, 12, 11, stat="p99"),
+        graph("API requests and errors", [["AWS/ApiGateway", "Count", *api_dims],
+                                          ["AWS/ApiGateway", "4XXError", *api_dims],
+                                          ["AWS/ApiGateway", "5XXError", *api_dims]], 0, 17),
+        graph("API latency (ms)", [["AWS/ApiGateway", "Latency", *api_dims, {"stat": "p50"}],
+                                   ["AWS/ApiGateway", "Latency", *api_dims, {"stat": "p99"}],
+                                   ["AWS/ApiGateway", "IntegrationLatency", *api_dims, {"stat": "p99"}]], 12, 17,
+              stat="p99"),
+        graph("DynamoDB throttled requests", throttles, 0, 23),
+        graph("DynamoDB capacity and transaction conflicts", capacity, 12, 23),
+        graph("Dead-letter queues (messages waiting)", dlqs, 0, 29, stat="Maximum"),
+        {"type": "log", "x": 12, "y": 29, "width": 12, "height": 6, "properties": {
+            "title": "Latest ERROR log lines", "region": region, "view": "table", "query": error_logs}},
+    ]
+    if not dlqs:
+        widgets = [w for w in widgets if not w.get("properties", {}).get("title", "").startswith("Dead-letter")]
+    return {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
+        "DashboardName": {"Ref": "AWS::StackName"},
+        "DashboardBody": {"Fn::Sub": json.dumps({"widgets": widgets}, ensure_ascii=False)}}}
+
+
+def log_queries(specs: list[FunctionSpec]) -> dict[str, Any]:
+    groups = [{"Ref": "ApiHandlerLogGroup"}, {"Ref": "ApiAccessLogGroup"},
+              *({"Ref": f"{s.logical}LogGroup"} for s in specs)]
+    return {
+        "RequestByIdQuery": {"Type": "AWS::Logs::QueryDefinition", "Properties": {
+            "Name": {"Fn::Sub": "${AWS::StackName}/request-by-id"}, "LogGroupNames": groups,
+            "QueryString": "fields @timestamp, @log, level, message, status, route, errorMessage\n"
+                           "| filter correlation_id = 'PASTE-X-Request-Id' or requestId = 'PASTE-X-Request-Id'\n"
+                           "| sort @timestamp asc"}},
+        "ErrorsQuery": {"Type": "AWS::Logs::QueryDefinition", "Properties": {
+            "Name": {"Fn::Sub": "${AWS::StackName}/errors"}, "LogGroupNames": groups,
+            "QueryString": "fields @timestamp, @log, level, message, correlation_id, function_request_id, status\n"
+                           "| filter level = 'ERROR' or status like /^5/\n| sort @timestamp desc\n| limit 100"}},
+    }
+
+
+def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, root: Path = ROOT,
+                         manifest: dict[str, Any] | None = None, api_manifest: dict[str, Any] | None = None
+                         ) -> dict[str, Any]:
+    """The template handed to `chalice package --merge-template`: Chalice deep-merges it into its own."""
+    template = copy.deepcopy(base_template(infra))
+    specs = load_functions(manifest, infra, root, template)
+    api = load_api(api_manifest, infra, template)
+    api_stage = chalice_api_stage(root)
+    resources = template["Resources"]
+    resources.update(api_resources(api, api_stage))
+    if specs:
+        resources["ScheduleGroup"] = {"Type": "AWS::Scheduler::ScheduleGroup",
+                                      "Properties": {"Name": {"Ref": "AWS::StackName"}}}
+    outputs = template.setdefault("Outputs", {})
+    for spec in specs:
+        resources.update(function_resources(spec, functions_key, runtime))
+        outputs[f"{spec.logical}FunctionName"] = {"Description": f"Lambda of {spec.name} (run it: Test tab)",
+                                                  "Value": {"Ref": f"{spec.logical}Function"}}
+        outputs[f"{spec.logical}DlqUrl"] = {"Description": f"Dead-letter queue of {spec.name}",
+                                            "Value": {"Ref": f"{spec.logical}Dlq"}}
+    resources["TableThrottleAlarm"] = table_throttle_alarm(template)
+    alarm_names = [r["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
+                   for r in resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
+    resources["Dashboard"] = dashboard(template, api, specs, api_stage, alarm_names)
+    resources.update(log_queries(specs))
+    outputs["DashboardUrl"] = {"Description": "The CloudWatch dashboard", "Value": {"Fn::Sub": (
+        "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}"
+        "#dashboards:name=${AWS::StackName}")}}
+    outputs["ApiAccessLogGroup"] = {"Description": "API Gateway access log (one JSON line per request)",
+                                    "Value": {"Ref": "ApiAccessLogGroup"}}
+    return template
