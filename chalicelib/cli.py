@@ -13,13 +13,13 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
-JOBS = {
-    "merge-resume": "functions.merge_resume:handler",
-    "points-expiry": "functions.points_expiry:handler",
-    "tier-review": "functions.tier_review:handler",
-}
+ROOT = Path(__file__).resolve().parents[1]
+# The scheduled functions, as deployed: infra/functions.json is the one list (name -> module:handler).
+JOBS = {f["name"]: f"{f['module']}:{f['handler']}"
+        for f in json.loads((ROOT / "infra" / "functions.json").read_text())["functions"]}
 ROLES = ("member", "staff", "store_manager", "region_manager", "hq", "integration")
 
 
@@ -73,7 +73,7 @@ def cmd_run_job(args: argparse.Namespace) -> None:
         raise SystemExit(f"unknown job {args.name!r}; jobs: {', '.join(sorted(JOBS))}")
     _attach()
     module, func = JOBS[args.name].split(":")
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(ROOT))
     handler = getattr(importlib.import_module(module), func)
     event: dict[str, Any] = {"source": "chaincrm.cli"}
     if args.date:
@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
         bootstrap.reset()
         print(f"demo data: {json.dumps(seed())}", flush=True)
-        sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+        sys.path.insert(0, str(ROOT))
         from app import app
 
         server = create_server(app, "127.0.0.1", port)
