@@ -79,8 +79,11 @@ def dynamo_section(results: list[tuple[str, Usage]]) -> str:
         f"   USD per 1M ops = RCU x ${USD_PER_MILLION_READ_UNITS} + WCU x ${USD_PER_MILLION_WRITE_UNITS}: us-east-1",
         "   on-demand list prices (2025); the brand's region may differ.",
         "   Runs are warm: per-container caches (e.g. store reads) are filled, as in a busy Lambda container.",
-        "   DynamoDB Local reports no capacity for a cancelled transaction (its error response carries none) and 0",
-        "   for a query that finds nothing; AWS bills both, so the 'existing phone' and 'miss' rows are a floor.",
+        "   RCU as DynamoDB Local reports them. WCU computed from the written items' sizes under AWS's billing",
+        "   rules (1 KB units of the larger of before/after image, x2 in a transaction, + each GSI copy):",
+        "   DynamoDB Local 3.3.0 reports a whole TransactWriteItems as ONE item (5 small puts -> 2 units).",
+        "   Not modelled (AWS bills them, so those rows are a floor): cancelled transactions, and reads of",
+        "   queries that find nothing (DynamoDB Local reports 0).",
     ])
 
 
@@ -148,7 +151,7 @@ def targets_section(results: list[tuple[str, Usage]]) -> str:
         "Targets (orders issue): posting an order costs at most one read plus one transaction and <= 10 write",
         "units for a 5-line order; no scan on a request path.",
         f"   measured: post order (5 lines) = {requests_text(measured['post order (5 lines)'])}, "
-        f"{number(measured['post order (5 lines)'].wcu)} WCU.",
+        f"{number(measured['post order (5 lines)'].wcu)} WCU (5 items under 1 KB x2, + the lot's expiry-index copy).",
         "   The lookup reads the points state too (balance and tier at the counter): one query on the phone",
         "   index plus one query of the member's PROFILE items.",
     ])
