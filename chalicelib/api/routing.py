@@ -143,12 +143,17 @@ def _parse_body(request: Any, model: type[BaseModel]) -> BaseModel:
         raise HttpError(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send application/json",
                         {"content_type": content_type})
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        json.loads(text, parse_constant=_reject_constant)  # well-formed, no NaN/Infinity, not absurdly deep
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest("body is not valid JSON", code="invalid_json") from None
     try:
-        return model.model_validate(data)
+        # Strict JSON mode: dates/times only as ISO text, booleans only true/false, numbers only as
+        # numbers -- 0 is never read as 1970-01-01, 00:00 or false. (Query strings stay lax: all text.)
+        return model.model_validate_json(text, strict=True)
     except ValidationError as err:
+        if any(e["type"] == "json_invalid" for e in err.errors()):  # e.g. a lone surrogate: not Unicode text
+            raise BadRequest("body is not valid JSON text", code="invalid_json") from None
         raise _invalid(err, "body") from None
 
 

@@ -107,7 +107,12 @@ def _clean_name(value: str) -> str:
 
 def _iso_date(value: object) -> object:
     """Dates only as 'YYYY-MM-DD' text: pydantic alone would read the number 0 as 1970-01-01."""
-    if not isinstance(value, str | date):
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected a date as YYYY-MM-DD") from None
+    if not isinstance(value, date):
         raise ValueError("expected a date as YYYY-MM-DD")
     return value
 

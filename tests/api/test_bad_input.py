@@ -348,12 +348,22 @@ LONG_NAMES = [pytest.param("名" * 41, id="41 CJK chars"), pytest.param("a" * 41
               pytest.param("😀" * 41, id="41 emoji")]
 
 
-@pytest.mark.parametrize("name", BLANK_NAMES + CONTROL_NAMES + BROKEN_NAMES + LONG_NAMES)
+@pytest.mark.parametrize("name", BLANK_NAMES + CONTROL_NAMES + LONG_NAMES)
 def test_register_rejects_bad_name(api, ctx, nothing_written, name):  # noqa: ANN001
     phone = unique_phone()
     with nothing_written():
         status, body = api.post("/members", registration(phone, name=name), ctx.hq)
     assert_error(status, body, 422, "validation_error", ["body", "name"])
+    ctx.phone_is_free(phone)
+
+
+@pytest.mark.parametrize("name", BROKEN_NAMES)
+def test_body_that_is_not_unicode_text_is_unreadable(api, ctx, nothing_written, name):  # noqa: ANN001
+    # The JSON grammar admits the escape, but the body is not Unicode text: answered like any unreadable body.
+    phone = unique_phone()
+    with nothing_written():
+        status, body = api.post("/members", registration(phone, name=name), ctx.hq)
+    assert_error(status, body, 400, "invalid_json")
     ctx.phone_is_free(phone)
 
 
@@ -615,7 +625,7 @@ PATCH_INVALID = [
     pytest.param({"consent": {"marketing": "maybe"}}, ["body", "consent", "marketing"], id="consent.marketing string"),
     pytest.param({"consent": {"marketing": True, "sms": True}}, ["body", "consent", "sms"], id="consent extra key"),
     *[pytest.param({"name": p.values[0]}, ["body", "name"], id=f"name {p.id}", marks=p.marks)
-      for p in BLANK_NAMES + CONTROL_NAMES + BROKEN_NAMES + LONG_NAMES],
+      for p in BLANK_NAMES + CONTROL_NAMES + LONG_NAMES],
     *[pytest.param({"birthday": p.values[0]}, ["body", "birthday"], id=f"birthday {p.id}") for p in bad_birthdays()],
     # a present null clears a field, but consent and phone cannot be cleared
     pytest.param({"consent": None}, ["body", "consent"], id="consent null"),
