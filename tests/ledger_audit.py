@@ -33,7 +33,7 @@ def audit_member(member_id: str) -> dict[str, int]:
     cancels = Counter(e.ref for e in entries if e.kind == "redemption_cancel")
     if any(n > 1 for n in cancels.values()):
         problems.append("a redemption cancelled twice")
-    refunds = Counter(e.detail.get("refund_id") for e in entries if e.kind == "refund")
+    refunds = Counter((e.ref, e.detail.get("refund_id")) for e in entries if e.kind == "refund")  # ids per order
     if any(n > 1 for n in refunds.values()):
         problems.append("a refund applied twice")
     # Refunds must reverse exactly: every reversed point is removed, owed or forgiven (never kept), and a

@@ -24,6 +24,45 @@ ERROR_TEXT = {
     503: "A dependency is unavailable; retry",
 }
 
+# OpenAPI links: which id in a success answer feeds which later call. They document the create -> read/act
+# sequences of the API, and a stateful fuzzer (tests/fuzz) follows them to chain real calls. Per source
+# operation: link name -> (target operationId, parameters, requestBody or None). A requestBody object holds
+# only the fields the link supplies (the rest of the body is the caller's), each an embedded expression.
+_MEMBER_ID = {"member_id": "$response.body#/member_id"}
+LINKS: dict[str, dict[str, tuple[str, dict[str, str], dict[str, str] | None]]] = {
+    "register_member": {
+        "GetMember": ("get_member", _MEMBER_ID, None),
+        "EditMember": ("patch_member", _MEMBER_ID, None),
+        "ExportMember": ("export_member", _MEMBER_ID, None),
+        "EraseMember": ("erase_member", _MEMBER_ID, None),
+        "MergeIntoMember": ("merge_member", _MEMBER_ID, None),
+        "MemberPoints": ("get_points", _MEMBER_ID, None),
+        "MemberTier": ("get_tier", _MEMBER_ID, None),
+        "MemberOrders": ("member_orders", _MEMBER_ID, None),
+        "RedeemPoints": ("redeem", _MEMBER_ID, None),
+        "AdjustPoints": ("adjust", _MEMBER_ID, None),
+        "PostOrderForMember": ("post_order", {}, {"member_id": "{$response.body#/member_id}"}),
+    },
+    "merge_member": {"GetSurvivor": ("get_member", {"member_id": "$response.body#/target_member_id"}, None)},
+    "erase_member": {"GetErasedMember": ("get_member", _MEMBER_ID, None)},
+    "post_order": {
+        "GetOrder": ("get_order", {"order_id": "$response.body#/order_id"}, None),
+        "RefundOrder": ("refund_order", {"order_id": "$response.body#/order_id"}, None),
+    },
+    "refund_order": {"GetRefundedOrder": ("get_order", {"order_id": "$response.body#/order_id"}, None)},
+    "redeem": {
+        "CancelRedemption": ("cancel_redemption", {**_MEMBER_ID, "redemption_id": "$response.body#/redemption_id"},
+                             None),
+        "PointsAfterRedemption": ("get_points", _MEMBER_ID, None),
+    },
+    "cancel_redemption": {"PointsAfterCancel": ("get_points", _MEMBER_ID, None)},
+    "adjust": {"PointsAfterAdjustment": ("get_points", _MEMBER_ID, None)},
+    "put_store": {
+        "GetStore": ("get_store", {"store_id": "$response.body#/store_id"}, None),
+        "RegisterAtStore": ("register_member", {}, {"store_id": "{$response.body#/store_id}"}),
+    },
+}
+
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -48,9 +87,11 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
         op["parameters"] = params
     if spec.body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(spec.body)}}}
-    ok = {"description": "OK"}
+    ok: dict[str, Any] = {"description": "OK"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": _ref(spec.response)}}
+    if spec.name in LINKS:
+        ok["links"] = {name: _link(target, params, body) for name, (target, params, body) in LINKS[spec.name].items()}
     responses: dict[str, Any] = {str(spec.status): ok}
     for status in spec.also:
         responses[str(status)] = {**ok, "description": "Created" if status == 201 else "Already existed (replay)"}
@@ -70,6 +111,15 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     return op
 
 
+def _link(target: str, params: dict[str, str], body: dict[str, str] | None) -> dict[str, Any]:
+    link: dict[str, Any] = {"operationId": target}
+    if params:
+        link["parameters"] = params
+    if body is not None:
+        link["requestBody"] = body
+    return link
+
+
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [ErrorBody]
@@ -78,6 +128,10 @@ def document() -> dict[str, Any]:
     unique = list(dict.fromkeys(models))
     _, defs = models_json_schema([(m, "validation" if m in {s.body for s in ROUTES} else "serialization")
                                   for m in unique], ref_template="#/components/schemas/{model}")
+    names = {spec.name for spec in ROUTES}
+    broken = [(src, t[0]) for src, links in LINKS.items() for t in links.values() if {src, t[0]} - names]
+    if broken:
+        raise ValueError(f"OpenAPI links name unknown operations: {broken}")
     paths: dict[str, dict[str, Any]] = {}
     for spec in ROUTES:
         paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec)

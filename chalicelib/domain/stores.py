@@ -5,7 +5,7 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class StoreType(StrEnum):
@@ -36,14 +36,22 @@ class WeeklyHours(BaseModel):
     sun: OpeningHours | None = None
 
 
+def _trimmed(value: str) -> str:
+    """Trim after the documented length is checked on what was sent; nothing but blanks is no text."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must contain text")
+    return value
+
+
 _Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")]
-_Text = Annotated[str, Field(min_length=1, max_length=80)]
+_Text = Annotated[str, Field(min_length=1, max_length=80), AfterValidator(_trimmed)]
 
 
 class StoreInput(BaseModel):
     """PUT /stores/{store_id}: the whole store description (PUT replaces)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")
     name: _Text
     region_id: _Id
     city: _Text
