@@ -1,5 +1,5 @@
 # The two commands (see README): `make run` and `make test`. Everything else is a helper they call.
-.PHONY: run test setup bench lint package
+.PHONY: run test setup bench lint package fuzz load
 PORT ?= 8000
 
 setup:
@@ -19,6 +19,13 @@ package: setup
 
 bench: setup
 	.venv/bin/python -m bench
+
+## The long runs CI keeps short: schema fuzzing with a fresh seed; the retry storm (add ARGS=--faults).
+fuzz: setup
+	bash scripts/fuzz.sh
+
+load: setup
+	bash scripts/load.sh $(ARGS)
 
 lint: setup
 	.venv/bin/ruff check .

@@ -157,21 +157,6 @@ def targets_section(results: list[tuple[str, Usage]]) -> str:
     ])
 
 
-def create_stores() -> None:
-    """The demo stores the tests use (tests/conftest.py), so a token scoped to sh-001 works here too."""
-    from chalicelib import bootstrap
-    from chalicelib.domain.access import Principal, Role
-    from chalicelib.domain.stores import StoreInput
-    from chalicelib.services.stores import put_store
-    from tests.support import STORES
-
-    hq = Principal(sub="bench", role=Role.HQ)
-    for store_id, region in STORES.items():
-        put_store(store_id, StoreInput(name=f"Store {store_id}", region_id=region, city="上海",
-                                       store_type="online" if store_id == "mall" else "standard"), hq,
-                  bootstrap.stores())
-
-
 def main() -> None:
     # Before chalicelib.observability is imported (below): no audit JSON lines or EMF blobs in the report.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -188,6 +173,7 @@ def main() -> None:
 
     from chalicelib import bootstrap
     from chalicelib.local.stack import LOCAL_DIR, LocalStack, new_secret_bundle
+    from tests.support import create_stores
 
     from . import dynamo, latency
 

@@ -248,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     from chalicelib.local.stack import LOCAL_DIR, LocalStack, new_secret_bundle
     from tests.faults import FaultInjector
     from tests.ledger_support import order
-    from tests.support import LiveServer, Tokens, auth, registration
+    from tests.support import LiveServer, Tokens, auth, create_stores, registration
 
-    from .__main__ import create_stores, noise, progress, table
+    from .__main__ import noise, progress, table
 
     progress("starting DynamoDB Local, moto and the fake WeChat")
     stack = LocalStack(new_secret_bundle(), table_name=f"chaincrm-load-{uuid.uuid4().hex[:8]}").start()

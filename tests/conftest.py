@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import STORES, Api, LiveServer, Tokens
+from tests.support import Api, LiveServer, Tokens, create_stores
 
 
 @pytest.fixture(scope="session")
@@ -22,22 +22,9 @@ def stack() -> Iterator[object]:
 
     s = LocalStack(new_secret_bundle(), table_name=f"chaincrm-test-{uuid.uuid4().hex[:8]}").start()
     bootstrap.reset()
-    _create_stores()
+    create_stores()
     yield s
     s.stop()
-
-
-def _create_stores() -> None:
-    from chalicelib import bootstrap
-    from chalicelib.domain.access import Principal, Role
-    from chalicelib.domain.stores import StoreInput
-    from chalicelib.services.stores import put_store
-
-    hq = Principal(sub="fixture", role=Role.HQ)
-    for store_id, region in STORES.items():
-        put_store(store_id, StoreInput(name=f"Store {store_id}", region_id=region, city="上海",
-                                       store_type="online" if store_id == "mall" else "standard"), hq,
-                  bootstrap.stores())
 
 
 @pytest.fixture

@@ -14,6 +14,20 @@ STORES = {  # the stores every test session has (created by the `stack` fixture)
 }
 
 
+def create_stores() -> None:
+    """The stores every test table (and the benchmark) has: tokens scoped to sh-001 etc. work everywhere."""
+    from chalicelib import bootstrap
+    from chalicelib.domain.access import Principal, Role
+    from chalicelib.domain.stores import StoreInput
+    from chalicelib.services.stores import put_store
+
+    hq = Principal(sub="fixture", role=Role.HQ)
+    for store_id, region in STORES.items():
+        put_store(store_id, StoreInput(name=f"Store {store_id}", region_id=region, city="上海",
+                                       store_type="online" if store_id == "mall" else "standard"), hq,
+                  bootstrap.stores())
+
+
 def unique_phone() -> str:
     return f"1{random.choice('3456789')}{random.randrange(10**9):09d}"
 

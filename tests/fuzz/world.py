@@ -23,7 +23,7 @@ from typing import Any
 import requests
 
 from tests.ledger_support import order as order_body
-from tests.support import STORES, Tokens, registration
+from tests.support import STORES, Tokens, create_stores, registration
 
 # Budget. CI runs the defaults (bounded: the fuzz files take ~1 min on two cores); scripts/fuzz.sh raises
 # them for a long run. The seed makes the stateless run reproducible (CI); the long run draws a fresh one.
@@ -221,19 +221,6 @@ def write_report(name: str, text: str) -> None:
     print(text)
 
 
-def _create_stores() -> None:
-    from chalicelib import bootstrap
-    from chalicelib.domain.access import Principal, Role
-    from chalicelib.domain.stores import StoreInput
-    from chalicelib.services.stores import put_store
-
-    hq = Principal(sub="fuzz-fixture", role=Role.HQ)
-    for store_id, region in STORES.items():
-        put_store(store_id, StoreInput(name=f"Store {store_id}", region_id=region, city="上海",
-                                       store_type="online" if store_id == "mall" else "standard"), hq,
-                  bootstrap.stores())
-
-
 @contextmanager
 def isolated_world(stack: Any, live: Any) -> Iterator[World]:
     """Switch the app (the live server runs in this process) to a new table, seed it, hand it out, switch back."""
@@ -247,7 +234,7 @@ def isolated_world(stack: Any, live: Any) -> Iterator[World]:
         mp.setenv("CHAINCRM_TABLE_NAME", name)
         bootstrap.reset()
         try:
-            _create_stores()
+            create_stores()
             yield _seed(stack, live.url, name)
         finally:
             mp.setenv("CHAINCRM_TABLE_NAME", stack.table_name)
