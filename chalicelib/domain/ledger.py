@@ -108,7 +108,8 @@ class Change:
     order: Order | None = None
     order_claim: Order | None = None  # a guest order becoming the member's: replaces it if still a guest
     tier_marker: TierMarker | None = None  # set when the tier changed
-    order_refund: tuple[str, int, int, int] | None = None  # (order_id, refunded before, refunded after, reversed after)
+    # (order_id, refunded before, refunded after, reversed after, refunded per line after)
+    order_refund: tuple[str, int, int, int, dict[str, int]] | None = None
     documents: list[Document] = field(default_factory=list)  # each must not exist yet
     rollups: list[tuple[str, date, dict[str, int]]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)

@@ -95,6 +95,7 @@ class Order(BaseModel):
     tier_after: str | None
     refunded_amount: int = 0
     points_reversed: int = 0
+    refunded_lines: dict[str, int] = {}  # sku -> amount refunded so far, when refunds named their lines
     fingerprint: str
     lot_id: str | None = None
     lot_expires_on: str | None = None

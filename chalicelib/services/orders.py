@@ -220,9 +220,13 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
         unknown = [line.sku for line in cmd.items or [] if line.sku not in lines]
         if unknown:
             raise Invalid("refund names items not in the order", code="unknown_items", details={"skus": unknown})
-        too_much = [r.sku for r in cmd.items or [] if r.amount > lines[r.sku].amount or r.qty > lines[r.sku].qty]
-        if too_much:  # per refund; the order-level remainder above bounds the total across refunds
-            raise Invalid("refund of a line exceeds that line", code="refund_exceeds_line",
+        lines_after = dict(order.refunded_lines)
+        for r in cmd.items or []:
+            lines_after[r.sku] = lines_after.get(r.sku, 0) + r.amount
+        too_much = sorted({r.sku for r in cmd.items or [] if r.qty > lines[r.sku].qty}
+                          | {sku for sku, amount in lines_after.items() if amount > lines[sku].amount})
+        if too_much:  # across all refunds of the order (refunds that named no lines are bounded by the total)
+            raise Invalid("refund of a line exceeds what remains of that line", code="refund_exceeds_line",
                           details={"skus": too_much})
         now = clock.now()
         day = clock.business_day(now)
@@ -230,7 +234,7 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
                                        order.points_reversed)
         change = Change(member_id=order.member_id, order_refund=(order_id, order.refunded_amount,
                                                                  order.refunded_amount + cmd.amount,
-                                                                 order.points_reversed + to_reverse),
+                                                                 order.points_reversed + to_reverse, lines_after),
                         rollups=[(order.store_id, day, {"refunds_fen": cmd.amount, "refunds": 1,
                                                         "points_reversed": to_reverse})])
         answer: dict[str, Any] = {"refund_id": cmd.refund_id, "order_id": order_id, "amount": cmd.amount,

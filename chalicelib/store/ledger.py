@@ -153,10 +153,12 @@ class DynamoLedgerRepository:
             kinds[tx.put(_order_item(change.order_claim), condition="guest = :t AND attribute_not_exists(member_id)",
                          values={":t": True})] = "order_claim"
         if change.order_refund is not None:
-            order_id, before, after, reversed_after = change.order_refund
-            kinds[tx.update(keys.order_key(order_id), "SET refunded_amount = :a, points_reversed = :p",
+            order_id, before, after, reversed_after, lines_after = change.order_refund
+            kinds[tx.update(keys.order_key(order_id),
+                            "SET refunded_amount = :a, points_reversed = :p, refunded_lines = :l",
                             condition="refunded_amount = :b",
-                            values={":a": after, ":b": before, ":p": reversed_after})] = "order_state"
+                            values={":a": after, ":b": before, ":p": reversed_after,
+                                    ":l": _compact(lines_after)})] = "order_state"
         if change.tier_marker is not None and change.member_id:
             marker = {"pk": keys.member_pk(change.member_id), "sk": keys.TIER_MARKER}
             if change.tier_marker.tier is None:
@@ -260,7 +262,9 @@ def _order_item(o: Order) -> dict[str, Any]:
     """Kept under 1 KB for a typical 5-line order (every started KB is a write unit, doubled in the
     transaction): lines as compact arrays, and the points breakdown only on the earn ledger entry."""
     item = {**keys.order_key(o.order_id), "type": "order",
-            **o.model_dump(mode="json", exclude={"items", "breakdown", "paid_at", "created_at", "attached_at"}),
+            **o.model_dump(mode="json", exclude={"items", "breakdown", "paid_at", "created_at", "attached_at",
+                                                 "refunded_lines"}),
+            "refunded_lines": _compact(o.refunded_lines) if o.refunded_lines else None,
             "paid_at": clock.iso(o.paid_at), "created_at": clock.iso(o.created_at),
             "attached_at": clock.iso(o.attached_at) if o.attached_at else None,
             "items": _compact([[getattr(line, f) for f in LINE_FIELDS] for line in o.items])}
@@ -273,6 +277,7 @@ def _order(i: dict[str, Any]) -> Order:
     data = {k: v for k, v in i.items() if k not in ("pk", "sk", "type", "gsi1pk", "gsi1sk")}
     data["items"] = [dict(zip(LINE_FIELDS, line, strict=True)) for line in json.loads(i["items"])]
     data["breakdown"] = None
+    data["refunded_lines"] = json.loads(i["refunded_lines"]) if i.get("refunded_lines") else {}
     for optional in ("member_id", "balance_after", "tier_before", "tier_after", "lot_id", "lot_expires_on",
                      "guest_phone_hash", "attached_at", "earn_entry"):
         data.setdefault(optional, None)

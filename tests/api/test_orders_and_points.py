@@ -247,3 +247,17 @@ def test_refund_of_a_line_cannot_exceed_that_line(api, staff, member):
                            staff)
     assert status == 422 and err["code"] == "refund_exceeds_line"
     assert api.get(f"/orders/{body['order_id']}", staff)[1]["refunded_amount"] == 0
+
+
+def test_line_refunds_add_up_across_refunds(api, staff, member):
+    body = order(member, amount=10_000, lines=2)  # sku-0 and sku-1, 5,000 each
+    api.post("/orders", body, staff)
+    url = f"/orders/{body['order_id']}/refunds"
+    assert api.post(url, {"refund_id": "a", "amount": 3_000,
+                          "items": [{"sku": "sku-0", "qty": 1, "amount": 3_000}]}, staff)[0] == 201
+    status, err = api.post(url, {"refund_id": "b", "amount": 3_000,
+                                 "items": [{"sku": "sku-0", "qty": 1, "amount": 3_000}]}, staff)
+    assert status == 422 and err["code"] == "refund_exceeds_line" and err["details"]["skus"] == ["sku-0"]
+    assert api.post(url, {"refund_id": "c", "amount": 2_000,
+                          "items": [{"sku": "sku-0", "qty": 1, "amount": 2_000}]}, staff)[0] == 201
+    assert api.get(f"/orders/{body['order_id']}", staff)[1]["refunded_amount"] == 5_000
