@@ -5,6 +5,7 @@ import base64
 import json
 import random
 import threading
+import uuid
 from typing import Any
 
 from chalicelib.adapters.tokens import mint_token
@@ -93,6 +94,50 @@ class Api:
 
     def delete(self, path: str, token: str | None = None, **kw: Any) -> tuple[int, Any]:
         return self.call("DELETE", path, token=token, **kw)
+
+
+class HqCalls:
+    """Setup calls made as HQ through the API, shared by the table-driven suites. Needs `api`, `hq` and
+    `member()` on the class that mixes it in."""
+
+    api: Any
+    hq: str
+
+    def member(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def phone_is_free(self, phone: str) -> None:
+        status, found = self.api.get(f"/members?phone={phone}", self.hq)
+        assert (status, found["items"]) == (200, []), "a refused request registered the phone anyway"
+
+    def wechat_session(self) -> str:
+        status, body = self.api.post("/auth/wechat", {"code": f"t-{uuid.uuid4().hex}"})
+        assert status == 200, body
+        return body["token"]
+
+    def order(self, member_id: str, amount: int = 10_000, **extra: Any) -> dict[str, Any]:
+        """HQ posts an order at sh-001 with two lines (sku-0, sku-1): 10_000 fen = 100 points."""
+        from tests.ledger_support import order as order_body
+
+        body = order_body(member_id, amount=amount, lines=2, **extra)
+        status, receipt = self.api.post("/orders", body, self.hq)
+        assert status == 201, receipt
+        return body
+
+    def order_view(self, order_id: str) -> tuple[int, Any]:
+        return self.api.get(f"/orders/{order_id}", self.hq)
+
+    def points(self, member_id: str) -> dict[str, Any]:
+        status, view = self.api.get(f"/members/{member_id}/points", self.hq)
+        assert status == 200, view
+        return view
+
+    def funded_member(self) -> dict[str, Any]:
+        """A member holding exactly 100 points (one order)."""
+        m = self.member()
+        self.order(m["member_id"])
+        assert self.points(m["member_id"])["balance"] == 100
+        return m
 
 
 def registration(phone: str | None = None, store_id: str = "sh-001", channel: str = "store", **extra: Any) -> dict:

@@ -101,7 +101,7 @@ class Change:
 
     member_id: str | None
     state: MemberState | None = None
-    expected_version: int | None = None  # None with a state = the state item must not exist yet
+    expected_version: int | None = None  # the version read; 0/None = the state item must not exist yet
     new_lots: list[Lot] = field(default_factory=list)
     updated_lots: list[tuple[Lot, int]] = field(default_factory=list)  # (new lot, remaining it had when read)
     entries: list[LedgerEntry] = field(default_factory=list)

@@ -97,7 +97,7 @@ def _earn_for(cmd: OrderInput, profile: dict[str, Any], state: MemberState, rule
                                 "lot_id": lot.lot_id if lot else None})
     order = order.model_copy(update={"earn_entry": f"{member_id}|{clock.iso(now)}#{entry.entry_id}"})
     change = Change(
-        member_id=member_id, state=grown, expected_version=state.version if state.version else None,
+        member_id=member_id, state=grown, expected_version=state.version,
         new_lots=[lot] if lot else [],
         entries=[entry],
         rollups=[(cmd.store_id, day, {"sales_fen": cmd.amount, "orders": 1, "member_orders": 1,
@@ -118,14 +118,10 @@ def post_order(cmd: OrderInput, actor: Principal, members: MemberRepository, led
 
     def attempt() -> Order:
         now = clock.now()
-        if cmd.member_id is not None:
-            profile, state = live_member(ledger, cmd.member_id)
-        else:
-            found = members.find_by_phone(cmd.phone)  # type: ignore[arg-type]
-            target = (found.merged_into or found.member_id) if found and found.status.value != "erased" else None
-            if target is None:
-                return _guest(cmd, members, ledger, print_, now)
-            profile, state = live_member(ledger, target)
+        target = _buyer(cmd, members)
+        if target is None:
+            return _guest(cmd, members, ledger, print_, now)
+        profile, state = live_member(ledger, target)
         change, order = _earn_for(cmd, profile, state, program.rules(ledger), tiers, cmd.order_id, now)
         order = order.model_copy(update={"fingerprint": print_})
         change.order = order
@@ -145,12 +141,26 @@ def post_order(cmd: OrderInput, actor: Principal, members: MemberRepository, led
     return Posted(order, True, _name(tiers, order.tier_before), _name(tiers, order.tier_after))
 
 
+def _buyer(cmd: OrderInput, members: MemberRepository) -> str | None:
+    """The member an order is for: its member_id, or whoever holds its phone; None for a guest."""
+    if cmd.member_id is not None:
+        return cmd.member_id
+    found = members.find_by_phone(cmd.phone)  # type: ignore[arg-type]
+    if found is None or found.status.value == "erased":
+        return None
+    return found.merged_into or found.member_id
+
+
+def _guest_order(cmd: OrderInput, now: datetime, print_: str = "", phone_hash: str | None = None) -> Order:
+    return Order(order_id=cmd.order_id, member_id=None, guest=True, store_id=cmd.store_id, channel=cmd.channel,
+                 paid_at=cmd.paid_at, amount=cmd.amount, items=cmd.items, points_earned=0, debt_paid=0, breakdown=None,
+                 balance_after=None, tier_before=None, tier_after=None, fingerprint=print_, created_at=now,
+                 guest_phone_hash=phone_hash)
+
+
 def _guest(cmd: OrderInput, members: MemberRepository, ledger: LedgerRepository, print_: str, now: datetime) -> Order:
     """A phone that is not a member: recorded (sales facts) without points, attached if it registers."""
-    order = Order(order_id=cmd.order_id, member_id=None, guest=True, store_id=cmd.store_id, channel=cmd.channel,
-                  paid_at=cmd.paid_at, amount=cmd.amount, items=cmd.items, points_earned=0, debt_paid=0, breakdown=None,
-                  balance_after=None, tier_before=None, tier_after=None, fingerprint=print_, created_at=now,
-                  guest_phone_hash=members.phone_hash(cmd.phone))  # type: ignore[arg-type]
+    order = _guest_order(cmd, now, print_, members.phone_hash(cmd.phone))  # type: ignore[arg-type]
     ledger.apply(Change(member_id=None, order=order, rollups=[(
         cmd.store_id, clock.business_day(cmd.paid_at), {"sales_fen": cmd.amount, "orders": 1, "guest_orders": 1})]))
     return order
@@ -162,16 +172,9 @@ def preview(cmd: OrderInput, actor: Principal, members: MemberRepository, ledger
     _check_store(cmd.store_id, actor, stores)
     now = clock.now()
     tiers = program.tiers(ledger)
-    member_id = cmd.member_id
+    member_id = _buyer(cmd, members)
     if member_id is None:
-        found = members.find_by_phone(cmd.phone)  # type: ignore[arg-type]
-        member_id = (found.merged_into or found.member_id) if found and found.status.value != "erased" else None
-    if member_id is None:
-        order = Order(order_id=cmd.order_id, member_id=None, guest=True, store_id=cmd.store_id, channel=cmd.channel,
-                      paid_at=cmd.paid_at, amount=cmd.amount, items=cmd.items, points_earned=0, debt_paid=0,
-                      breakdown=None, balance_after=None, tier_before=None, tier_after=None, fingerprint="",
-                      created_at=now)
-        return Posted(order, False, None, None)
+        return Posted(_guest_order(cmd, now), False, None, None)
     profile, state = live_member(ledger, member_id)
     _, order = _earn_for(cmd, profile, state, program.rules(ledger), tiers, cmd.order_id, now)
     return Posted(order, False, _name(tiers, order.tier_before), _name(tiers, order.tier_after))

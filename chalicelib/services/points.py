@@ -182,7 +182,7 @@ def adjust(member_id: str, adjustment_id: str, points: int, reason: str, actor: 
                                owed=state.owed + (-points - take_total))
         answer = {"adjustment_id": adjustment_id, "member_id": mid, "points": points, "reason": reason,
                   "balance": new.balance, "owed": new.owed, "by": actor.sub, "created_at": clock.iso(now)}
-        change.state, change.expected_version = new, (state.version or None)
+        change.state, change.expected_version = new, state.version
         change.entries.append(LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="adjustment", points=points,
                                           balance_after=new.balance, ref=adjustment_id,
                                           detail={"reason": reason, "by": actor.sub}))
@@ -253,8 +253,7 @@ def _expiring_soon_facts(ledger: LedgerRepository, today: date) -> int:
         try:
             ledger.apply(Change(member_id=member_id, documents=[Document(
                 kind="fact", owner=member_id, doc_id=f"points_expiring#{day.isoformat()}",
-                body={"type": "points_expiring", "points": pts, "expires_on": day.isoformat(),
-                      "expires_after": day.isoformat()})]))
+                body={"type": "points_expiring", "points": pts, "expires_on": day.isoformat()})]))
         except DocumentExists:
             pass  # already told on an earlier run for this date
     return len(totals)

@@ -25,16 +25,14 @@ def review_tiers(ledger: LedgerRepository, today: date) -> dict[str, int]:
     rolling-12-month progress no longer holds the tier, drop ONE level; otherwise confirm it (it becomes
     the floor a refund cannot go below). Then warn if next month's window will not hold it."""
     counts = {"reviewed": 0, "downgraded": 0, "confirmed": 0, "warned": 0}
-    shards = getattr(ledger, "TIER_SHARDS", 8)
-    for shard in range(shards):
-        for member_id in ledger.tiered_members(shard):
-            try:
-                outcome = optimistic(lambda m=member_id: _review_one(ledger, m, today))
-            except NotFound:
-                continue  # erased, or merged away: its marker goes with the next change
-            counts["reviewed"] += 1
-            for key in outcome:
-                counts[key] += 1
+    for member_id in ledger.tiered_members():
+        try:
+            outcome = optimistic(lambda m=member_id: _review_one(ledger, m, today))
+        except NotFound:
+            continue  # erased, or merged away: its marker goes with the next change
+        counts["reviewed"] += 1
+        for key in outcome:
+            counts[key] += 1
     metrics.add_metric(name="TierDowngraded", unit="Count", value=counts["downgraded"])
     return counts
 

@@ -134,12 +134,10 @@ class Db:
     def tx(self) -> Tx:
         return Tx(self.table)
 
-    def commit(self, tx: Tx, *, conflict_retries: int = 4, token: str | None = None) -> None:
+    def commit(self, tx: Tx, *, conflict_retries: int = 4) -> None:
         """Commit; retry only TransactionConflict (another transaction held an item), which DynamoDB tells
-        us is safe to retry. A ClientRequestToken makes the retry of a possibly-applied call idempotent."""
+        us is safe to retry. (Retrying a call whose answer was lost is the caller's: the documents dedupe it.)"""
         params: dict[str, Any] = {"TransactItems": tx.actions}
-        if token:
-            params["ClientRequestToken"] = token
         for attempt in range(conflict_retries + 1):
             try:
                 self.client.transact_write_items(**params)

@@ -120,9 +120,13 @@ def store_day_key(store_id: str, day: date) -> dict[str, str]:
     return {"pk": f"STORE#{store_id}", "sk": f"DAY#{day.isoformat()}"}
 
 
-def tier_shard(member_id: str, shards: int = TIER_SHARDS) -> str:
+def tier_shard_pk(shard: int) -> str:
+    return f"TIERED#{shard}"
+
+
+def tier_shard(member_id: str) -> str:
     """gsi2 partition of a tiered member: spread over a few shards (the review reads them in turn)."""
-    return f"TIERED#{int(member_id[-1], 36) % shards}"
+    return tier_shard_pk(int(member_id[-1], 36) % TIER_SHARDS)
 
 
 def config_key(name: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -54,8 +55,6 @@ class DynamoLedgerRepository:
         state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
         return profile, (state_from_item(state) if state else MemberState(member_id=member_id))
 
-    TIER_SHARDS = keys.TIER_SHARDS
-
     def lots(self, member_id: str, valid_on: date) -> list[Lot]:
         """Lots still valid on `valid_on` (expired ones sort before it and are not read at all)."""
         return [_lot(i) for i in self.db.query_all(
@@ -82,10 +81,12 @@ class DynamoLedgerRepository:
         return [_order(i) for i in self.db.query_all(IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
                                                      values={":p": keys.guest_orders_pk(phone_hash)})]
 
-    def tiered_members(self, shard: int) -> list[str]:
-        pk = f"TIERED#{shard}"
-        return [i["member_id"] for i in self.db.query_all(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
-                                                          values={":p": pk})]
+    def tiered_members(self) -> Iterator[str]:
+        """Members above the lowest tier, shard by shard of the sparse review index."""
+        for shard in range(keys.TIER_SHARDS):
+            for item in self.db.query_all(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
+                                          values={":p": keys.tier_shard_pk(shard)}):
+                yield item["member_id"]
 
     def get_order(self, order_id: str, with_breakdown: bool = False) -> Order | None:
         """The order; `with_breakdown` also reads its earn entry (where the breakdown is kept)."""
@@ -137,7 +138,7 @@ class DynamoLedgerRepository:
         if change.state is not None:
             new = change.state
             item = state_item(new)
-            if change.expected_version is None:
+            if not change.expected_version:  # version 0: the member has no points state item yet
                 kinds[tx.put(item, condition="attribute_not_exists(pk)")] = "state"
             else:
                 kinds[tx.put(item, condition="version = :v", values={":v": change.expected_version})] = "state"
@@ -175,11 +176,10 @@ class DynamoLedgerRepository:
             values = {f":d{i}": v for i, v in enumerate(deltas.values())}
             tx.update(keys.store_day_key(store_id, day), "ADD " + ", ".join(f"#f{i} :d{i}" for i in range(len(deltas))),
                       names=names, values=values)
-        for member_id_event, (etype, data) in [(change.member_id, e) for e in change.events]:
-            at = clock.now()
-            tx.put({**keys.event_key(member_id_event or "-", clock.iso(at)), "type": "event", "event_type": etype,
-                    "member_id": member_id_event, "at": clock.iso(at),
-                    "data": json.dumps(data, ensure_ascii=False, default=str)})
+        for event_type, data in change.events:
+            at = clock.iso(clock.now())
+            tx.put({**keys.event_key(change.member_id or "-", at), "type": "event", "event_type": event_type,
+                    "member_id": change.member_id, "at": at, "data": _compact(data)})
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:

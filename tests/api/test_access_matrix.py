@@ -24,7 +24,7 @@ import jwt
 import pytest
 
 from tests.ledger_support import order as order_body
-from tests.support import registration, unique_phone
+from tests.support import HqCalls, registration, unique_phone
 
 ALLOW = "allow"  # the route's success status (see SCENARIOS), never 401/403
 DENY = 403  # forbidden for this caller: 403 {"code","message","details"}
@@ -238,7 +238,7 @@ class Prepared:
     member_tokens: dict[str, str] = field(default_factory=dict)  # overrides for member:self / member:other
 
 
-class World:
+class World(HqCalls):
     """Creates what a case needs, through the API (HQ registers members at the "own" store)."""
 
     def __init__(self, api: Any, tokens: Any) -> None:
@@ -262,27 +262,6 @@ class World:
         status, body = self.api.post("/auth/wechat", {"code": f"acl-{uuid.uuid4().hex}"})
         assert status == 200, body
         return body["token"]
-
-    def order(self, member_id: str, amount: int = 10_000) -> dict[str, Any]:
-        """HQ posts an order at the "own" store (10_000 fen = 100 points for a regular member)."""
-        body = order_body(member_id, amount=amount, store_id=OWN_STORE, lines=2)
-        status, receipt = self.api.post("/orders", body, self.hq)
-        assert status == 201, receipt
-        return body
-
-    def order_view(self, order_id: str) -> tuple[int, Any]:
-        return self.api.get(f"/orders/{order_id}", self.hq)
-
-    def points(self, member_id: str) -> dict[str, Any]:
-        status, view = self.api.get(f"/members/{member_id}/points", self.hq)
-        assert status == 200, view
-        return view
-
-    def funded_member(self) -> dict[str, Any]:
-        m = self.member()
-        self.order(m["member_id"])
-        assert self.points(m["member_id"])["balance"] == 100
-        return m
 
     def config_item(self, name: str) -> dict[str, Any] | None:
         """The stored program configuration, with who saved it when (a GET cannot tell a no-op PUT apart)."""

@@ -21,7 +21,7 @@ import pytest
 
 from tests.ledger_support import order as order_body
 from tests.ledger_support import plain_day
-from tests.support import STORES, registration, unique_phone
+from tests.support import STORES, HqCalls, registration, unique_phone
 
 ERROR_KEYS = {"code", "message", "details"}
 LIMIT = 64 * 1024  # the documented request-body limit
@@ -80,7 +80,7 @@ def nothing_written(stack) -> Callable[[], Any]:  # noqa: ANN001
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
-class Ctx:
+class Ctx(HqCalls):
     def __init__(self, api: Any, tokens: Any) -> None:
         self.api, self.tokens = api, tokens
         self.hq = tokens.hq()
@@ -112,28 +112,6 @@ class Ctx:
         status, body = self.api.post("/auth/wechat", {"code": f"bi-{uuid.uuid4().hex}"})
         assert status == 200, body
         return body["token"]
-
-    def order(self, member_id: str, amount: int = 10_000, **extra: Any) -> dict[str, Any]:
-        """HQ posts an order at sh-001 with two lines (sku-0, sku-1): 10_000 fen = 100 points."""
-        body = order_body(member_id, amount=amount, lines=2, **extra)
-        status, receipt = self.api.post("/orders", body, self.hq)
-        assert status == 201, receipt
-        return body
-
-    def order_view(self, order_id: str) -> tuple[int, Any]:
-        return self.api.get(f"/orders/{order_id}", self.hq)
-
-    def points(self, member_id: str) -> dict[str, Any]:
-        status, view = self.api.get(f"/members/{member_id}/points", self.hq)
-        assert status == 200, view
-        return view
-
-    def funded_member(self) -> dict[str, Any]:
-        """A member holding exactly 100 points (one order)."""
-        m = self.member()
-        self.order(m["member_id"])
-        assert self.points(m["member_id"])["balance"] == 100
-        return m
 
     def config(self, path: str) -> dict[str, Any]:
         status, body = self.api.get(path, self.hq)
