@@ -59,6 +59,8 @@ def _lookup(phone: str, *, expect_found: bool) -> None:
         raise RuntimeError(f"lookup found={bool(found)}, expected {expect_found}")
 
 
+HEAVY_LOTS = 30  # a regular: a month of daily teas, none spent yet
+
 SCENARIOS = [
     Scenario("register (new phone)", lambda n: [unique_phone() for _ in range(n)],
              lambda phone: _register(phone, expect_created=True)),
@@ -81,10 +83,43 @@ SCENARIOS = [
     Scenario("refund (partial, 5-line order)", lambda n: [_post(m, 5) for m in _shoppers(n)],
              lambda cmd: orders.refund(cmd.order_id, RefundInput(refund_id="r1", amount=1_000), CLERK,
                                        bootstrap.ledger())),
-    Scenario("redeem points", lambda n: [_post(m, 5).member_id for m in _shoppers(n)],
-             lambda member_id: points.redeem(member_id, f"r-{uuid.uuid4().hex[:8]}", 50, "bench", STORE, CLERK,
-                                             bootstrap.ledger(), bootstrap.stores())),
+    Scenario("redeem points (2 open lots, spends both)", lambda n: [_post(m, 5).member_id for m in _shoppers(n)],
+             lambda member_id: _redeem(member_id, 50)),
+    Scenario(f"redeem points ({HEAVY_LOTS} open lots, spends 2)", lambda n: _heavy(n), lambda m: _redeem(m, 30)),
+    Scenario("cancel a redemption (2 lots re-credited)",
+             lambda n: [(m, _redeem(_post(m, 5).member_id, 50)) for m in _shoppers(n)],
+             lambda arg: points.cancel_redemption(arg[0], arg[1], CLERK, bootstrap.ledger())),
+    Scenario("points view (2 open lots, first ledger page)", lambda n: [_post(m, 5).member_id for m in _shoppers(n)],
+             lambda m: points.points_view(m, CLERK, bootstrap.ledger(), None, 20)),
+    Scenario(f"points view ({HEAVY_LOTS} open lots, first ledger page)", lambda n: _heavy(n),
+             lambda m: points.points_view(m, CLERK, bootstrap.ledger(), None, 20)),
+    Scenario("purchase history (first page of 20)", lambda n: _heavy(n),
+             lambda m: bootstrap.ledger().member_orders(m, None, 20)),
+    Scenario("nightly expiry: one member's due lot (after the index query)", lambda n: _shoppers(n),
+             lambda m: _expire(m)),
 ]
+
+
+def _heavy(n: int) -> list[str]:
+    """Fewer members (the preparation posts HEAVY_LOTS orders each); measure() averages per member."""
+    heavy = [_register(unique_phone(), expect_created=True) for _ in range(max(3, n // 5))]
+    for member_id in heavy:
+        for _ in range(HEAVY_LOTS):
+            _post(member_id, 1)
+    return heavy
+
+
+def _redeem(member_id: str, pts: int) -> str:
+    redemption_id = f"r-{uuid.uuid4().hex[:8]}"
+    points.redeem(member_id, redemption_id, pts, "bench", STORE, CLERK, bootstrap.ledger(), bootstrap.stores())
+    return redemption_id
+
+
+def _expire(member_id: str) -> None:
+    """As the nightly job does per member the expiry index names, on a day after the lot's last day."""
+    later = clock.business_day(clock.now()) + timedelta(days=800)
+    if points._expire_partition(bootstrap.ledger(), member_id, later)[0] != 1:
+        raise RuntimeError("expected exactly one due lot")
 
 
 def _shoppers(n: int) -> list[str]:
@@ -132,7 +167,8 @@ def measure(runs: int) -> list[tuple[str, Usage]]:
             for arg in args:
                 scenario.run(arg)
             total = meter.take()
+            per = len(args)
             results.append((scenario.label, Usage(
-                requests=Counter({op: count / runs for op, count in total.requests.items()}),
-                rcu=total.rcu / runs, wcu=total.wcu / runs)))
+                requests=Counter({op: count / per for op, count in total.requests.items()}),
+                rcu=total.rcu / per, wcu=total.wcu / per)))
     return results

@@ -12,9 +12,13 @@ from chalicelib import bootstrap
 def audit_member(member_id: str) -> dict[str, int]:
     ledger = bootstrap.ledger()
     _, state = ledger.load_member(member_id)
-    lots = ledger.all_lots(member_id)
     entries = ledger.all_entries(member_id)
+    lots = [e.lot for e in entries if e.lot is not None]
     problems = []
+    hidden = [lot.lot_id for lot in lots if lot.remaining > 0 and (state.open_lots_from is None
+                                                                    or lot.at < state.open_lots_from)]
+    if hidden:
+        problems.append(f"lots holding points before the state's open_lots_from bound: {hidden}")
     lot_sum = sum(lot.remaining for lot in lots)
     if state.available != lot_sum:
         problems.append(f"available {state.available} != sum of lot remainders {lot_sum}")

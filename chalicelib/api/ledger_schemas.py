@@ -109,7 +109,8 @@ class RefundView(_Out):
 
 
 class LotTakeView(_Out):
-    lot_id: str
+    lot_id: str = Field(description="the ledger entry that credited the lot")
+    earned_at: datetime = Field(description="when the lot was credited")
     expires_on: date
     points: int
 
@@ -140,6 +141,13 @@ class AdjustmentView(_Out):
     created_at: datetime
 
 
+class EntryLotView(_Out):
+    expires_on: date = Field(description="the last business day its points can be spent")
+    original: int = Field(description="points credited to the lot (after paying any owed points)")
+    remaining: int
+    status: str = Field(description="active | expired")
+
+
 class LedgerEntryView(_Out):
     entry_id: str
     at: datetime
@@ -148,6 +156,7 @@ class LedgerEntryView(_Out):
     balance_after: int
     ref: str = Field(description="the order, refund, redemption, lot or adjustment behind it")
     detail: dict
+    lot: EntryLotView | None = Field(default=None, description="the lot this entry credited, as it stands now")
 
 
 class LedgerPage(_Out):

@@ -1,10 +1,13 @@
 """/members/{id}/points and /tier: the ledger, spending, HQ adjustments, tier progress."""
 from __future__ import annotations
 
+from typing import Any
+
 from chalice import Blueprint
 
 from .. import bootstrap
 from ..domain.access import Role
+from ..domain.ledger import LedgerEntry
 from ..services import points as svc
 from .ledger_schemas import AdjustmentInput, AdjustmentView, PointsView, RedemptionInput, RedemptionView, TierView
 from .routing import Call, Reply, route
@@ -21,9 +24,15 @@ CANCELLERS = frozenset({Role.MEMBER, Role.STAFF, Role.STORE_MANAGER, Role.HQ})
        errors=(404, 422), summary="Balance, points expiring soon, and the ledger (newest first, paginated)")
 def get_points(call: Call, member_id: str) -> PointsView:
     view = svc.points_view(member_id, call.principal, bootstrap.ledger(), call.query.cursor, call.query.limit)
-    view["ledger"]["items"] = [{k: v for k, v in e.__dict__.items() if k != "member_id"}
-                               for e in view["ledger"]["items"]]
+    view["ledger"]["items"] = [_entry(e) for e in view["ledger"]["items"]]
     return PointsView.model_validate(view)
+
+
+def _entry(e: LedgerEntry) -> dict[str, Any]:
+    lot = {"expires_on": e.lot.expires_on, "original": e.lot.original, "remaining": e.lot.remaining,
+           "status": e.lot.status} if e.lot else None
+    return {"entry_id": e.entry_id, "at": e.at, "kind": e.kind, "points": e.points, "balance_after": e.balance_after,
+            "ref": e.ref, "detail": e.detail, "lot": lot}
 
 
 @route(bp, "/members/{member_id}/points/redemptions", "POST", tag=TAG, roles=SPENDERS, body=RedemptionInput,

@@ -1,4 +1,8 @@
-"""Ledger records: the member's points state, earn lots, ledger entries, orders, refunds, redemptions."""
+"""Ledger records: the member's points state, ledger entries and the lots they credit, idempotency documents.
+
+A lot is not an item of its own: it lives on the ledger entry that credited it (an order's earn, an HQ
+credit, an attached guest order). One item instead of two keeps an order post at 4 items (see
+docs/decisions.md, "the ledger lot")."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -31,6 +35,9 @@ class MemberState:
     last_purchase_at: datetime | None = None
     stores: frozenset[str] = frozenset()
     categories: dict[str, int] = field(default_factory=dict)  # category -> spend in fen
+    # No lot credited before this instant still holds points (a lower bound, never later than the oldest
+    # open lot): finding the spendable lots reads the ledger from here, not from the member's first order.
+    open_lots_from: datetime | None = None
 
     @property
     def balance(self) -> int:
@@ -42,8 +49,12 @@ class MemberState:
 
 @dataclass(frozen=True)
 class Lot:
+    """Points credited together, spent soonest-expiring first. `lot_id` and `at` are those of the ledger
+    entry that carries it."""
+
     lot_id: str
     member_id: str
+    at: datetime
     source: str  # order | adjustment | guest_attach | merge
     ref: str
     earned_on: date
@@ -70,6 +81,7 @@ class LedgerEntry:
     balance_after: int
     ref: str
     detail: dict[str, Any] = field(default_factory=dict)
+    lot: Lot | None = None  # the lot this entry credited (same id and time)
 
 
 @dataclass(frozen=True)
@@ -102,9 +114,8 @@ class Change:
     member_id: str | None
     state: MemberState | None = None
     expected_version: int | None = None  # the version read; 0/None = the state item must not exist yet
-    new_lots: list[Lot] = field(default_factory=list)
     updated_lots: list[tuple[Lot, int]] = field(default_factory=list)  # (new lot, remaining it had when read)
-    entries: list[LedgerEntry] = field(default_factory=list)
+    entries: list[LedgerEntry] = field(default_factory=list)  # an entry with a lot creates that lot
     order: Order | None = None
     order_claim: Order | None = None  # a guest order becoming the member's: replaces it if still a guest
     tier_marker: TierMarker | None = None  # set when the tier changed

@@ -97,9 +97,10 @@ class Order(BaseModel):
     points_reversed: int = 0
     refunded_lines: dict[str, int] = {}  # sku -> amount refunded so far, when refunds named their lines
     fingerprint: str
-    lot_id: str | None = None
-    lot_expires_on: str | None = None
     guest_phone_hash: str | None = None  # a guest order, attached when that phone registers
-    earn_entry: str | None = None  # "<member_id>|<ledger sort key suffix>": where the breakdown is kept
+    # The earn ledger entry: it keeps the breakdown and carries the order's lot (if any points were left
+    # for one after paying debt).
+    earn_entry_id: str | None = None
+    earn_entry_at: datetime | None = None
     attached_at: datetime | None = None
     created_at: datetime

@@ -7,12 +7,12 @@ Invariants (tested with hypothesis against DynamoDB Local):
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from .ledger import MemberState
+from .ledger import Lot, MemberState
 from .program import PointsRules, Tier
 
 
@@ -107,6 +107,16 @@ def plan_consumption(lots: list[LotView], points: int, today: date) -> list[tupl
     return plan
 
 
+def oldest_open(lots: Iterable[Lot]) -> datetime | None:
+    """Where the search for spendable lots may start after a change that saw every open lot: the credit
+    time of the oldest lot still holding points (None: no lot holds any)."""
+    return min((lot.at for lot in lots if lot.remaining > 0), default=None)
+
+
+def earliest(*moments: datetime | None) -> datetime | None:
+    return min((m for m in moments if m is not None), default=None)
+
+
 # ---- refunds ----------------------------------------------------------------------------------------------
 def points_to_reverse(points_earned: int, order_amount: int, refunded_before: int, refunding: int,
                       reversed_before: int) -> int:
@@ -182,4 +192,5 @@ def fold_states(target: MemberState, source: MemberState, tier_rank: Callable[[s
         lifetime_spend=target.lifetime_spend + source.lifetime_spend,
         lifetime_earned=target.lifetime_earned + source.lifetime_earned,
         first_purchase_at=min(firsts) if firsts else None, last_purchase_at=max(lasts) if lasts else None,
-        stores=target.stores | source.stores, categories=add(target.categories, source.categories))
+        stores=target.stores | source.stores, categories=add(target.categories, source.categories),
+        open_lots_from=earliest(target.open_lots_from, source.open_lots_from))

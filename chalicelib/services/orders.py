@@ -11,7 +11,17 @@ from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound
 from ..domain.ids import new_id
 from ..domain.ledger import Change, Document, LedgerEntry, Lot, MemberState, TierMarker
 from ..domain.orders import Order, OrderInput, RefundInput
-from ..domain.points import LotState, earn, expires_on, month_key, pay_debt, points_to_reverse, reverse, rolling_total
+from ..domain.points import (
+    LotState,
+    earliest,
+    earn,
+    expires_on,
+    month_key,
+    pay_debt,
+    points_to_reverse,
+    reverse,
+    rolling_total,
+)
 from ..domain.program import PointsRules, TierProgram
 from ..observability import metrics
 from . import program
@@ -80,25 +90,24 @@ def _earn_for(cmd: OrderInput, profile: dict[str, Any], state: MemberState, rule
     upgraded = tiers.index(qualified.tier_id) > tiers.index(grown.tier)
     if upgraded:
         grown = grown.evolve(tier=qualified.tier_id, tier_since=now, tier_upgrade_order=order_id)
+    entry_id = new_id()
     lot = None
     if lot_points > 0:
         start = earned_on or day
-        lot = Lot(lot_id=new_id(), member_id=member_id, source="order" if earned_on is None else "guest_attach",
-                  ref=order_id, earned_on=start, expires_on=expires_on(start, rules), original=lot_points,
-                  remaining=lot_points)
+        lot = Lot(lot_id=entry_id, member_id=member_id, at=now,
+                  source="order" if earned_on is None else "guest_attach", ref=order_id, earned_on=start,
+                  expires_on=expires_on(start, rules), original=lot_points, remaining=lot_points)
+        grown = grown.evolve(open_lots_from=earliest(grown.open_lots_from, now))
     order = Order(order_id=order_id, member_id=member_id, guest=False, store_id=cmd.store_id, channel=cmd.channel,
                   paid_at=cmd.paid_at, amount=cmd.amount, items=cmd.items, points_earned=breakdown.points,
                   debt_paid=debt_paid, breakdown=breakdown.as_dict(), balance_after=grown.balance,
                   tier_before=tier_before.tier_id, tier_after=grown.tier, fingerprint="", created_at=now,
-                  lot_id=lot.lot_id if lot else None, lot_expires_on=lot.expires_on.isoformat() if lot else None)
-    entry = LedgerEntry(entry_id=new_id(), member_id=member_id, at=now, kind="earn", points=breakdown.points,
+                  earn_entry_id=entry_id, earn_entry_at=now)
+    entry = LedgerEntry(entry_id=entry_id, member_id=member_id, at=now, kind="earn", points=breakdown.points,
                         balance_after=grown.balance, ref=order_id,
-                        detail={"breakdown": breakdown.as_dict(), "debt_paid": debt_paid,
-                                "lot_id": lot.lot_id if lot else None})
-    order = order.model_copy(update={"earn_entry": f"{member_id}|{clock.iso(now)}#{entry.entry_id}"})
+                        detail={"breakdown": breakdown.as_dict(), "debt_paid": debt_paid}, lot=lot)
     change = Change(
         member_id=member_id, state=grown, expected_version=state.version,
-        new_lots=[lot] if lot else [],
         entries=[entry],
         rollups=[(cmd.store_id, day, {"sales_fen": cmd.amount, "orders": 1, "member_orders": 1,
                                       "points_issued": breakdown.points})],
@@ -269,8 +278,12 @@ def _reverse_member(change: Change, order: Order, cmd: RefundInput, to_reverse: 
     tiers = program.tiers(ledger)
     removed = forgiven = owed = 0
     if to_reverse:
-        lot = ledger.lot(state.member_id, date.fromisoformat(order.lot_expires_on), order.lot_id) \
-            if order.lot_id and order.lot_expires_on else None
+        # The order's lot is its earn entry (moved with a merge, so read under the live member).
+        lot = None
+        if order.earn_entry_id and order.earn_entry_at:
+            lot = ledger.lot(state.member_id, order.earn_entry_at, order.earn_entry_id)
+            if lot is None and order.member_id != state.member_id:  # a merge still moving the partition
+                lot = ledger.lot(order.member_id, order.earn_entry_at, order.earn_entry_id)  # type: ignore[arg-type]
         today = clock.business_day(now)
         if lot is not None:
             expired = lot.status == "expired" or lot.expires_on < today

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..domain import clock
 from ..domain.access import Principal, Role, require_self, require_store
 from ..domain.errors import Conflict, DocumentExists, Forbidden, Invalid, NotFound
 from ..domain.ids import new_id
-from ..domain.ledger import Change, Document, LedgerEntry, Lot
-from ..domain.points import InsufficientPoints, LotView, expires_on, pay_debt, plan_consumption
+from ..domain.ledger import Change, Document, LedgerEntry, Lot, MemberState
+from ..domain.points import InsufficientPoints, LotView, earliest, expires_on, oldest_open, pay_debt, plan_consumption
 from ..observability import audit as audit_line
 from ..observability import metrics
 from . import program
-from .ledger_common import fingerprint, live_member, optimistic
+from .ledger_common import MAX_HOPS, fingerprint, live_member, optimistic
 from .orders import progress
 from .ports import LedgerRepository, StoreRepository
 
@@ -68,7 +68,7 @@ def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_i
         mid = state.member_id
         now = clock.now()
         today = clock.business_day(now)
-        lots = ledger.lots(mid, today)
+        lots = ledger.open_lots(mid, state.open_lots_from)
         spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
         if points > spendable:
             raise Conflict("not enough points", code="insufficient_points",
@@ -82,15 +82,17 @@ def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_i
             raise Conflict("points are spread over too many lots for one redemption; redeem less at once",
                            code="too_many_lots", details={"lots": len(plan)})
         by_id = {lot.lot_id: lot for lot in lots}
-        spent = state.evolve(version=state.version + 1, available=state.available - points)
-        takes = [{"lot_id": view.lot_id, "expires_on": view.expires_on.isoformat(), "points": take}
-                 for view, take in plan]
+        updated = [(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan]
+        after = {**by_id, **{lot.lot_id: lot for lot, _ in updated}}
+        spent = state.evolve(version=state.version + 1, available=state.available - points,
+                             open_lots_from=oldest_open(after.values()))
+        takes = [{"lot_id": view.lot_id, "earned_at": clock.iso(by_id[view.lot_id].at),
+                  "expires_on": view.expires_on.isoformat(), "points": take} for view, take in plan]
         answer = {"redemption_id": redemption_id, "member_id": mid, "points": points, "reason": reason,
                   "store_id": store_id, "status": "active", "lots": takes, "balance": spent.balance,
                   "created_at": clock.iso(now)}
         ledger.apply(Change(
-            member_id=mid, state=spent, expected_version=state.version,
-            updated_lots=[(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan],
+            member_id=mid, state=spent, expected_version=state.version, updated_lots=updated,
             entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="redemption", points=-points,
                                  balance_after=spent.balance, ref=redemption_id,
                                  detail={"reason": reason, "store_id": store_id, "lots": takes})],
@@ -123,7 +125,7 @@ def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
         credited = lapsed = 0
         updated: list[tuple[Lot, int]] = []
         for take in original["answer"]["lots"]:
-            lot = ledger.lot(mid, date.fromisoformat(take["expires_on"]), take["lot_id"])
+            lot = ledger.lot(mid, datetime.fromisoformat(take["earned_at"]), take["lot_id"])
             if lot is None:
                 continue
             if lot.status == "active" and lot.expires_on >= today:
@@ -131,7 +133,9 @@ def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
                 credited += take["points"]
             else:
                 lapsed += take["points"]
-        restored = state.evolve(version=state.version + 1, available=state.available + credited)
+        restored = state.evolve(version=state.version + 1, available=state.available + credited,
+                                open_lots_from=earliest(state.open_lots_from,
+                                                        *(lot.at for lot, _ in updated)))
         answer = {**original["answer"], "status": "cancelled", "recredited": credited, "expired": lapsed,
                   "balance": restored.balance, "cancelled_at": clock.iso(now)}
         ledger.apply(Change(
@@ -162,30 +166,34 @@ def adjust(member_id: str, adjustment_id: str, points: int, reason: str, actor: 
         now = clock.now()
         today = clock.business_day(now)
         change = Change(member_id=mid)
+        entry_id = new_id()
+        lot = None
         if points > 0:
             lot_points, debt_paid = pay_debt(points, state.owed)
             if lot_points:
-                change.new_lots.append(Lot(lot_id=new_id(), member_id=mid, source="adjustment", ref=adjustment_id,
-                                           earned_on=today, expires_on=expires_on(today, rules), original=lot_points,
-                                           remaining=lot_points))
+                lot = Lot(lot_id=entry_id, member_id=mid, at=now, source="adjustment", ref=adjustment_id,
+                          earned_on=today, expires_on=expires_on(today, rules), original=lot_points,
+                          remaining=lot_points)
             new = state.evolve(version=state.version + 1, available=state.available + lot_points,
-                               owed=state.owed - debt_paid)
+                               owed=state.owed - debt_paid,
+                               open_lots_from=earliest(state.open_lots_from, now) if lot else state.open_lots_from)
         else:
-            lots = ledger.lots(mid, today)
+            lots = ledger.open_lots(mid, state.open_lots_from)
             usable = sum(lot.remaining for lot in lots if lot.expires_on >= today)
             take_total = min(-points, usable)
             plan = plan_consumption([LotView(x.lot_id, x.expires_on, x.remaining) for x in lots], take_total, today) \
                 if take_total else []
             by_id = {x.lot_id: x for x in lots}
             change.updated_lots = [(by_id[v.lot_id].evolve(remaining=v.remaining - t), v.remaining) for v, t in plan]
+            after = {**by_id, **{x.lot_id: x for x, _ in change.updated_lots}}
             new = state.evolve(version=state.version + 1, available=state.available - take_total,
-                               owed=state.owed + (-points - take_total))
+                               owed=state.owed + (-points - take_total), open_lots_from=oldest_open(after.values()))
         answer = {"adjustment_id": adjustment_id, "member_id": mid, "points": points, "reason": reason,
                   "balance": new.balance, "owed": new.owed, "by": actor.sub, "created_at": clock.iso(now)}
         change.state, change.expected_version = new, state.version
-        change.entries.append(LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="adjustment", points=points,
+        change.entries.append(LedgerEntry(entry_id=entry_id, member_id=mid, at=now, kind="adjustment", points=points,
                                           balance_after=new.balance, ref=adjustment_id,
-                                          detail={"reason": reason, "by": actor.sub}))
+                                          detail={"reason": reason, "by": actor.sub}, lot=lot))
         change.documents.append(Document(kind="adjustment", owner=mid, doc_id=adjustment_id,
                                          body={"fingerprint": print_, "answer": answer}))
         ledger.apply(change)
@@ -205,49 +213,80 @@ EXPIRY_LOOKBACK_DAYS = 100
 
 
 def expire_due(ledger: LedgerRepository, today: date, lookback_days: int = EXPIRY_LOOKBACK_DAYS) -> dict[str, int]:
-    """Expire every lot whose last valid day is before `today` (found through the sparse expiry index),
-    then write the 'points expiring soon' facts."""
+    """Expire every lot whose last valid day is before `today`: the sparse expiry index names the members
+    holding such lots; each member's due lots then go in one transaction (per EXPIRE_BATCH lots). Then
+    write the 'points expiring soon' facts."""
     lots_expired = points_expired = 0
+    done: set[str] = set()  # the index lags its table: a member already swept tonight is not read again
     for back in range(lookback_days, 0, -1):
-        day = today - timedelta(days=back)
-        while True:
-            due = ledger.due_lots(day)
-            if not due:
-                break
-            for lot in due:
-                points_expired += _expire_lot(ledger, lot, today)
-                lots_expired += 1
+        for partition in ledger.due_lot_owners(today - timedelta(days=back)):
+            if partition in done:
+                continue
+            done.add(partition)
+            lots, pts = _expire_partition(ledger, partition, today)
+            lots_expired += lots
+            points_expired += pts
     facts = _expiring_soon_facts(ledger, today)
     metrics.add_metric(name="PointsExpired", unit="Count", value=points_expired)
     return {"lots_expired": lots_expired, "points_expired": points_expired, "expiring_soon_facts": facts}
 
 
-def _expire_lot(ledger: LedgerRepository, due: Lot, today: date) -> int:
-    def attempt() -> int:
-        lot = ledger.lot(due.member_id, due.expires_on, due.lot_id)
-        if lot is None or lot.status != "active" or lot.expires_on >= today:
-            return 0
-        _, state = live_member(ledger, lot.member_id)  # a lot of a merged-away member counts for the survivor
-        now = clock.now()
-        new = state.evolve(version=state.version + 1, available=state.available - lot.remaining)
-        ledger.apply(Change(
-            member_id=lot.member_id, state=new, expected_version=state.version,
-            updated_lots=[(lot.evolve(remaining=0, expired=lot.expired + lot.remaining, status="expired"),
-                           lot.remaining)],
-            entries=[LedgerEntry(entry_id=new_id(), member_id=lot.member_id, at=now, kind="expiry",
-                                 points=-lot.remaining, balance_after=new.balance, ref=lot.lot_id,
-                                 detail={"expires_on": lot.expires_on.isoformat(),
-                                         "earned_on": lot.earned_on.isoformat()})]))
-        return lot.remaining
+EXPIRE_BATCH = 45  # lots per transaction: each is its update plus an expiry entry, with the state: ≤ 100 items
 
-    return optimistic(attempt)
+
+def _expire_partition(ledger: LedgerRepository, partition: str, today: date) -> tuple[int, int]:
+    """Expire the due lots kept under one member's partition. The points leave the state of whoever owns
+    them now: the member, or the survivor of a merge still moving them."""
+    def attempt() -> tuple[int, int, bool]:
+        state = _owner_state(ledger, partition)
+        at_home = state.member_id == partition
+        # Lots of a partition a merge is still emptying may be older than the survivor's bound: read all.
+        lots = ledger.open_lots(partition, state.open_lots_from if at_home else None)
+        due = [lot for lot in lots if lot.expires_on < today]
+        if not due:
+            return 0, 0, False
+        batch = due[:EXPIRE_BATCH]
+        now = clock.now()
+        expired = {lot.lot_id: lot.evolve(remaining=0, expired=lot.expired + lot.remaining, status="expired")
+                   for lot in batch}
+        points = sum(lot.remaining for lot in batch)
+        new = state.evolve(version=state.version + 1, available=state.available - points)
+        if at_home:
+            new = new.evolve(open_lots_from=oldest_open({**{x.lot_id: x for x in lots}, **expired}.values()))
+        entries, balance = [], state.balance
+        for lot in batch:
+            balance -= lot.remaining
+            entries.append(LedgerEntry(entry_id=new_id(), member_id=partition, at=now, kind="expiry",
+                                       points=-lot.remaining, balance_after=balance, ref=lot.lot_id,
+                                       detail={"expires_on": lot.expires_on.isoformat(),
+                                               "earned_on": lot.earned_on.isoformat()}))
+        ledger.apply(Change(member_id=partition, state=new, expected_version=state.version,
+                            updated_lots=[(expired[lot.lot_id], lot.remaining) for lot in batch], entries=entries))
+        return len(batch), points, len(due) > len(batch)
+
+    lots = points = 0
+    while True:
+        n, p, more = optimistic(attempt)
+        lots, points = lots + n, points + p
+        if not more:
+            return lots, points
+
+
+def _owner_state(ledger: LedgerRepository, member_id: str) -> MemberState:
+    """Like live_member, but an erased member's points still expire (the ledger outlives the profile)."""
+    profile, state = ledger.load_member(member_id)
+    for _ in range(MAX_HOPS):
+        if profile is None or profile.get("status") != "merged" or not profile.get("merged_into"):
+            break
+        profile, state = ledger.load_member(profile["merged_into"])
+    return state
 
 
 def _expiring_soon_facts(ledger: LedgerRepository, today: date) -> int:
     """One 'points_expiring' fact per member for the lots that expire in N days (written once per date)."""
     day = today + timedelta(days=program.rules(ledger).expiring_soon_days)
     totals: dict[str, int] = {}
-    for lot in ledger.due_lots(day, limit=10_000):
+    for lot in ledger.due_lots(day):
         totals[lot.member_id] = totals.get(lot.member_id, 0) + lot.remaining
     for member_id, pts in totals.items():
         try:
@@ -268,8 +307,8 @@ def points_view(member_id: str, actor: Principal, ledger: LedgerRepository, curs
     today = clock.business_day(now)
     horizon = today + timedelta(days=program.rules(ledger).expiring_soon_days)
     soon: dict[str, int] = {}
-    for lot in ledger.lots(state.member_id, today):
-        if lot.expires_on <= horizon and lot.remaining > 0:
+    for lot in ledger.open_lots(state.member_id, state.open_lots_from):
+        if today <= lot.expires_on <= horizon:
             soon[lot.expires_on.isoformat()] = soon.get(lot.expires_on.isoformat(), 0) + lot.remaining
     entries, next_cursor = ledger.ledger(state.member_id, cursor, limit)
     return {"member_id": state.member_id, "balance": state.balance, "available": state.available,

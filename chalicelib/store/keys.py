@@ -18,7 +18,6 @@ AUDIT_PREFIX = "AUDIT#"
 MERGE_PREFIX = "MERGE#"
 STORE_PREFIX = "STORE#"
 
-LOT_PREFIX = "LOT#"
 LEDGER_PREFIX = "LEDGER#"
 MEMBER_STATE = "PROFILE#STATE"  # next to PROFILE: one query reads both (begins_with PROFILE)
 TIER_MARKER = "PROFILE#TIER"  # exists while the member is above the lowest tier: the monthly review's index
@@ -68,22 +67,20 @@ def record_kind(sk: str) -> str:
 
 
 # ---- points ledger --------------------------------------------------------------------------------------
-def lot_sk_from(day: date) -> str:
-    return f"{LOT_PREFIX}{day.isoformat()}"
-
-
-def lot_key(member_id: str, expires_on: date, lot_id: str) -> dict[str, str]:
-    """Sorted by expiry inside the member's partition: soonest-expiring first, expired ones skipped by key."""
-    return {"pk": member_pk(member_id), "sk": f"{LOT_PREFIX}{expires_on.isoformat()}#{lot_id}"}
-
-
 def expiry_bucket(day: date) -> str:
-    """gsi2 partition of the lots that expire after `day` (sparse: only lots with points remaining)."""
+    """gsi2 partition of the lots whose last valid day is `day` (sparse: only lots with points remaining)."""
     return f"EXPIRY#{day.isoformat()}"
 
 
 def ledger_key(member_id: str, at_iso: str, entry_id: str) -> dict[str, str]:
+    """Newest last in the member's partition. An entry that credited points is also that lot: the lot is
+    found again by the entry's time and id."""
     return {"pk": member_pk(member_id), "sk": f"{LEDGER_PREFIX}{at_iso}#{entry_id}"}
+
+
+def ledger_sk_from(at_iso: str) -> str:
+    """The lowest ledger sort key at or after `at_iso` (times share one offset, so text order is time order)."""
+    return f"{LEDGER_PREFIX}{at_iso}"
 
 
 _DOCUMENT_SK = {"redemption": "REDEEM#{}", "redemption_cancel": "REDEEM#{}#CANCEL", "adjustment": "ADJUST#{}",

@@ -1,4 +1,5 @@
-"""Orders, lots, ledger entries, redemptions, refunds, program configuration and daily rollups in DynamoDB.
+"""Orders, ledger entries (and the lots they carry), redemptions, refunds, program configuration and daily
+rollups in DynamoDB.
 
 One use case = one `Change` = one TransactWriteItems (see domain/ledger.Change)."""
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..domain.errors import DocumentExists, StaleRead
 from ..domain.ledger import Change, LedgerEntry, Lot, MemberState
 from ..domain.orders import Order
 from . import keys
-from .db import Db, TxCancelled, decode_cursor, encode_cursor
+from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -55,27 +56,32 @@ class DynamoLedgerRepository:
         state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
         return profile, (state_from_item(state) if state else MemberState(member_id=member_id))
 
-    def lots(self, member_id: str, valid_on: date) -> list[Lot]:
-        """Lots still valid on `valid_on` (expired ones sort before it and are not read at all)."""
+    def open_lots(self, member_id: str, since: datetime | None) -> list[Lot]:
+        """Lots still holding points, read from the state's bound on (older lots hold none); lots past their
+        last day but not yet swept are included: callers compare expiry with the business day."""
+        start = keys.ledger_sk_from(clock.iso(since)) if since else keys.LEDGER_PREFIX
         return [_lot(i) for i in self.db.query_all(
-            KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
-            values={":pk": keys.member_pk(member_id), ":from": keys.lot_sk_from(valid_on),
-                    ":to": keys.LOT_PREFIX + "~"},
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to", FilterExpression="remaining > :zero",
+            values={":pk": keys.member_pk(member_id), ":from": start, ":to": keys.LEDGER_PREFIX + "~", ":zero": 0},
             ConsistentRead=True)]
 
-    def all_lots(self, member_id: str) -> list[Lot]:
-        return [_lot(i) for i in self.db.query_all(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            values={":pk": keys.member_pk(member_id), ":p": keys.LOT_PREFIX}, ConsistentRead=True)]
+    def lot(self, member_id: str, at: datetime, lot_id: str) -> Lot | None:
+        item = self.db.get(keys.ledger_key(member_id, clock.iso(at), lot_id))
+        return _lot(item) if item and "remaining" in item else None
 
-    def lot(self, member_id: str, expires_on: date, lot_id: str) -> Lot | None:
-        item = self.db.get(keys.lot_key(member_id, expires_on, lot_id))
-        return _lot(item) if item else None
+    def due_lots(self, day: date) -> Iterator[Lot]:
+        """Lots with points left whose last valid day is `day` (the sparse expiry index)."""
+        for item in self.db.query_all(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
+                                      values={":p": keys.expiry_bucket(day)}):
+            yield _lot(item)
 
-    def due_lots(self, day: date, limit: int = 500) -> list[Lot]:
-        items, _ = self.db.query(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
-                                 values={":p": keys.expiry_bucket(day)}, Limit=limit)
-        return [_lot(i) for i in items]
+    def due_lot_owners(self, day: date) -> Iterator[str]:
+        """The partitions (members) holding lots that expire on `day`, each once."""
+        seen: set[str] = set()
+        for lot in self.due_lots(day):
+            if lot.member_id not in seen:
+                seen.add(lot.member_id)
+                yield lot.member_id
 
     def guest_orders(self, phone_hash: str) -> list[Order]:
         return [_order(i) for i in self.db.query_all(IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
@@ -94,9 +100,8 @@ class DynamoLedgerRepository:
         if not item:
             return None
         order = _order(item)
-        if with_breakdown and order.member_id and order.earn_entry:
-            entry = self.db.get({"pk": keys.member_pk(order.earn_entry.split("|")[0]),
-                                 "sk": keys.LEDGER_PREFIX + order.earn_entry.split("|")[1]})
+        if with_breakdown and order.member_id and order.earn_entry_id and order.earn_entry_at:
+            entry = self.db.get(keys.ledger_key(order.member_id, clock.iso(order.earn_entry_at), order.earn_entry_id))
             if entry:
                 order = order.model_copy(update={"breakdown": _entry(entry).detail.get("breakdown")})
         return order
@@ -142,12 +147,10 @@ class DynamoLedgerRepository:
                 kinds[tx.put(item, condition="attribute_not_exists(pk)")] = "state"
             else:
                 kinds[tx.put(item, condition="version = :v", values={":v": change.expected_version})] = "state"
-        for lot in change.new_lots:
-            kinds[tx.put(_lot_item(lot), condition="attribute_not_exists(pk)")] = "lot"
         for lot, remaining_before in change.updated_lots:
-            kinds[tx.put(_lot_item(lot), condition="remaining = :r", values={":r": remaining_before})] = "lot"
+            kinds[_update_lot(tx, lot, remaining_before)] = "lot"
         for entry in change.entries:
-            tx.put(_entry_item(entry))
+            kinds[tx.put(_entry_item(entry), condition="attribute_not_exists(pk)")] = "entry"
         if change.order is not None:
             kinds[tx.put(_order_item(change.order), condition="attribute_not_exists(pk)")] = "order"
         if change.order_claim is not None:
@@ -184,7 +187,8 @@ class DynamoLedgerRepository:
             self.db.commit(tx)
         except TxCancelled as cancelled:
             failed = [kinds.get(i, "?") for i, r in enumerate(cancelled.reasons) if r == "ConditionalCheckFailed"]
-            documents = [k for k in failed if k not in ("state", "lot", "order_state")]  # order_claim: done already
+            # order_claim failing means attached already: a document like the rest
+            documents = [k for k in failed if k not in ("state", "lot", "entry", "order_state")]
             if documents:
                 raise DocumentExists(documents[0]) from None
             raise StaleRead() from None
@@ -207,6 +211,7 @@ def state_item(s: MemberState) -> dict[str, Any]:
         "first_purchase_at": clock.iso(s.first_purchase_at) if s.first_purchase_at else None,
         "last_purchase_at": clock.iso(s.last_purchase_at) if s.last_purchase_at else None,
         "stores": set(s.stores) or None, "categories": s.categories,
+        "open_lots_from": clock.iso(s.open_lots_from) if s.open_lots_from else None,
     }
 
 
@@ -219,40 +224,59 @@ def state_from_item(i: dict[str, Any]) -> MemberState:
         orders_months=i.get("orders_months", {}), order_count=i.get("order_count", 0),
         lifetime_spend=i.get("lifetime_spend", 0), lifetime_earned=i.get("lifetime_earned", 0),
         first_purchase_at=_dt(i.get("first_purchase_at")), last_purchase_at=_dt(i.get("last_purchase_at")),
-        stores=frozenset(i.get("stores", ())), categories=i.get("categories", {}))
+        stores=frozenset(i.get("stores", ())), categories=i.get("categories", {}),
+        open_lots_from=_dt(i.get("open_lots_from")))
 
 
-def _lot_item(lot: Lot) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        **keys.lot_key(lot.member_id, lot.expires_on, lot.lot_id), "type": "lot", "lot_id": lot.lot_id,
-        "member_id": lot.member_id, "source": lot.source, "ref": lot.ref, "earned_on": lot.earned_on.isoformat(),
-        "expires_on": lot.expires_on.isoformat(), "original": lot.original, "remaining": lot.remaining,
-        "expired": lot.expired, "forgiven": lot.forgiven, "clawed": lot.clawed, "owed": lot.owed, "status": lot.status,
-    }
+_LOT_PROGRESS = ("remaining", "expired", "forgiven", "clawed", "owed", "status")
+
+
+def _lot_fields(lot: Lot) -> dict[str, Any]:
+    """What a lot adds to the ledger entry that carries it (the entry already names member, ref and time)."""
+    fields: dict[str, Any] = {"source": lot.source, "earned_on": lot.earned_on.isoformat(),
+                              "expires_on": lot.expires_on.isoformat(), "original": lot.original,
+                              **{f: getattr(lot, f) for f in _LOT_PROGRESS}}
     if lot.remaining > 0 and lot.status == "active":  # sparse: only lots with points left wait for the sweep
-        item.update(gsi2pk=keys.expiry_bucket(lot.expires_on), gsi2sk=f"{lot.member_id}#{lot.lot_id}")
-    return item
+        fields.update(gsi2pk=keys.expiry_bucket(lot.expires_on), gsi2sk=f"{lot.member_id}#{lot.lot_id}")
+    return fields
+
+
+def _update_lot(tx: Tx, lot: Lot, remaining_before: int) -> int:
+    """Spend, re-credit, claw back or expire: only the lot's progress changes, on the remainder read."""
+    names = {f"#p{i}": f for i, f in enumerate(_LOT_PROGRESS)}
+    values: dict[str, Any] = {f":p{i}": getattr(lot, f) for i, f in enumerate(_LOT_PROGRESS)}
+    expression = "SET " + ", ".join(f"#p{i} = :p{i}" for i in range(len(_LOT_PROGRESS)))
+    index = {k: v for k, v in _lot_fields(lot).items() if k.startswith("gsi2")}
+    if index:
+        expression += ", gsi2pk = :g, gsi2sk = :gs"
+        values.update({":g": index["gsi2pk"], ":gs": index["gsi2sk"]})
+    else:
+        expression += " REMOVE gsi2pk, gsi2sk"
+    values[":before"] = remaining_before
+    return tx.update(keys.ledger_key(lot.member_id, clock.iso(lot.at), lot.lot_id), expression,
+                     condition="#p0 = :before", names=names, values=values)
 
 
 def _lot(i: dict[str, Any]) -> Lot:
-    return Lot(lot_id=i["lot_id"], member_id=i["member_id"], source=i["source"], ref=i["ref"],
-               earned_on=date.fromisoformat(i["earned_on"]), expires_on=date.fromisoformat(i["expires_on"]),
-               original=i["original"], remaining=i["remaining"], expired=i.get("expired", 0),
-               forgiven=i.get("forgiven", 0), clawed=i.get("clawed", 0), owed=i.get("owed", 0),
-               status=i.get("status", "active"))
+    return Lot(lot_id=i["entry_id"], member_id=i["member_id"], at=datetime.fromisoformat(i["at"]), source=i["source"],
+               ref=i["ref"], earned_on=date.fromisoformat(i["earned_on"]),
+               expires_on=date.fromisoformat(i["expires_on"]), original=i["original"], remaining=i["remaining"],
+               expired=i.get("expired", 0), forgiven=i.get("forgiven", 0), clawed=i.get("clawed", 0),
+               owed=i.get("owed", 0), status=i.get("status", "active"))
 
 
 def _entry_item(e: LedgerEntry) -> dict[str, Any]:
     return {**keys.ledger_key(e.member_id, clock.iso(e.at), e.entry_id), "type": "ledger", "entry_id": e.entry_id,
             "member_id": e.member_id, "at": clock.iso(e.at), "kind": e.kind, "points": e.points,
             "balance_after": e.balance_after, "ref": e.ref,
-            "detail": _compact(e.detail) if e.detail else None}
+            "detail": _compact(e.detail) if e.detail else None, **(_lot_fields(e.lot) if e.lot else {})}
 
 
 def _entry(i: dict[str, Any]) -> LedgerEntry:
     return LedgerEntry(entry_id=i["entry_id"], member_id=i["member_id"], at=datetime.fromisoformat(i["at"]),
                        kind=i["kind"], points=i["points"], balance_after=i["balance_after"], ref=i["ref"],
-                       detail=json.loads(i["detail"]) if i.get("detail") else {})
+                       detail=json.loads(i["detail"]) if i.get("detail") else {},
+                       lot=_lot(i) if "remaining" in i else None)
 
 
 LINE_FIELDS = ("sku", "name", "category", "qty", "amount")
@@ -263,10 +287,11 @@ def _order_item(o: Order) -> dict[str, Any]:
     transaction): lines as compact arrays, and the points breakdown only on the earn ledger entry."""
     item = {**keys.order_key(o.order_id), "type": "order",
             **o.model_dump(mode="json", exclude={"items", "breakdown", "paid_at", "created_at", "attached_at",
-                                                 "refunded_lines"}),
+                                                 "refunded_lines", "earn_entry_at"}),
             "refunded_lines": _compact(o.refunded_lines) if o.refunded_lines else None,
             "paid_at": clock.iso(o.paid_at), "created_at": clock.iso(o.created_at),
             "attached_at": clock.iso(o.attached_at) if o.attached_at else None,
+            "earn_entry_at": clock.iso(o.earn_entry_at) if o.earn_entry_at else None,
             "items": _compact([[getattr(line, f) for f in LINE_FIELDS] for line in o.items])}
     if o.guest_phone_hash and not o.member_id:  # guest orders wait in the lookup index for the attach
         item.update(gsi1pk=keys.guest_orders_pk(o.guest_phone_hash), gsi1sk=f"{clock.iso(o.paid_at)}#{o.order_id}")
@@ -278,7 +303,7 @@ def _order(i: dict[str, Any]) -> Order:
     data["items"] = [dict(zip(LINE_FIELDS, line, strict=True)) for line in json.loads(i["items"])]
     data["breakdown"] = None
     data["refunded_lines"] = json.loads(i["refunded_lines"]) if i.get("refunded_lines") else {}
-    for optional in ("member_id", "balance_after", "tier_before", "tier_after", "lot_id", "lot_expires_on",
-                     "guest_phone_hash", "attached_at", "earn_entry"):
+    for optional in ("member_id", "balance_after", "tier_before", "tier_after", "guest_phone_hash", "attached_at",
+                     "earn_entry_id", "earn_entry_at"):
         data.setdefault(optional, None)
     return Order.model_validate(data)

@@ -340,7 +340,12 @@ class DynamoMemberRepository:
             if moved.get("gsi2sk", "").startswith(f"{source_id}#"):
                 moved["gsi2sk"] = f"{target_id}#" + moved["gsi2sk"].split("#", 1)[1]
             tx.put(moved, condition="attribute_not_exists(pk)")
-            tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="attribute_exists(pk)")
+            if "remaining" in item:  # a lot may be spent or expired meanwhile: never move a stale copy
+                tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="remaining = :r",
+                          values={":r": item["remaining"]})
+            else:
+                tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="attribute_exists(pk)")
+        self._lower_open_lots_bound(tx, target_id, [i["at"] for i in batch if i.get("remaining", 0) > 0])
         names = {f"#k{i}": k for i, k in enumerate(counts)}
         values = {f":n{i}": n for i, n in enumerate(counts.values())}
         tx.update(keys.merge_key(target_id, source_id),
@@ -352,6 +357,20 @@ class DynamoMemberRepository:
         except TxCancelled:
             return -1  # another worker moved these meanwhile; the caller simply looks again
         return len(batch)
+
+    def _lower_open_lots_bound(self, tx: Tx, target_id: str, credited_at: list[str]) -> None:
+        """Moved lots keep their ledger time, which may be older than the survivor's open-lots bound (a
+        redemption meanwhile raised it from the lots it could see): lower it in the same transaction,
+        on the state's version, so no spend misses them and no concurrent change is lost."""
+        if not credited_at:
+            return
+        state = self.db.get({"pk": keys.member_pk(target_id), "sk": keys.MEMBER_STATE})
+        oldest = min(credited_at)
+        if state is None or (state.get("open_lots_from") and state["open_lots_from"] <= oldest):
+            return
+        tx.update({"pk": keys.member_pk(target_id), "sk": keys.MEMBER_STATE},
+                  "SET open_lots_from = :o, version = :next", condition="version = :v",
+                  values={":o": oldest, ":v": state["version"], ":next": state["version"] + 1})
 
     def finish_merge(self, target_id: str, source_id: str) -> None:
         self.db.update(keys.merge_key(target_id, source_id),

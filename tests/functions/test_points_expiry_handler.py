@@ -6,7 +6,9 @@ from datetime import timedelta
 from chalicelib import bootstrap
 from chalicelib.cli import _LocalContext
 from chalicelib.domain import clock
+from chalicelib.services import points as points_service
 from functions.points_expiry import handler
+from tests.ledger_audit import audit_member
 from tests.ledger_support import order, plain_day
 from tests.support import registration
 
@@ -56,3 +58,51 @@ def test_refund_after_expiry_does_not_claw_back_expired_points(stack, fresh_tabl
     handler({"date": (clock.business_day(clock.now()) + timedelta(days=0)).isoformat()}, _LocalContext("x"))
     _, refund = api.post(f"/orders/{old['order_id']}/refunds", {"refund_id": "r", "amount": 10_000}, staff)
     assert (refund["points_forgiven"], refund["points_owed"], refund["balance"]) == (100, 0, 0)
+
+
+def _one_month_points(api, hq):
+    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
+    rules = api.get("/points/rules", hq)[1]
+    rules["expiry"] = {"mode": "months_after", "months": 1}
+    assert api.put("/points/rules", rules, hq)[0] == 200
+
+
+def test_an_erased_members_points_still_expire_and_do_not_stop_the_job(stack, fresh_table, api, tokens):
+    hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
+    _one_month_points(api, hq)
+    erased = api.post("/members", registration(), staff)[1]["member_id"]
+    kept = api.post("/members", registration(), staff)[1]["member_id"]
+    for member in (erased, kept):
+        api.post("/orders", order(member, amount=10_000, paid_at=plain_day(45)), staff)
+    assert api.delete(f"/members/{erased}", hq)[0] == 200
+
+    today = clock.business_day(clock.now()).isoformat()
+    result = handler({"date": today}, _LocalContext("points-expiry"))
+    assert (result["lots_expired"], result["points_expired"]) == (2, 200)
+    _, state = bootstrap.ledger().load_member(erased)
+    assert (state.available, state.balance) == (0, 0)
+    audit_member(erased)
+    audit_member(kept)
+
+
+def test_a_member_with_more_due_lots_than_one_transaction_holds(stack, fresh_table, api, tokens, monkeypatch):
+    hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
+    _one_month_points(api, hq)
+    member = api.post("/members", registration(), staff)[1]["member_id"]
+    for days_ago in (50, 48, 46, 44, 42):  # five lots, due on five different days
+        api.post("/orders", order(member, amount=1_000, paid_at=plain_day(days_ago)), staff)
+    api.post("/orders", order(member, amount=7_000, paid_at=plain_day(1)), staff)
+    monkeypatch.setattr(points_service, "EXPIRE_BATCH", 2)
+
+    today = clock.business_day(clock.now()).isoformat()
+    result = handler({"date": today}, _LocalContext("points-expiry"))
+    assert (result["lots_expired"], result["points_expired"]) == (5, 50)
+    view = api.get(f"/members/{member}/points", hq)[1]
+    assert view["balance"] == 70
+    expiries = [e for e in view["ledger"]["items"] if e["kind"] == "expiry"]
+    assert len(expiries) == 5 and sorted(e["balance_after"] for e in expiries) == [70, 80, 90, 100, 110]
+    report = audit_member(member)
+    assert report["lots"] == 6
+    _, state = bootstrap.ledger().load_member(member)  # the bound moved up to the one lot still open
+    still_open = [e.lot for e in bootstrap.ledger().all_entries(member) if e.lot and e.lot.remaining]
+    assert [lot.at for lot in still_open] == [state.open_lots_from]

@@ -136,3 +136,72 @@ def test_concurrent_cross_merges_leave_exactly_one_survivor(api, tokens):
     assert statuses[0] == 200 and statuses[1] in (409, 404, 422, 503)
     view_a, view_b = api.get(f"/members/{a['member_id']}", hq)[1], api.get(f"/members/{b['member_id']}", hq)[1]
     assert view_a["member_id"] == view_b["member_id"]
+
+
+# ---- the ledger during a merge ----------------------------------------------------------------------------
+def _shop(api, tokens, member_id, amount):
+    from tests.ledger_support import order
+
+    body = order(member_id, amount=amount)
+    status, _ = api.post("/orders", body, tokens.staff(stores=["sh-001"]))
+    assert status == 201
+    return body
+
+
+def test_spending_while_a_merge_moves_lots_never_hides_them(stack, api, tokens, monkeypatch):
+    """The source's lots are older than the survivor's. A redemption while they are still moving sees
+    only the survivor's own lots and raises its open-lots bound past the source's; the move must lower it
+    again, or those points could never be spent."""
+    from tests.ledger_audit import audit_member
+
+    target, source = _register(api, tokens), _register(api, tokens)
+    _shop(api, tokens, source["member_id"], 30_000)  # credited first: the oldest lot
+    _shop(api, tokens, target["member_id"], 10_000)
+    _add_history(source["member_id"], 60)  # sorts before the ledger: the first batch moves no lot
+    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 1)
+    hq, clerk = tokens.hq(), tokens.staff(stores=["sh-001"])
+    assert api.post(f"/members/{target['member_id']}/merge",
+                    {"source_member_id": source["member_id"]}, hq)[1]["state"] == "moving"
+
+    spend = {"redemption_id": "during", "points": 10, "reason": "tea", "store_id": "sh-001"}
+    assert api.post(f"/members/{target['member_id']}/points/redemptions", spend, clerk)[0] == 201
+    assert member_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 10)
+
+    audit_member(target["member_id"])  # fails on a lot holding points below the bound
+    everything = {"redemption_id": "all", "points": 390, "reason": "gift", "store_id": "sh-001"}
+    status, spent = api.post(f"/members/{target['member_id']}/points/redemptions", everything, clerk)
+    assert status == 201 and spent["balance"] == 0
+    audit_member(target["member_id"])
+
+
+def test_a_lot_changed_while_being_moved_is_moved_as_it_is_now(stack, api, tokens, monkeypatch):
+    """A refund lands on the source's lot between the move's read and its write: the move must not put
+    the stale copy (with the refunded points still in it) under the survivor."""
+    from tests.ledger_audit import audit_member
+
+    target, source = _register(api, tokens), _register(api, tokens)
+    bought = _shop(api, tokens, source["member_id"], 20_000)
+    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
+    hq, clerk = tokens.hq(), tokens.staff(stores=["sh-001"])
+    assert api.post(f"/members/{target['member_id']}/merge",
+                    {"source_member_id": source["member_id"]}, hq)[1]["state"] == "moving"
+
+    db = bootstrap.db()
+    real_commit = db.commit
+    refunded = []
+
+    def commit_after_a_refund(tx, **kw):
+        moving_a_lot = any(a.get("Delete", {}).get("Key", {}).get("sk", {}).get("S", "").startswith("LEDGER#")
+                           for a in tx.actions)
+        if moving_a_lot and not refunded:
+            refunded.append(api.post(f"/orders/{bought['order_id']}/refunds",
+                                     {"refund_id": "mid-move", "amount": 5_000}, clerk))
+        return real_commit(tx, **kw)
+
+    monkeypatch.setattr(db, "commit", commit_after_a_refund)
+    assert member_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 10)
+    status, refund = refunded[0]
+    assert status == 201 and refund["points_removed"] == 50  # found the lot where it still was
+    monkeypatch.setattr(db, "commit", real_commit)
+    assert api.get(f"/members/{target['member_id']}/points", hq)[1]["available"] == 150
+    audit_member(target["member_id"])

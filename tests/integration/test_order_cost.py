@@ -1,0 +1,36 @@
+"""The cost shape of posting an order, checked on every change (`make bench` prints the whole table).
+
+Requests are counted and write units computed from item sizes under AWS's billing rules by the
+benchmark's meter; nothing here is timed."""
+from __future__ import annotations
+
+import pytest
+
+from bench.capacity import CapacityMeter
+from chalicelib import bootstrap
+from chalicelib.domain.access import Principal, Role
+from chalicelib.domain.orders import OrderInput
+from chalicelib.services import orders
+from tests.ledger_support import order
+from tests.support import registration
+
+CLERK = Principal(sub="cost-clerk", role=Role.STAFF, store_ids=frozenset({"sh-001"}))
+
+
+def _post(body: dict) -> orders.Posted:
+    return orders.post_order(OrderInput.model_validate(body), CLERK, bootstrap.members(), bootstrap.ledger(),
+                             bootstrap.stores())
+
+
+@pytest.mark.parametrize(("lines", "most_units"), [(1, 10), (5, 10), (20, 12)])
+def test_an_order_is_one_read_and_one_transaction_within_the_unit_budget(stack, api, tokens, lines, most_units):
+    member = api.post("/members", registration(), tokens.staff(stores=["sh-001"]))[1]["member_id"]
+    assert _post(order(member, amount=3_000)).created  # the steady state: the member's points state exists
+    body = order(member, amount=20_000, lines=lines)
+    for line in body["items"]:  # POS-sized lines: a real sku and product name
+        line["sku"], line["name"] = f"SKU-{line['sku']}-0001", f"招牌奶茶 大杯 少冰 {line['name']}"
+    with CapacityMeter(bootstrap.dynamodb_client()) as meter:
+        assert _post(body).created
+        used = meter.take()
+    assert dict(used.requests) == {"Query": 1, "TransactWriteItems": 1}
+    assert used.wcu <= most_units, f"{lines}-line order: {used.wcu} WCU"
