@@ -1,14 +1,19 @@
 """The one Logger and Metrics of the service (Powertools). Constructing them reads no required environment."""
 from __future__ import annotations
 
+import os
+
 from aws_lambda_powertools import Logger, Metrics
 
 SERVICE = "chaincrm"
+# dev and prod may share an account: every metric and log line says which stage it comes from.
+STAGE = os.environ.get("CHAINCRM_STAGE", "local")
 
-logger = Logger(service=SERVICE)
+logger = Logger(service=SERVICE, stage=STAGE)
 # A separate service name so audit lines can be routed and retained apart (filter: service = chaincrm-audit).
-audit_logger = Logger(service=f"{SERVICE}-audit")
+audit_logger = Logger(service=f"{SERVICE}-audit", stage=STAGE)
 metrics = Metrics(namespace="ChainCRM", service=SERVICE)
+metrics.set_default_dimensions(stage=STAGE)
 
 
 def audit(action: str, *, actor: str, role: str, member_id: str | None = None, **fields: object) -> None:

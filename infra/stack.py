@@ -23,7 +23,8 @@ INFRA = ROOT / "infra"
 TIMEZONE = "Asia/Shanghai"
 NAMESPACE = "ChainCRM"
 SERVICE = "chaincrm"
-METRIC_DIMENSIONS = [{"Name": "service", "Value": SERVICE}]
+# Powertools adds `service`; observability.py adds `stage`, so dev and prod in one account stay apart.
+METRIC_DIMENSIONS = [{"Name": "service", "Value": SERVICE}, {"Name": "stage", "Value": {"Ref": "Stage"}}]
 # Per-stage values that are not secrets live in SSM Parameter Store; the template only names them.
 SSM_PARAMETERS = {
     "CHAINCRM_ISSUERS_JSON": "/chaincrm/${Stage}/issuers-json",
@@ -433,11 +434,13 @@ def api_resources(api: ApiSpec, api_stage: str) -> dict[str, Any]:
             # Our routes answer every unhandled exception with a 500 (so Lambda sees no error): count the
             # ERROR lines they log instead.
             "LogGroupName": {"Ref": "ApiHandlerLogGroup"}, "FilterPattern": '{ $.level = "ERROR" }',
+            # Dimensioned by the log line's own stage (a metric with dimensions cannot have a default value).
             "MetricTransformations": [{"MetricNamespace": NAMESPACE, "MetricName": "ApiErrorLogLines",
-                                       "MetricValue": "1", "DefaultValue": 0}]}},
+                                       "MetricValue": "1", "Dimensions": [{"Key": "stage", "Value": "$.stage"}]}]}},
         "ApiErrorLogAlarm": alarm("api-error-logs", "api: a request failed with an unhandled error (a 500: a bug, "
                                   "never bad input). Find it: Logs Insights query 'errors' on the API log group",
-                                  {"Namespace": NAMESPACE, "MetricName": "ApiErrorLogLines", "Statistic": "Sum"},
+                                  {"Namespace": NAMESPACE, "MetricName": "ApiErrorLogLines", "Statistic": "Sum",
+                                   "Dimensions": [{"Name": "stage", "Value": {"Ref": "Stage"}}]},
                                   threshold=1),
         "Api5xxAlarm": alarm("api-5xx", "api: API Gateway answered 5xx (timeouts, unavailable dependencies, "
                              "errors); see the access log group",
@@ -543,7 +546,8 @@ def dashboard(template: dict[str, Any], api: ApiSpec, specs: list[FunctionSpec],
             "title": title, "region": region, "view": "timeSeries", "stacked": False, "stat": stat,
             "period": period, "metrics": metrics}}
 
-    business = [[NAMESPACE, m, "service", SERVICE, {"label": m}] for m in dashboard_metrics(api, specs)]
+    business = [[NAMESPACE, m, "service", SERVICE, "stage", "${Stage}", {"label": m}]
+                for m in dashboard_metrics(api, specs)]
     errors = [["AWS/Lambda", metric, "FunctionName", fn, {"label": f"{label} {metric.lower()}"}]
               for label, fn in functions for metric in ("Errors", "Throttles")]
     durations = [["AWS/Lambda", "Duration", "FunctionName", fn, {"stat": stat, "label": f"{label} {stat}"}]
