@@ -18,6 +18,9 @@ from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
 
 
+MAX_MERGE_HOPS = 10
+
+
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -101,10 +104,22 @@ class DynamoLedgerRepository:
             return None
         order = _order(item)
         if with_breakdown and order.member_id and order.earn_entry_id and order.earn_entry_at:
-            entry = self.db.get(keys.ledger_key(order.member_id, clock.iso(order.earn_entry_at), order.earn_entry_id))
+            entry = self._earn_entry(order.member_id, clock.iso(order.earn_entry_at), order.earn_entry_id)
             if entry:
                 order = order.model_copy(update={"breakdown": _entry(entry).detail.get("breakdown")})
         return order
+
+    def _earn_entry(self, member_id: str, at_iso: str, entry_id: str) -> dict[str, Any] | None:
+        """Under the buyer, or (a merge moved it) under whoever the buyer was merged into."""
+        for _ in range(MAX_MERGE_HOPS):
+            entry = self.db.get(keys.ledger_key(member_id, at_iso, entry_id))
+            if entry:
+                return entry
+            profile = self.db.get(keys.member_profile(member_id))
+            if not profile or not profile.get("merged_into"):
+                return None
+            member_id = profile["merged_into"]
+        return None
 
     def member_orders(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[Order], str | None]:
         """Purchase history from the member's earn entries (one per order, newest first, moved with a merge),

@@ -193,6 +193,9 @@ def test_merge_moves_points_debt_and_history(api, staff, tokens):
     assert kinds == ["adjustment", "earn", "earn"]
     history = api.get(f"/members/{a}/orders", hq)[1]["items"]
     assert {o["order_id"] for o in history} >= {body_b["order_id"]}
+    # the breakdown lives on the moved earn entry: still found from the order, and on a replay
+    assert api.get(f"/orders/{body_b['order_id']}", hq)[1]["breakdown"]["points"] == 200
+    assert api.post("/orders", body_b, staff)[1]["breakdown"]["points"] == 200
     # the moved lot is the survivor's now: a refund of b's order reverses against a
     _, refund = api.post(f"/orders/{body_b['order_id']}/refunds", {"refund_id": "r", "amount": 20_000}, staff)
     assert refund["member_id"] == a and refund["points_reversed"] == 200

@@ -17,9 +17,13 @@ THREADS = 32
 
 
 def _call(session, method, url, token, body):
-    """A POS client: retries 503s (contention, timeouts) with the same body, as the API asks it to."""
+    """A POS client: retries 503s (contention, timeouts) and dropped connections with the same body, as
+    the API asks it to (the answer of a dropped call may be lost after the write: a retry must replay)."""
     for _ in range(30):
-        resp = session.request(method, url, json=body, headers=auth(token), timeout=30)
+        try:
+            resp = session.request(method, url, json=body, headers=auth(token), timeout=30)
+        except requests.ConnectionError:
+            continue
         if resp.status_code != 503:
             return resp
     return resp
