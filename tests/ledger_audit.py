@@ -15,8 +15,8 @@ def audit_member(member_id: str) -> dict[str, int]:
     entries = ledger.all_entries(member_id)
     lots = [e.lot for e in entries if e.lot is not None]
     problems = []
-    hidden = [lot.lot_id for lot in lots if lot.remaining > 0 and (state.open_lots_from is None
-                                                                    or lot.at < state.open_lots_from)]
+    hidden = [lot.lot_id for lot in lots
+              if lot.remaining > 0 and state.open_lots_from is not None and lot.at < state.open_lots_from]
     if hidden:
         problems.append(f"lots holding points before the state's open_lots_from bound: {hidden}")
     lot_sum = sum(lot.remaining for lot in lots)

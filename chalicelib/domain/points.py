@@ -107,10 +107,11 @@ def plan_consumption(lots: list[LotView], points: int, today: date) -> list[tupl
     return plan
 
 
-def oldest_open(lots: Iterable[Lot]) -> datetime | None:
-    """Where the search for spendable lots may start after a change that saw every open lot: the credit
-    time of the oldest lot still holding points (None: no lot holds any)."""
-    return min((lot.at for lot in lots if lot.remaining > 0), default=None)
+def oldest_open(lots: Iterable[Lot], now: datetime) -> datetime:
+    """Where the search for spendable lots may start after a change (made at `now`) that saw every open
+    lot: the credit time of the oldest lot still holding points, else `now` (any later credit lowers the
+    bound to its own time, so a lot credited by a slower clock is never left below it)."""
+    return min((lot.at for lot in lots if lot.remaining > 0), default=now)
 
 
 def earliest(*moments: datetime | None) -> datetime | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..domain import clock
 from ..domain.access import Principal, Role, require_store
-from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound
+from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound, StaleRead
 from ..domain.ids import new_id
 from ..domain.ledger import Change, Document, LedgerEntry, Lot, MemberState, TierMarker
 from ..domain.orders import Order, OrderInput, RefundInput
@@ -278,12 +278,11 @@ def _reverse_member(change: Change, order: Order, cmd: RefundInput, to_reverse: 
     tiers = program.tiers(ledger)
     removed = forgiven = owed = 0
     if to_reverse:
-        # The order's lot is its earn entry (moved with a merge, so read under the live member).
-        lot = None
-        if order.earn_entry_id and order.earn_entry_at:
-            lot = ledger.lot(state.member_id, order.earn_entry_at, order.earn_entry_id)
-            if lot is None and order.member_id != state.member_id:  # a merge still moving the partition
-                lot = ledger.lot(order.member_id, order.earn_entry_at, order.earn_entry_id)  # type: ignore[arg-type]
+        earned = ledger.entry(order.member_id, order.earn_entry_at, order.earn_entry_id) \
+            if order.earn_entry_id and order.earn_entry_at else None  # type: ignore[arg-type]
+        if earned is None and order.earn_entry_id:
+            raise StaleRead()  # it exists (entries are never deleted): a merge was moving it, look again
+        lot = earned.lot if earned else None
         today = clock.business_day(now)
         if lot is not None:
             expired = lot.status == "expired" or lot.expires_on < today

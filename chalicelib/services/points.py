@@ -7,7 +7,7 @@ from typing import Any
 
 from ..domain import clock
 from ..domain.access import Principal, Role, require_self, require_store
-from ..domain.errors import Conflict, DocumentExists, Forbidden, Invalid, NotFound
+from ..domain.errors import Conflict, DocumentExists, Forbidden, Invalid, NotFound, StaleRead
 from ..domain.ids import new_id
 from ..domain.ledger import Change, Document, LedgerEntry, Lot, MemberState
 from ..domain.points import InsufficientPoints, LotView, earliest, expires_on, oldest_open, pay_debt, plan_consumption
@@ -85,7 +85,7 @@ def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_i
         updated = [(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan]
         after = {**by_id, **{lot.lot_id: lot for lot, _ in updated}}
         spent = state.evolve(version=state.version + 1, available=state.available - points,
-                             open_lots_from=oldest_open(after.values()))
+                             open_lots_from=oldest_open(after.values(), now))
         takes = [{"lot_id": view.lot_id, "earned_at": clock.iso(by_id[view.lot_id].at),
                   "expires_on": view.expires_on.isoformat(), "points": take} for view, take in plan]
         answer = {"redemption_id": redemption_id, "member_id": mid, "points": points, "reason": reason,
@@ -125,9 +125,12 @@ def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
         credited = lapsed = 0
         updated: list[tuple[Lot, int]] = []
         for take in original["answer"]["lots"]:
-            lot = ledger.lot(mid, datetime.fromisoformat(take["earned_at"]), take["lot_id"])
-            if lot is None:
-                continue
+            # the lots were the redeeming member's; a merge since may have moved them (or be moving them)
+            found = ledger.entry(original["answer"]["member_id"], datetime.fromisoformat(take["earned_at"]),
+                                 take["lot_id"])
+            if found is None or found.lot is None:
+                raise StaleRead()  # lots are never deleted: mid-move, look again
+            lot = found.lot
             if lot.status == "active" and lot.expires_on >= today:
                 updated.append((lot.evolve(remaining=lot.remaining + take["points"]), lot.remaining))
                 credited += take["points"]
@@ -187,7 +190,8 @@ def adjust(member_id: str, adjustment_id: str, points: int, reason: str, actor: 
             change.updated_lots = [(by_id[v.lot_id].evolve(remaining=v.remaining - t), v.remaining) for v, t in plan]
             after = {**by_id, **{x.lot_id: x for x, _ in change.updated_lots}}
             new = state.evolve(version=state.version + 1, available=state.available - take_total,
-                               owed=state.owed + (-points - take_total), open_lots_from=oldest_open(after.values()))
+                               owed=state.owed + (-points - take_total),
+                               open_lots_from=oldest_open(after.values(), now))
         answer = {"adjustment_id": adjustment_id, "member_id": mid, "points": points, "reason": reason,
                   "balance": new.balance, "owed": new.owed, "by": actor.sub, "created_at": clock.iso(now)}
         change.state, change.expected_version = new, state.version
@@ -252,7 +256,7 @@ def _expire_partition(ledger: LedgerRepository, partition: str, today: date) -> 
         points = sum(lot.remaining for lot in batch)
         new = state.evolve(version=state.version + 1, available=state.available - points)
         if at_home:
-            new = new.evolve(open_lots_from=oldest_open({**{x.lot_id: x for x in lots}, **expired}.values()))
+            new = new.evolve(open_lots_from=oldest_open({**{x.lot_id: x for x in lots}, **expired}.values(), now))
         entries, balance = [], state.balance
         for lot in batch:
             balance -= lot.remaining

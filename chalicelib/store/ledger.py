@@ -17,7 +17,6 @@ from ..domain.orders import Order
 from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
 
-
 MAX_MERGE_HOPS = 10
 
 
@@ -68,9 +67,12 @@ class DynamoLedgerRepository:
             values={":pk": keys.member_pk(member_id), ":from": start, ":to": keys.LEDGER_PREFIX + "~", ":zero": 0},
             ConsistentRead=True)]
 
-    def lot(self, member_id: str, at: datetime, lot_id: str) -> Lot | None:
-        item = self.db.get(keys.ledger_key(member_id, clock.iso(at), lot_id))
-        return _lot(item) if item and "remaining" in item else None
+    def entry(self, member_id: str, at: datetime, entry_id: str) -> LedgerEntry | None:
+        """A ledger entry (with its lot, if it credited one) where it is now: under `member_id`, or under
+        whoever that member was merged into. Looked up old place first: a merge moves an item with one
+        atomic put+delete, so reading the old place and then the new one cannot miss it."""
+        item = self._entry_item(member_id, clock.iso(at), entry_id)
+        return _entry(item) if item else None
 
     def due_lots(self, day: date) -> Iterator[Lot]:
         """Lots with points left whose last valid day is `day` (the sparse expiry index)."""
@@ -104,13 +106,12 @@ class DynamoLedgerRepository:
             return None
         order = _order(item)
         if with_breakdown and order.member_id and order.earn_entry_id and order.earn_entry_at:
-            entry = self._earn_entry(order.member_id, clock.iso(order.earn_entry_at), order.earn_entry_id)
+            entry = self._entry_item(order.member_id, clock.iso(order.earn_entry_at), order.earn_entry_id)
             if entry:
                 order = order.model_copy(update={"breakdown": _entry(entry).detail.get("breakdown")})
         return order
 
-    def _earn_entry(self, member_id: str, at_iso: str, entry_id: str) -> dict[str, Any] | None:
-        """Under the buyer, or (a merge moved it) under whoever the buyer was merged into."""
+    def _entry_item(self, member_id: str, at_iso: str, entry_id: str) -> dict[str, Any] | None:
         for _ in range(MAX_MERGE_HOPS):
             entry = self.db.get(keys.ledger_key(member_id, at_iso, entry_id))
             if entry:

@@ -319,6 +319,10 @@ class DynamoMemberRepository:
     def move_batch(self, target_id: str, source_id: str) -> int:
         """Move up to MERGE_BATCH items of the source partition to the target, each as put+delete in the
         same transaction as the merge record's progress: a crash leaves every item in exactly one place."""
+        # The survivor's points state is read FIRST: every change to a lot also changes that state's
+        # version, so a batch holding lots commits only if no lot changed since this read (see
+        # _claim_state_for_lots).
+        state = self.db.get({"pk": keys.member_pk(target_id), "sk": keys.MEMBER_STATE})
         # after the profile and its points state (which the merge folded, never moves)
         items, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk > :end",
                                  values={":pk": keys.member_pk(source_id), ":end": keys.PROFILE_FAMILY_END},
@@ -340,12 +344,10 @@ class DynamoMemberRepository:
             if moved.get("gsi2sk", "").startswith(f"{source_id}#"):
                 moved["gsi2sk"] = f"{target_id}#" + moved["gsi2sk"].split("#", 1)[1]
             tx.put(moved, condition="attribute_not_exists(pk)")
-            if "remaining" in item:  # a lot may be spent or expired meanwhile: never move a stale copy
-                tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="remaining = :r",
-                          values={":r": item["remaining"]})
-            else:
-                tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="attribute_exists(pk)")
-        self._lower_open_lots_bound(tx, target_id, [i["at"] for i in batch if i.get("remaining", 0) > 0])
+            tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="attribute_exists(pk)")
+        lots = [i for i in batch if "remaining" in i]
+        if lots:
+            self._claim_state_for_lots(tx, state, lots)
         names = {f"#k{i}": k for i, k in enumerate(counts)}
         values = {f":n{i}": n for i, n in enumerate(counts.values())}
         tx.update(keys.merge_key(target_id, source_id),
@@ -358,19 +360,23 @@ class DynamoMemberRepository:
             return -1  # another worker moved these meanwhile; the caller simply looks again
         return len(batch)
 
-    def _lower_open_lots_bound(self, tx: Tx, target_id: str, credited_at: list[str]) -> None:
-        """Moved lots keep their ledger time, which may be older than the survivor's open-lots bound (a
-        redemption meanwhile raised it from the lots it could see): lower it in the same transaction,
-        on the state's version, so no spend misses them and no concurrent change is lost."""
-        if not credited_at:
+    @staticmethod
+    def _claim_state_for_lots(tx: Tx, state: dict[str, Any] | None, lots: list[dict[str, Any]]) -> None:
+        """A batch moving lots also writes the survivor's points state, on the version read before the
+        lots were: a refund or expiry that changed a lot meanwhile makes the batch fail (no stale copy
+        moves), and a redemption that read the survivor's lots before they arrived fails in turn (it
+        cannot raise the open-lots bound past them). Moved lots keep their credit time, which may be older
+        than the bound: it is lowered to the oldest that still holds points."""
+        if state is None:  # lots with points always come with a folded state; without one they are spent
             return
-        state = self.db.get({"pk": keys.member_pk(target_id), "sk": keys.MEMBER_STATE})
-        oldest = min(credited_at)
-        if state is None or (state.get("open_lots_from") and state["open_lots_from"] <= oldest):
-            return
-        tx.update({"pk": keys.member_pk(target_id), "sk": keys.MEMBER_STATE},
-                  "SET open_lots_from = :o, version = :next", condition="version = :v",
-                  values={":o": oldest, ":v": state["version"], ":next": state["version"] + 1})
+        names, values = {"#v": "version"}, {":v": state["version"], ":next": state["version"] + 1}
+        expression = "SET #v = :next"
+        open_since = [lot["at"] for lot in lots if lot["remaining"] > 0]
+        if open_since and (not state.get("open_lots_from") or min(open_since) < state["open_lots_from"]):
+            expression += ", open_lots_from = :o"
+            values[":o"] = min(open_since)
+        tx.update({"pk": state["pk"], "sk": state["sk"]}, expression, condition="#v = :v", names=names,
+                  values=values)
 
     def finish_merge(self, target_id: str, source_id: str) -> None:
         self.db.update(keys.merge_key(target_id, source_id),

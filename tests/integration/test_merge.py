@@ -205,3 +205,99 @@ def test_a_lot_changed_while_being_moved_is_moved_as_it_is_now(stack, api, token
     monkeypatch.setattr(db, "commit", real_commit)
     assert api.get(f"/members/{target['member_id']}/points", hq)[1]["available"] == 150
     audit_member(target["member_id"])
+
+
+def test_a_move_landing_inside_a_redemption_makes_it_look_again(stack, api, tokens, monkeypatch):
+    """The redemption reads the survivor's lots, then the move lands the source's lot (credited between
+    the survivor's two), then the redemption writes. Computed from what it saw, its bound would pass the
+    newly arrived lot; the move's write to the survivor's state makes it re-read instead."""
+    from chalicelib.store.ledger import DynamoLedgerRepository
+    from tests.ledger_audit import audit_member
+    from tests.ledger_support import order, plain_day
+
+    target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
+    clerk, hq = tokens.staff(stores=["sh-001"]), tokens.hq()
+    for member, amount, days_ago in ((target, 10_000, 60), (source, 20_000, 30), (target, 5_000, 1)):
+        assert api.post("/orders", order(member, amount=amount, paid_at=plain_day(days_ago)), clerk)[0] == 201
+    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
+    assert api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[1]["state"] == "moving"
+
+    real_open_lots, moved = DynamoLedgerRepository.open_lots, []
+
+    def open_lots_then_the_move_lands(self, member_id, since):
+        lots = real_open_lots(self, member_id, since)
+        if not moved:
+            moved.append(member_service.continue_merge(bootstrap.members(), target, source, 10))
+        return lots
+
+    monkeypatch.setattr(DynamoLedgerRepository, "open_lots", open_lots_then_the_move_lands)
+    spend = {"redemption_id": "race", "points": 100, "reason": "tea", "store_id": "sh-001"}
+    assert api.post(f"/members/{target}/points/redemptions", spend, clerk)[0] == 201
+    assert moved == [True]
+    monkeypatch.setattr(DynamoLedgerRepository, "open_lots", real_open_lots)
+    audit_member(target)
+    rest = {"redemption_id": "rest", "points": 250, "reason": "gift", "store_id": "sh-001"}
+    assert api.post(f"/members/{target}/points/redemptions", rest, clerk)[1]["balance"] == 0
+
+
+def test_a_refund_that_only_forgives_is_not_undone_by_the_move(stack, fresh_table, api, tokens, monkeypatch):
+    """The lot expired, so a refund changes only its `forgiven` (remaining stays 0): a move that compared
+    `remaining` alone would put back the copy it read, and a second refund would forgive the same points."""
+    from chalicelib.cli import _LocalContext
+    from chalicelib.domain import clock
+    from functions.points_expiry import handler
+    from tests.ledger_audit import audit_member
+    from tests.ledger_support import order, plain_day
+
+    hq, clerk = tokens.hq(), tokens.staff(stores=["sh-001"])
+    create_store = {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}
+    api.put("/stores/sh-001", create_store, hq)
+    rules = api.get("/points/rules", hq)[1]
+    rules["expiry"] = {"mode": "months_after", "months": 1}
+    assert api.put("/points/rules", rules, hq)[0] == 200
+    target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
+    bought = order(source, amount=20_000, paid_at=plain_day(45))
+    assert api.post("/orders", bought, clerk)[0] == 201
+    assert handler({"date": clock.business_day(clock.now()).isoformat()}, _LocalContext("x"))["lots_expired"] == 1
+    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
+    assert api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[1]["state"] == "moving"
+
+    db, refunded = bootstrap.db(), []
+    real_commit = db.commit
+
+    def commit_after_a_refund(tx, **kw):
+        if not refunded and any(a.get("Delete", {}).get("Key", {}).get("sk", {}).get("S", "").startswith("LEDGER#")
+                                for a in tx.actions):
+            refunded.append(api.post(f"/orders/{bought['order_id']}/refunds",
+                                     {"refund_id": "first", "amount": 10_000}, clerk)[1])
+        return real_commit(tx, **kw)
+
+    monkeypatch.setattr(db, "commit", commit_after_a_refund)
+    assert member_service.continue_merge(bootstrap.members(), target, source, 10)
+    monkeypatch.setattr(db, "commit", real_commit)
+    assert refunded[0]["points_forgiven"] == 100
+    (lot,) = [e.lot for e in bootstrap.ledger().all_entries(target) if e.lot]
+    assert lot.forgiven == 100
+    second = api.post(f"/orders/{bought['order_id']}/refunds", {"refund_id": "second", "amount": 10_000}, clerk)[1]
+    assert (second["points_forgiven"], second["points_owed"]) == (100, 0)  # the other expired half
+    audit_member(target)
+
+
+def test_a_refund_finds_its_lot_through_a_chain_of_merges(stack, api, tokens, monkeypatch):
+    """A merged into B (done), B into C (still moving): the lot sits with B, neither with the buyer A nor
+    with the survivor C. Not finding it must never read as 'the points paid a debt'."""
+    from tests.ledger_audit import audit_member
+    from tests.ledger_support import order
+
+    a, b, c = (_register(api, tokens)["member_id"] for _ in range(3))
+    clerk, hq = tokens.staff(stores=["sh-001"]), tokens.hq()
+    bought = order(a, amount=20_000)
+    assert api.post("/orders", bought, clerk)[0] == 201
+    assert api.post(f"/members/{b}/merge", {"source_member_id": a}, hq)[1]["state"] == "done"
+    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
+    assert api.post(f"/members/{c}/merge", {"source_member_id": b}, hq)[1]["state"] == "moving"
+
+    status, refund = api.post(f"/orders/{bought['order_id']}/refunds", {"refund_id": "r", "amount": 10_000}, clerk)
+    assert status == 201 and (refund["member_id"], refund["points_removed"], refund["points_owed"]) == (c, 100, 0)
+    assert member_service.continue_merge(bootstrap.members(), c, b, 10)
+    audit_member(c)

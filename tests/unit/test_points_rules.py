@@ -1,17 +1,20 @@
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chalicelib.domain.ledger import MemberState
+from chalicelib.domain import clock
+from chalicelib.domain.ledger import Lot, MemberState
 from chalicelib.domain.points import (
     InsufficientPoints,
     LotState,
     LotView,
+    earliest,
     earn,
     expires_on,
     fold_states,
+    oldest_open,
     pay_debt,
     plan_consumption,
     points_to_reverse,
@@ -93,3 +96,17 @@ def test_program_numbers_are_strict_integers(field, value):
 
     with pytest.raises(ValidationError):
         PointsRules.model_validate({field: value})
+
+
+def _lot(lot_id: str, at: datetime, remaining: int) -> Lot:
+    return Lot(lot_id=lot_id, member_id="m", at=at, source="order", ref=lot_id, earned_on=at.date(),
+               expires_on=at.date(), original=10, remaining=remaining)
+
+
+def test_the_open_lots_bound_is_the_oldest_lot_with_points_else_the_change_itself():
+    t0 = datetime(2026, 1, 1, 9, tzinfo=clock.BUSINESS_TZ)
+    now = t0 + timedelta(days=40)
+    lots = [_lot("a", t0, 0), _lot("b", t0 + timedelta(days=3), 5), _lot("c", t0 + timedelta(days=1), 2)]
+    assert oldest_open(lots, now) == t0 + timedelta(days=1)  # a is spent: not a reason to read from t0
+    assert oldest_open([_lot("a", t0, 0)], now) == now  # nothing open: later credits lower it again
+    assert earliest(None, now, t0) == t0 and earliest(None, None) is None
