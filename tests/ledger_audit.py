@@ -43,6 +43,9 @@ def audit_member(member_id: str) -> dict[str, int]:
     # Refunds must reverse exactly: every reversed point is removed, owed or forgiven (never kept), and a
     # fully refunded order has reversed all it earned.
     reversed_by_order: Counter[str] = Counter()
+    for e in entries:  # a guest order attached after refunds reversed their share at the attach
+        if e.kind == "earn":
+            reversed_by_order[e.ref] += e.detail.get("reversed_before_attach", 0)
     for e in entries:
         if e.kind == "refund":
             d = e.detail

@@ -63,24 +63,34 @@ def progress_on(state: MemberState, tiers: TierProgram, day: date) -> int:
 
 
 def _earn_for(cmd: OrderInput, profile: dict[str, Any], state: MemberState, rules: PointsRules,
-              tiers: TierProgram, order_id: str, now: datetime, earned_on: date | None = None) -> tuple[Change, Order]:
+              tiers: TierProgram, order_id: str, now: datetime, earned_on: date | None = None,
+              refunded: Order | None = None) -> tuple[Change, Order]:
     """`earned_on` (default: the day it was paid) starts the lot's validity; attached guest orders start
-    it at the attach."""
+    it at the attach. `refunded`: a guest order being attached after refunds of its own. Its points are
+    computed on the whole order and the refunds' share taken off at once, exactly as if the refunds had
+    come after (so later refunds of it reverse the rest with the usual formula)."""
     member_id = state.member_id
     day = clock.business_day(cmd.paid_at)
     tier_before = tiers.get(state.tier)
     breakdown = earn(cmd.amount, rules, tier_before, day, profile.get("birth_month"))
-    lot_points, debt_paid = pay_debt(breakdown.points, state.owed)
+    refunded_fen = refunded.refunded_amount if refunded else 0
+    reversed_before = points_to_reverse(breakdown.points, cmd.amount, 0, refunded_fen, 0)
+    credited = breakdown.points - reversed_before
+    lot_points, debt_paid = pay_debt(credited, state.owed)
+    net = cmd.amount - refunded_fen
     month = month_key(day)
     categories = dict(state.categories)
     for line in cmd.items:
         categories[line.category] = categories.get(line.category, 0) + line.amount
+    if refunded and refunded_fen:
+        categories = _less_categories(categories, refunded, RefundInput.model_construct(
+            amount=refunded_fen, items=None))
     grown = state.evolve(
         version=state.version + 1, available=state.available + lot_points, owed=state.owed - debt_paid,
-        spend_months={**state.spend_months, month: state.spend_months.get(month, 0) + cmd.amount},
+        spend_months={**state.spend_months, month: state.spend_months.get(month, 0) + net},
         orders_months={**state.orders_months, month: state.orders_months.get(month, 0) + 1},
-        order_count=state.order_count + 1, lifetime_spend=state.lifetime_spend + cmd.amount,
-        lifetime_earned=state.lifetime_earned + breakdown.points,
+        order_count=state.order_count + 1, lifetime_spend=state.lifetime_spend + net,
+        lifetime_earned=state.lifetime_earned + credited,
         first_purchase_at=min(filter(None, [state.first_purchase_at, cmd.paid_at])),
         last_purchase_at=max(filter(None, [state.last_purchase_at, cmd.paid_at])),
         stores=state.stores | {cmd.store_id}, categories=categories,
@@ -102,10 +112,13 @@ def _earn_for(cmd: OrderInput, profile: dict[str, Any], state: MemberState, rule
                   paid_at=cmd.paid_at, amount=cmd.amount, items=cmd.items, points_earned=breakdown.points,
                   debt_paid=debt_paid, breakdown=breakdown.as_dict(), balance_after=grown.balance,
                   tier_before=tier_before.tier_id, tier_after=grown.tier, fingerprint="", created_at=now,
-                  earn_entry_id=entry_id, earn_entry_at=now)
-    entry = LedgerEntry(entry_id=entry_id, member_id=member_id, at=now, kind="earn", points=breakdown.points,
-                        balance_after=grown.balance, ref=order_id,
-                        detail={"breakdown": breakdown.as_dict(), "debt_paid": debt_paid}, lot=lot)
+                  earn_entry_id=entry_id, earn_entry_at=now, refunded_amount=refunded_fen,
+                  points_reversed=reversed_before, refunded_lines=refunded.refunded_lines if refunded else {})
+    detail: dict[str, Any] = {"breakdown": breakdown.as_dict(), "debt_paid": debt_paid}
+    if reversed_before:
+        detail["reversed_before_attach"] = reversed_before
+    entry = LedgerEntry(entry_id=entry_id, member_id=member_id, at=now, kind="earn", points=credited,
+                        balance_after=grown.balance, ref=order_id, detail=detail, lot=lot)
     change = Change(
         member_id=member_id, state=grown, expected_version=state.version,
         entries=[entry],
@@ -351,26 +364,27 @@ def attach_guest_orders(member_id: str, phone: str, members: MemberRepository, l
     the attach. Safe to run again (every registration answer runs it, so a failed attach heals)."""
     now = clock.now()
     attached = 0
-    for guest in ledger.guest_orders(members.phone_hash(phone)):
-        if guest.paid_at < now - GUEST_ATTACH_WINDOW or guest.member_id:
+    for listed in ledger.guest_orders(members.phone_hash(phone)):
+        if listed.paid_at < now - GUEST_ATTACH_WINDOW or listed.member_id:
             continue
 
-        def attempt(guest: Order = guest) -> None:
+        def attempt(order_id: str = listed.order_id) -> bool:
+            guest = ledger.get_order(order_id)  # the index lags: refunds since must count
+            if guest is None or guest.member_id or guest.refunded_amount >= guest.amount:
+                return False  # attached meanwhile, or refunded in full: nothing to credit
             profile, state = live_member(ledger, member_id)
             cmd = OrderInput.model_construct(
                 order_id=guest.order_id, member_id=state.member_id, phone=None, store_id=guest.store_id,
                 channel=guest.channel, paid_at=guest.paid_at, amount=guest.amount, items=guest.items)
             change, order = _earn_for(cmd, profile, state, program.rules(ledger), program.tiers(ledger),
-                                      guest.order_id, now, earned_on=clock.business_day(now))
+                                      guest.order_id, now, earned_on=clock.business_day(now), refunded=guest)
             change.order_claim = order.model_copy(update={"fingerprint": guest.fingerprint, "attached_at": now,
                                                           "created_at": guest.created_at})
             change.rollups = [(guest.store_id, clock.business_day(now), {"member_orders": 1,
-                                                                         "points_issued": order.points_earned})]
+                                                                         "points_issued": order.points_earned
+                                                                         - order.points_reversed})]
             ledger.apply(change)
+            return True
 
-        try:
-            optimistic(attempt)
-            attached += 1
-        except DocumentExists:
-            pass  # attached meanwhile by a concurrent registration answer
+        attached += optimistic(attempt)
     return attached

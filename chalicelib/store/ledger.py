@@ -170,8 +170,10 @@ class DynamoLedgerRepository:
         if change.order is not None:
             kinds[tx.put(_order_item(change.order), condition="attribute_not_exists(pk)")] = "order"
         if change.order_claim is not None:
-            kinds[tx.put(_order_item(change.order_claim), condition="guest = :t AND attribute_not_exists(member_id)",
-                         values={":t": True})] = "order_claim"
+            # still a guest order, refunded exactly as much as when it was read
+            kinds[tx.put(_order_item(change.order_claim),
+                         condition="guest = :t AND attribute_not_exists(member_id) AND refunded_amount = :r",
+                         values={":t": True, ":r": change.order_claim.refunded_amount})] = "order_claim"
         if change.order_refund is not None:
             order_id, before, after, reversed_after, lines_after = change.order_refund
             kinds[tx.update(keys.order_key(order_id),
@@ -203,8 +205,8 @@ class DynamoLedgerRepository:
             self.db.commit(tx)
         except TxCancelled as cancelled:
             failed = [kinds.get(i, "?") for i, r in enumerate(cancelled.reasons) if r == "ConditionalCheckFailed"]
-            # order_claim failing means attached already: a document like the rest
-            documents = [k for k in failed if k not in ("state", "lot", "entry", "order_state")]
+            # order_claim failing (attached or refunded meanwhile) is a re-read too: the service looks again
+            documents = [k for k in failed if k not in ("state", "lot", "entry", "order_state", "order_claim")]
             if documents:
                 raise DocumentExists(documents[0]) from None
             raise StaleRead() from None

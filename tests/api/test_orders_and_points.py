@@ -234,6 +234,28 @@ def test_guest_orders_are_credited_once_when_the_phone_registers(api, staff, tok
     assert entry["kind"] == "earn" and entry["ref"] == recent["order_id"]
 
 
+def test_a_guest_order_refunded_before_the_attach_credits_only_what_was_kept(api, staff, tokens):
+    from tests.ledger_audit import audit_member
+
+    phone = unique_phone()
+    partly, fully = order(phone=phone, amount=20_000), order(phone=phone, amount=5_000)
+    for body in (partly, fully):
+        assert api.post("/orders", body, staff)[1]["guest"] is True
+    refund = {"refund_id": "g1", "amount": 15_000}
+    assert api.post(f"/orders/{partly['order_id']}/refunds", refund, staff)[0] == 201
+    assert api.post(f"/orders/{fully['order_id']}/refunds", {"refund_id": "g2", "amount": 5_000}, staff)[0] == 201
+
+    member = api.post("/members", registration(phone), staff)[1]
+    assert member["points_balance"] == 50 and member["order_count"] == 1  # ¥50 kept; the full refund: nothing
+    view = api.get(f"/orders/{partly['order_id']}", staff)[1]
+    assert (view["refunded_amount"], view["points_earned"], view["points_reversed"]) == (15_000, 200, 150)
+    over = api.post(f"/orders/{partly['order_id']}/refunds", {"refund_id": "g3", "amount": 20_000}, staff)
+    assert over[0] == 422 and over[1]["code"] == "refund_exceeds_order"  # the guest refund still counts
+    rest = api.post(f"/orders/{partly['order_id']}/refunds", {"refund_id": "g4", "amount": 5_000}, staff)[1]
+    assert (rest["points_reversed"], rest["points_removed"], rest["balance"]) == (50, 50, 0)
+    audit_member(member["member_id"])
+
+
 def test_member_view_shows_aggregates(api, staff, member):
     body = order(member, amount=9_000, lines=3)  # tea, snack, tea
     api.post("/orders", body, staff)
