@@ -152,8 +152,9 @@ def targets_section(results: list[tuple[str, Usage]]) -> str:
         "Targets (orders issue): posting an order costs at most one read plus one transaction and <= 10 write",
         "units for a 5-line order; no scan on a request path.",
         f"   measured: post order (5 lines) = {requests_text(measured['post order (5 lines)'])}, "
-        f"{number(measured['post order (5 lines)'].wcu)} WCU: 4 items under 1 KB (order, earn entry carrying its lot,",
-        "   points state, store day) x2 in the transaction, + 1 for the lot's copy in the expiry index.",
+        f"{number(measured['post order (5 lines)'].wcu)} WCU:",
+        "   4 items under 1 KB (order, earn entry carrying its lot, points state, store day) x2 in the",
+        "   transaction, + 1 for the lot's copy in the expiry index.",
         "   The lookup reads the points state too (balance and tier at the counter): one query on the phone",
         "   index plus one query of the member's PROFILE items.",
     ])
