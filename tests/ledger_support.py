@@ -16,6 +16,16 @@ def plain_day(days_ago: int = 1) -> str:
     return at.isoformat()
 
 
+def one_month_expiry(api: Any, hq: str) -> dict[str, Any]:
+    """Store sh-001 exists and points expire one month after earning (so 45-day-old orders are due);
+    returns the rules as set."""
+    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
+    rules = api.get("/points/rules", hq)[1]
+    rules["expiry"] = {"mode": "months_after", "months": 1}
+    assert api.put("/points/rules", rules, hq)[0] == 200
+    return rules
+
+
 def order(member_id: str | None = None, amount: int = 12_345, store_id: str = "sh-001", phone: str | None = None,
           lines: int = 1, **extra: Any) -> dict[str, Any]:
     amounts = [amount // lines] * lines

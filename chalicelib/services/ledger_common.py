@@ -30,8 +30,10 @@ def optimistic(attempt: Callable[[], T]) -> T:
     raise Unavailable("too many concurrent changes to this member; retry", code="contention")
 
 
-def live_member(ledger: LedgerRepository, member_id: str) -> tuple[dict[str, Any], MemberState]:
-    """The member's profile item and points state, following merges (one query per hop)."""
+def live_member(ledger: LedgerRepository, member_id: str,
+                erased_ok: bool = False) -> tuple[dict[str, Any], MemberState]:
+    """The member's profile item and points state, following merges (one query per hop). `erased_ok`: the
+    ledger outlives an erased profile (its points still expire)."""
     for _ in range(MAX_HOPS):
         profile, state = ledger.load_member(member_id)
         if profile is None:
@@ -39,7 +41,7 @@ def live_member(ledger: LedgerRepository, member_id: str) -> tuple[dict[str, Any
         if profile["status"] == "merged" and profile.get("merged_into"):
             member_id = profile["merged_into"]
             continue
-        if profile["status"] == "erased":
+        if profile["status"] == "erased" and not erased_ok:
             raise NotFound("member has been erased", code="member_erased", details={"member_id": member_id})
         return profile, state
     raise NotFound("member not found", code="member_not_found", details={"member_id": member_id})

@@ -9,12 +9,12 @@ from ..domain import clock
 from ..domain.access import Principal, Role, require_self, require_store
 from ..domain.errors import Conflict, DocumentExists, Forbidden, Invalid, NotFound, StaleRead
 from ..domain.ids import new_id
-from ..domain.ledger import Change, Document, LedgerEntry, Lot, MemberState
+from ..domain.ledger import Change, Document, LedgerEntry, Lot
 from ..domain.points import InsufficientPoints, LotView, earliest, expires_on, oldest_open, pay_debt, plan_consumption
 from ..observability import audit as audit_line
 from ..observability import metrics
 from . import program
-from .ledger_common import MAX_HOPS, fingerprint, live_member, optimistic
+from .ledger_common import fingerprint, live_member, optimistic
 from .orders import progress
 from .ports import LedgerRepository, StoreRepository
 
@@ -223,11 +223,11 @@ def expire_due(ledger: LedgerRepository, today: date, lookback_days: int = EXPIR
     lots_expired = points_expired = 0
     done: set[str] = set()  # the index lags its table: a member already swept tonight is not read again
     for back in range(lookback_days, 0, -1):
-        for partition in ledger.due_lot_owners(today - timedelta(days=back)):
-            if partition in done:
+        for due in ledger.due_lots(today - timedelta(days=back)):
+            if due.member_id in done:
                 continue
-            done.add(partition)
-            lots, pts = _expire_partition(ledger, partition, today)
+            done.add(due.member_id)
+            lots, pts = _expire_partition(ledger, due.member_id, today)
             lots_expired += lots
             points_expired += pts
     facts = _expiring_soon_facts(ledger, today)
@@ -242,7 +242,7 @@ def _expire_partition(ledger: LedgerRepository, partition: str, today: date) -> 
     """Expire the due lots kept under one member's partition. The points leave the state of whoever owns
     them now: the member, or the survivor of a merge still moving them."""
     def attempt() -> tuple[int, int, bool]:
-        state = _owner_state(ledger, partition)
+        _, state = live_member(ledger, partition, erased_ok=True)
         at_home = state.member_id == partition
         # Lots of a partition a merge is still emptying may be older than the survivor's bound: read all.
         lots = ledger.open_lots(partition, state.open_lots_from if at_home else None)
@@ -274,16 +274,6 @@ def _expire_partition(ledger: LedgerRepository, partition: str, today: date) -> 
         lots, points = lots + n, points + p
         if not more:
             return lots, points
-
-
-def _owner_state(ledger: LedgerRepository, member_id: str) -> MemberState:
-    """Like live_member, but an erased member's points still expire (the ledger outlives the profile)."""
-    profile, state = ledger.load_member(member_id)
-    for _ in range(MAX_HOPS):
-        if profile is None or profile.get("status") != "merged" or not profile.get("merged_into"):
-            break
-        profile, state = ledger.load_member(profile["merged_into"])
-    return state
 
 
 def _expiring_soon_facts(ledger: LedgerRepository, today: date) -> int:

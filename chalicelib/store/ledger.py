@@ -80,14 +80,6 @@ class DynamoLedgerRepository:
                                       values={":p": keys.expiry_bucket(day)}):
             yield _lot(item)
 
-    def due_lot_owners(self, day: date) -> Iterator[str]:
-        """The partitions (members) holding lots that expire on `day`, each once."""
-        seen: set[str] = set()
-        for lot in self.due_lots(day):
-            if lot.member_id not in seen:
-                seen.add(lot.member_id)
-                yield lot.member_id
-
     def guest_orders(self, phone_hash: str) -> list[Order]:
         return [_order(i) for i in self.db.query_all(IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
                                                      values={":p": keys.guest_orders_pk(phone_hash)})]

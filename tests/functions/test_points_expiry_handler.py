@@ -9,17 +9,13 @@ from chalicelib.domain import clock
 from chalicelib.services import points as points_service
 from functions.points_expiry import handler
 from tests.ledger_audit import audit_member
-from tests.ledger_support import order, plain_day
+from tests.ledger_support import one_month_expiry, order, plain_day
 from tests.support import registration
 
 
 def test_expired_lots_leave_the_balance_once_and_facts_are_written(stack, fresh_table, api, tokens):
     hq = tokens.hq()
-    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
-    # points valid one month from the earning day
-    rules = api.get("/points/rules", hq)[1]
-    rules["expiry"] = {"mode": "months_after", "months": 1}
-    assert api.put("/points/rules", rules, hq)[0] == 200
+    rules = one_month_expiry(api, hq)
     staff = tokens.staff(stores=["sh-001"])
     member = api.post("/members", registration(), staff)[1]["member_id"]
     api.post("/orders", order(member, amount=10_000, paid_at=plain_day(45)), staff)  # expired ~2 weeks ago
@@ -47,10 +43,7 @@ def test_expired_lots_leave_the_balance_once_and_facts_are_written(stack, fresh_
 
 def test_refund_after_expiry_does_not_claw_back_expired_points(stack, fresh_table, api, tokens):
     hq = tokens.hq()
-    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
-    rules = api.get("/points/rules", hq)[1]
-    rules["expiry"] = {"mode": "months_after", "months": 1}
-    api.put("/points/rules", rules, hq)
+    one_month_expiry(api, hq)
     staff = tokens.staff(stores=["sh-001"])
     member = api.post("/members", registration(), staff)[1]["member_id"]
     old = order(member, amount=10_000, paid_at=plain_day(45))
@@ -60,16 +53,9 @@ def test_refund_after_expiry_does_not_claw_back_expired_points(stack, fresh_tabl
     assert (refund["points_forgiven"], refund["points_owed"], refund["balance"]) == (100, 0, 0)
 
 
-def _one_month_points(api, hq):
-    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
-    rules = api.get("/points/rules", hq)[1]
-    rules["expiry"] = {"mode": "months_after", "months": 1}
-    assert api.put("/points/rules", rules, hq)[0] == 200
-
-
 def test_an_erased_members_points_still_expire_and_do_not_stop_the_job(stack, fresh_table, api, tokens):
     hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
-    _one_month_points(api, hq)
+    one_month_expiry(api, hq)
     erased = api.post("/members", registration(), staff)[1]["member_id"]
     kept = api.post("/members", registration(), staff)[1]["member_id"]
     for member in (erased, kept):
@@ -87,7 +73,7 @@ def test_an_erased_members_points_still_expire_and_do_not_stop_the_job(stack, fr
 
 def test_a_member_with_more_due_lots_than_one_transaction_holds(stack, fresh_table, api, tokens, monkeypatch):
     hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
-    _one_month_points(api, hq)
+    one_month_expiry(api, hq)
     member = api.post("/members", registration(), staff)[1]["member_id"]
     for days_ago in (50, 48, 46, 44, 42):  # five lots, due on five different days
         api.post("/orders", order(member, amount=1_000, paid_at=plain_day(days_ago)), staff)

@@ -7,7 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from chalicelib import bootstrap
+from chalicelib.cli import _LocalContext
+from chalicelib.domain import clock
 from chalicelib.services import members as member_service
+from chalicelib.store.ledger import DynamoLedgerRepository
+from functions.points_expiry import handler
+from tests.ledger_audit import audit_member
+from tests.ledger_support import one_month_expiry, order, plain_day
 from tests.support import registration, unique_phone
 
 
@@ -140,8 +146,6 @@ def test_concurrent_cross_merges_leave_exactly_one_survivor(api, tokens):
 
 # ---- the ledger during a merge ----------------------------------------------------------------------------
 def _shop(api, tokens, member_id, amount):
-    from tests.ledger_support import order
-
     body = order(member_id, amount=amount)
     status, _ = api.post("/orders", body, tokens.staff(stores=["sh-001"]))
     assert status == 201
@@ -152,8 +156,6 @@ def test_spending_while_a_merge_moves_lots_never_hides_them(stack, api, tokens, 
     """The source's lots are older than the survivor's. A redemption while they are still moving sees
     only the survivor's own lots and raises its open-lots bound past the source's; the move must lower it
     again, or those points could never be spent."""
-    from tests.ledger_audit import audit_member
-
     target, source = _register(api, tokens), _register(api, tokens)
     _shop(api, tokens, source["member_id"], 30_000)  # credited first: the oldest lot
     _shop(api, tokens, target["member_id"], 10_000)
@@ -177,8 +179,6 @@ def test_spending_while_a_merge_moves_lots_never_hides_them(stack, api, tokens, 
 def test_a_lot_changed_while_being_moved_is_moved_as_it_is_now(stack, api, tokens, monkeypatch):
     """A refund lands on the source's lot between the move's read and its write: the move must not put
     the stale copy (with the refunded points still in it) under the survivor."""
-    from tests.ledger_audit import audit_member
-
     target, source = _register(api, tokens), _register(api, tokens)
     bought = _shop(api, tokens, source["member_id"], 20_000)
     monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
@@ -211,10 +211,6 @@ def test_a_move_landing_inside_a_redemption_makes_it_look_again(stack, api, toke
     """The redemption reads the survivor's lots, then the move lands the source's lot (credited between
     the survivor's two), then the redemption writes. Computed from what it saw, its bound would pass the
     newly arrived lot; the move's write to the survivor's state makes it re-read instead."""
-    from chalicelib.store.ledger import DynamoLedgerRepository
-    from tests.ledger_audit import audit_member
-    from tests.ledger_support import order, plain_day
-
     target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
     clerk, hq = tokens.staff(stores=["sh-001"]), tokens.hq()
     for member, amount, days_ago in ((target, 10_000, 60), (source, 20_000, 30), (target, 5_000, 1)):
@@ -243,18 +239,8 @@ def test_a_move_landing_inside_a_redemption_makes_it_look_again(stack, api, toke
 def test_a_refund_that_only_forgives_is_not_undone_by_the_move(stack, fresh_table, api, tokens, monkeypatch):
     """The lot expired, so a refund changes only its `forgiven` (remaining stays 0): a move that compared
     `remaining` alone would put back the copy it read, and a second refund would forgive the same points."""
-    from chalicelib.cli import _LocalContext
-    from chalicelib.domain import clock
-    from functions.points_expiry import handler
-    from tests.ledger_audit import audit_member
-    from tests.ledger_support import order, plain_day
-
     hq, clerk = tokens.hq(), tokens.staff(stores=["sh-001"])
-    create_store = {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}
-    api.put("/stores/sh-001", create_store, hq)
-    rules = api.get("/points/rules", hq)[1]
-    rules["expiry"] = {"mode": "months_after", "months": 1}
-    assert api.put("/points/rules", rules, hq)[0] == 200
+    one_month_expiry(api, hq)
     target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
     bought = order(source, amount=20_000, paid_at=plain_day(45))
     assert api.post("/orders", bought, clerk)[0] == 201
@@ -286,9 +272,6 @@ def test_a_refund_that_only_forgives_is_not_undone_by_the_move(stack, fresh_tabl
 def test_a_refund_finds_its_lot_through_a_chain_of_merges(stack, api, tokens, monkeypatch):
     """A merged into B (done), B into C (still moving): the lot sits with B, neither with the buyer A nor
     with the survivor C. Not finding it must never read as 'the points paid a debt'."""
-    from tests.ledger_audit import audit_member
-    from tests.ledger_support import order
-
     a, b, c = (_register(api, tokens)["member_id"] for _ in range(3))
     clerk, hq = tokens.staff(stores=["sh-001"]), tokens.hq()
     bought = order(a, amount=20_000)
