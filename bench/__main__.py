@@ -176,7 +176,7 @@ def main() -> None:
 
     from chalicelib import bootstrap
     from chalicelib.local.stack import LOCAL_DIR, LocalStack, new_secret_bundle
-    from tests.support import create_stores
+    from testkit.support import create_stores
 
     from . import dynamo, latency
 

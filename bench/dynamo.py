@@ -18,7 +18,7 @@ from chalicelib.domain.members import Registration
 from chalicelib.domain.orders import OrderInput, RefundInput
 from chalicelib.services import members as svc
 from chalicelib.services import orders, points
-from tests.support import unique_phone
+from testkit.support import unique_phone
 
 from .capacity import CapacityMeter, Usage
 

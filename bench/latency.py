@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from tests.support import LiveServer, Tokens, auth, registration, unique_phone
+from testkit.support import LiveServer, Tokens, auth, registration, unique_phone
 
 
 def _timed(call: Callable[[], requests.Response], expect: int) -> float:

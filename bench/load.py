@@ -9,7 +9,7 @@ It starts the local stack in this process (DynamoDB Local, moto, the demo stores
 loopback). Client threads act as POS terminals and clerks on a handful of members: new orders, partial
 refunds and point redemptions, and exact duplicates of each of them, sent while the original may still be
 in flight (a terminal that timed out and sends again). A 503 is the API's "retry" answer: the client sends
-the same body again (bounded). Afterwards the auditor (tests/ledger_audit.py) walks every member and the
+the same body again (bounded). Afterwards the auditor (testkit/audit.py) walks every member and the
 client's own record is held against the table: balance == ledger == lot remainders, no order credited
 twice and none lost, no refund or redemption applied twice, every duplicate answered like the original.
 
@@ -93,7 +93,7 @@ def _client(n: int, url: str, headers: dict, members: list[str], deadline: float
             run: Run) -> None:
     import requests
 
-    from tests.ledger_support import order
+    from testkit.ledger import order
 
     rng = random.Random(n)
     http = requests.Session()
@@ -145,7 +145,7 @@ def _checks(run: Run, members: list[str], url: str, headers: dict) -> list[tuple
     """(invariant, held, detail) for the auditor's walk and for what the clients were answered."""
     import requests
 
-    from tests.ledger_audit import audit_member
+    from testkit.audit import audit_member
 
     results: list[tuple[str, bool, str]] = []
     ok = {200, 201}
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 threads for 5 s (a smoke run)")
     parser.add_argument("--faults", action="store_true",
-                        help="wrap the app's DynamoDB client with tests/faults.FaultInjector "
+                        help="wrap the app's DynamoDB client with testkit/faults.FaultInjector "
                              + ", ".join(f"{k} {v:.0%}" for k, v in FAULTS.items()))
     parser.add_argument("--threads", type=int, help="client threads (default 24, quick 8)")
     parser.add_argument("--seconds", type=float, help="how long the clients send (default 20, quick 5)")
@@ -246,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from chalicelib import bootstrap
     from chalicelib.local.stack import LOCAL_DIR, LocalStack, new_secret_bundle
-    from tests.faults import FaultInjector
-    from tests.ledger_support import order
-    from tests.support import LiveServer, Tokens, auth, create_stores, registration
+    from testkit.faults import FaultInjector
+    from testkit.ledger import order
+    from testkit.support import LiveServer, Tokens, auth, create_stores, registration
 
     from .__main__ import noise, progress, table
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Api, LiveServer, Tokens, create_stores
+from testkit.support import Api, LiveServer, Tokens, create_stores
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,8 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.ledger_support import order as order_body
-from tests.support import HqCalls, registration, unique_phone
+from testkit.ledger import order as order_body
+from testkit.support import HqCalls, registration, unique_phone
 
 ALLOW = "allow"  # the route's success status (see SCENARIOS), never 401/403
 DENY = 403  # forbidden for this caller: 403 {"code","message","details"}

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.ledger_support import order as order_body
-from tests.ledger_support import plain_day
-from tests.support import STORES, HqCalls, registration, unique_phone
+from testkit.ledger import order as order_body
+from testkit.ledger import plain_day
+from testkit.support import STORES, HqCalls, registration, unique_phone
 
 ERROR_KEYS = {"code", "message", "details"}
 LIMIT = 64 * 1024  # the documented request-body limit

@@ -1,7 +1,7 @@
 """Registration, lookup, view, edit through the app (chalice.test.Client; auth runs in our own code)."""
 from __future__ import annotations
 
-from tests.support import registration, unique_phone
+from testkit.support import registration, unique_phone
 
 
 def test_register_then_lookup_and_view(api, tokens):

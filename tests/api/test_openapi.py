@@ -8,8 +8,8 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from tests.ledger_support import order
-from tests.support import registration, unique_phone
+from testkit.ledger import order
+from testkit.support import registration, unique_phone
 
 
 @pytest.fixture(scope="module")

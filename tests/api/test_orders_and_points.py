@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from tests.ledger_support import order, plain_day
-from tests.support import registration, unique_phone
+from testkit.ledger import order, plain_day
+from testkit.support import registration, unique_phone
 
 
 @pytest.fixture
@@ -235,7 +235,7 @@ def test_guest_orders_are_credited_once_when_the_phone_registers(api, staff, tok
 
 
 def test_a_guest_order_refunded_before_the_attach_credits_only_what_was_kept(api, staff, tokens):
-    from tests.ledger_audit import audit_member
+    from testkit.audit import audit_member
 
     phone = unique_phone()
     partly, fully = order(phone=phone, amount=20_000), order(phone=phone, amount=5_000)

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tests.support import registration, unique_phone
+from testkit.support import registration, unique_phone
 
 
 def _raw_items(stack, member_id):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.support import registration, unique_phone
+from testkit.support import registration, unique_phone
 
 
 def _sign_in(api, user):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from chalicelib.cli import _LocalContext
 from chalicelib.services import members as member_service
 from functions.merge_resume import handler
-from tests.support import registration
+from testkit.support import registration
 
 
 def test_handler_finishes_interrupted_merges(api, tokens, monkeypatch):

@@ -8,9 +8,9 @@ from chalicelib.cli import _LocalContext
 from chalicelib.domain import clock
 from chalicelib.services import points as points_service
 from functions.points_expiry import handler
-from tests.ledger_audit import audit_member
-from tests.ledger_support import one_month_expiry, order, plain_day
-from tests.support import registration
+from testkit.audit import audit_member
+from testkit.ledger import one_month_expiry, order, plain_day
+from testkit.support import registration
 
 
 def test_expired_lots_leave_the_balance_once_and_facts_are_written(stack, fresh_table, api, tokens):

@@ -7,8 +7,8 @@ from chalicelib.cli import _LocalContext
 from chalicelib.domain import clock
 from chalicelib.domain.points import add_months
 from functions.tier_review import handler
-from tests.ledger_support import order
-from tests.support import registration
+from testkit.ledger import order
+from testkit.support import registration
 
 
 def _setup(api, tokens, amount):

@@ -22,8 +22,8 @@ from typing import Any
 
 import requests
 
-from tests.ledger_support import order as order_body
-from tests.support import STORES, Tokens, create_stores, registration
+from testkit.ledger import order as order_body
+from testkit.support import STORES, Tokens, create_stores, registration
 
 # Budget. CI runs the defaults (bounded: the fuzz files take ~1 min on two cores); scripts/fuzz.sh raises
 # them for a long run. The seed makes the stateless run reproducible (CI); the long run draws a fresh one.
@@ -184,10 +184,10 @@ class World:
                         self.touched.add(body[key])
 
     def audit(self) -> int:
-        """The ledger auditor (tests/ledger_audit.py) over every member the run touched; merged-away
+        """The ledger auditor (testkit/audit.py) over every member the run touched; merged-away
         tombstones are skipped (their points live on in the survivor, which is audited)."""
         from chalicelib import bootstrap
-        from tests.ledger_audit import audit_member
+        from testkit.audit import audit_member
 
         audited = 0
         for member_id in sorted(self.touched | set(self.members) | set(self.expendable)):

@@ -59,8 +59,8 @@ def test_merge_resume_calls_are_granted(api, tokens, monkeypatch, record):  # no
     from chalicelib.cli import _LocalContext
     from chalicelib.services import members as member_service
     from functions.merge_resume import handler
-    from tests.ledger_support import order
-    from tests.support import registration
+    from testkit.ledger import order
+    from testkit.support import registration
 
     staff, hq = tokens.staff(stores=["sh-001"]), tokens.hq()
     target, source = (api.post("/members", registration(), staff)[1]["member_id"] for _ in range(2))
@@ -78,8 +78,8 @@ def test_points_expiry_calls_are_granted(fresh_table, api, tokens, record):  # n
     from chalicelib.cli import _LocalContext
     from chalicelib.domain import clock
     from functions.points_expiry import handler
-    from tests.ledger_support import order, plain_day
-    from tests.support import registration
+    from testkit.ledger import order, plain_day
+    from testkit.support import registration
 
     hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
     api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
@@ -102,8 +102,8 @@ def test_points_expiry_calls_are_granted(fresh_table, api, tokens, record):  # n
 
 
 def test_api_calls_are_granted(api, tokens, record):  # noqa: ANN001
-    from tests.ledger_support import order
-    from tests.support import registration, unique_phone
+    from testkit.ledger import order
+    from testkit.support import registration, unique_phone
 
     hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
     recorder = record()
@@ -140,8 +140,8 @@ def test_tier_review_calls_are_granted(fresh_table, api, tokens, record):  # noq
     from chalicelib.domain import clock
     from chalicelib.domain.points import add_months
     from functions.tier_review import handler
-    from tests.ledger_support import order
-    from tests.support import registration
+    from testkit.ledger import order
+    from testkit.support import registration
 
     hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
     api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.ledger_audit import audit_member
-from tests.ledger_support import order
-from tests.support import auth, registration
+from testkit.audit import audit_member
+from testkit.ledger import order
+from testkit.support import auth, registration
 
 THREADS = 32
 

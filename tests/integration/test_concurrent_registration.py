@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.support import auth, registration, unique_phone
+from testkit.support import auth, registration, unique_phone
 
 THREADS = 20
 

@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from chalicelib import bootstrap
-from tests.faults import FaultInjector
-from tests.ledger_audit import audit_member
-from tests.ledger_support import order
-from tests.support import auth, registration
+from testkit.audit import audit_member
+from testkit.faults import FaultInjector
+from testkit.ledger import order
+from testkit.support import auth, registration
 
 
 def _until_answered(session, url, token, body):

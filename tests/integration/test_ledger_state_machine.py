@@ -19,8 +19,8 @@ from chalicelib.domain.orders import OrderInput, RefundInput
 from chalicelib.domain.program import ExpiryRule, PointsRules, Promotions
 from chalicelib.domain.stores import StoreInput
 from chalicelib.services import members, orders, points, program, stores
-from tests.ledger_audit import audit_member
-from tests.support import unique_phone
+from testkit.audit import audit_member
+from testkit.support import unique_phone
 
 STAFF = Principal(sub="pos-1", role=Role.STAFF, store_ids=frozenset({"sh-001"}))
 HQ = Principal(sub="hq", role=Role.HQ)

@@ -12,9 +12,9 @@ from chalicelib.domain import clock
 from chalicelib.services import members as member_service
 from chalicelib.store.ledger import DynamoLedgerRepository
 from functions.points_expiry import handler
-from tests.ledger_audit import audit_member
-from tests.ledger_support import one_month_expiry, order, plain_day
-from tests.support import registration, unique_phone
+from testkit.audit import audit_member
+from testkit.ledger import one_month_expiry, order, plain_day
+from testkit.support import registration, unique_phone
 
 
 def _register(api, tokens, **kw):

@@ -11,8 +11,8 @@ from chalicelib import bootstrap
 from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.orders import OrderInput
 from chalicelib.services import orders
-from tests.ledger_support import order
-from tests.support import registration
+from testkit.ledger import order
+from testkit.support import registration
 
 CLERK = Principal(sub="cost-clerk", role=Role.STAFF, store_ids=frozenset({"sh-001"}))
 

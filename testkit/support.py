@@ -117,7 +117,7 @@ class HqCalls:
 
     def order(self, member_id: str, amount: int = 10_000, **extra: Any) -> dict[str, Any]:
         """HQ posts an order at sh-001 with two lines (sku-0, sku-1): 10_000 fen = 100 points."""
-        from tests.ledger_support import order as order_body
+        from testkit.ledger import order as order_body
 
         body = order_body(member_id, amount=amount, lines=2, **extra)
         status, receipt = self.api.post("/orders", body, self.hq)
