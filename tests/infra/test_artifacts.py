@@ -38,6 +38,9 @@ def test_no_boto3_local_tooling_or_test_tools_ship(artifacts):  # noqa: ANN001
         tops = package.top_level_names(names, prefix)
         assert not tops & package.FORBIDDEN_PACKAGES, (kind, tops & package.FORBIDDEN_PACKAGES)
         assert not [n for n in names if n.startswith(("chalicelib/local/", "chalicelib/cli.py", "tests/"))]
+        # the test suite, its shared helpers and the benchmarks never ship, at the root or in the layer
+        assert not tops & {"tests", "testkit", "bench"}, (kind, tops & {"tests", "testkit", "bench"})
+        assert not [n for n in names if n.removeprefix(prefix).startswith(("tests/", "testkit/", "bench/"))], kind
         if kind != "api":
             assert "chalice" not in tops, "the Chalice runtime shim belongs to the API only"
     layer_tops = package.top_level_names(_names(artifacts["layer"]), LAYER_SITE + "/")
