@@ -1,32 +1,215 @@
-"""The auditor: walks a member's items in the table and checks the ledger's invariants.
+"""The auditor: reads a member's RAW items from the table and checks the ledger's invariants.
 
-Used after concurrency, property-based and fault runs. It reads the raw table through the repository's
-own mapping but recomputes everything itself from lots and entries."""
+Used after concurrency, property-based, fault and load runs. It is a second, independent reading of the
+data: it queries DynamoDB with a plain boto3 client of its own (not the app's client, so injected faults
+and capacity meters never touch it) and decodes the wire format itself. It uses none of chalicelib's
+repositories, converters or domain models: a bug in how the store maps items would otherwise be read back
+through the same mapping and look consistent.
+
+The item layout it relies on (see chalicelib/store/keys.py and chalicelib/store/ledger.py; written down
+here again on purpose):
+  MEMBER#<id> / PROFILE#STATE          the points state: available, owed, version, open_lots_from (ISO)
+  MEMBER#<id> / LEDGER#<iso>#<id>      a ledger entry: entry_id, at, kind, points, balance_after, ref,
+                                       detail (compact JSON text); an entry that credited points is also
+                                       that lot: source, earned_on, expires_on, original, remaining,
+                                       expired, forgiven, clawed, owed, status, and gsi2pk/gsi2sk
+                                       (EXPIRY#<expires_on>) while it holds points and is active
+  ORDER#<id> / ORDER                   the order: amount, refunded_amount, points_earned, points_reversed
+Attributes whose value is None are not written at all.
+"""
 from __future__ import annotations
 
+import json
+import os
+import threading
 from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from chalicelib import bootstrap
+MEMBER = "MEMBER#"
+STATE_SK = "PROFILE#STATE"
+LEDGER = "LEDGER#"
+
+
+# ---- the wire format, decoded by hand ---------------------------------------------------------------------
+def _number(text: str) -> int:
+    """Every number the ledger stores is an integer (points, fen, versions)."""
+    if any(c in text for c in ".eE"):
+        raise AssertionError(f"a non-integer number in the ledger: {text}")
+    return int(text)
+
+
+def decode(value: dict[str, Any]) -> Any:
+    (kind, v), = value.items()
+    if kind == "S":
+        return v
+    if kind == "N":
+        return _number(v)
+    if kind == "BOOL":
+        return bool(v)
+    if kind == "NULL":
+        return None
+    if kind == "SS":
+        return set(v)
+    if kind == "NS":
+        return {_number(x) for x in v}
+    if kind == "L":
+        return [decode(x) for x in v]
+    if kind == "M":
+        return {k: decode(x) for k, x in v.items()}
+    if kind in ("B", "BS"):
+        return v
+    raise AssertionError(f"unknown DynamoDB type {kind}")
+
+
+def decode_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: decode(v) for k, v in item.items()}
+
+
+# ---- reading --------------------------------------------------------------------------------------------
+_clients: dict[tuple[str | None, str | None], Any] = {}
+_lock = threading.Lock()
+
+
+def _client() -> Any:
+    """A client of our own (same endpoint and credentials as the app's, from the environment)."""
+    import boto3
+
+    key = (os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"), os.environ.get("AWS_DEFAULT_REGION"))
+    with _lock:
+        if key not in _clients:
+            _clients[key] = boto3.client("dynamodb")
+        return _clients[key]
+
+
+def _table() -> str:
+    from chalicelib import bootstrap  # the table's name only: nothing of the store's mapping
+
+    return bootstrap.settings().table_name
+
+
+def _query(pk: str, sk_prefix: str) -> list[dict[str, Any]]:
+    client, table = _client(), _table()
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {
+        "TableName": table, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :p)", "ConsistentRead": True,
+        "ExpressionAttributeValues": {":pk": {"S": pk}, ":p": {"S": sk_prefix}}}
+    while True:
+        page = client.query(**params)
+        items += [decode_item(i) for i in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            return items
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _orders(order_ids: list[str]) -> dict[str, dict[str, Any]]:
+    client, table = _client(), _table()
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(order_ids), 100):
+        pending: dict[str, Any] = {table: {"ConsistentRead": True, "Keys": [
+            {"pk": {"S": f"ORDER#{oid}"}, "sk": {"S": "ORDER"}} for oid in order_ids[start:start + 100]]}}
+        while pending:
+            page = client.batch_get_item(RequestItems=pending)
+            for raw in page.get("Responses", {}).get(table, []):
+                item = decode_item(raw)
+                found[item["order_id"]] = item
+            pending = page.get("UnprocessedKeys") or {}
+    return found
+
+
+# ---- what the items say ---------------------------------------------------------------------------------
+@dataclass
+class Entry:
+    entry_id: str
+    at: datetime
+    kind: str
+    points: int
+    ref: str
+    detail: dict[str, Any]
+    raw: dict[str, Any]
+    lot: dict[str, Any] | None = None  # the lot fields, if this entry credited points
+
+
+@dataclass
+class State:
+    available: int = 0
+    owed: int = 0
+    version: int = 0
+    open_lots_from: datetime | None = None
+
+    @property
+    def balance(self) -> int:
+        return self.available - self.owed
+
+
+@dataclass
+class Books:
+    state: State
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def lots(self) -> list[Entry]:
+        return [e for e in self.entries if e.lot is not None]
+
+
+_LOT_FIELDS = ("source", "earned_on", "expires_on", "original", "remaining", "expired", "forgiven", "clawed",
+               "owed", "status")
+
+
+def read_books(member_id: str) -> Books:
+    """The member's points state and every ledger entry, from the raw items."""
+    pk = f"{MEMBER}{member_id}"
+    state_items = [i for i in _query(pk, STATE_SK) if i["sk"] == STATE_SK]
+    state = State()
+    if state_items:
+        s = state_items[0]
+        state = State(available=s["available"], owed=s["owed"], version=s["version"],
+                      open_lots_from=datetime.fromisoformat(s["open_lots_from"]) if s.get("open_lots_from") else None)
+    entries = []
+    for i in _query(pk, LEDGER):
+        lot = None
+        if "remaining" in i:
+            lot = {f: i.get(f) for f in _LOT_FIELDS}
+            for f in ("expired", "forgiven", "clawed", "owed"):
+                lot[f] = lot[f] or 0
+            lot["status"] = lot["status"] or "active"
+            lot["gsi2pk"] = i.get("gsi2pk")
+        detail = json.loads(i["detail"]) if i.get("detail") else {}
+        entries.append(Entry(entry_id=i["entry_id"], at=datetime.fromisoformat(i["at"]), kind=i["kind"],
+                             points=i["points"], ref=i["ref"], detail=detail, raw=i, lot=lot))
+    return Books(state=state, entries=entries)
 
 
 def audit_member(member_id: str) -> dict[str, int]:
-    ledger = bootstrap.ledger()
-    _, state = ledger.load_member(member_id)
-    entries = ledger.all_entries(member_id)
-    lots = [e.lot for e in entries if e.lot is not None]
+    books = read_books(member_id)
+    state, entries, lots = books.state, books.entries, books.lots
     problems = []
-    hidden = [lot.lot_id for lot in lots
-              if lot.remaining > 0 and state.open_lots_from is not None and lot.at < state.open_lots_from]
+    hidden = [e.entry_id for e in lots
+              if e.lot["remaining"] > 0 and state.open_lots_from is not None and e.at < state.open_lots_from]
     if hidden:
         problems.append(f"lots holding points before the state's open_lots_from bound: {hidden}")
-    lot_sum = sum(lot.remaining for lot in lots)
+    lot_sum = sum(e.lot["remaining"] for e in lots)
     if state.available != lot_sum:
         problems.append(f"available {state.available} != sum of lot remainders {lot_sum}")
     entry_sum = sum(e.points for e in entries)
     if state.balance != entry_sum:
         problems.append(f"balance {state.balance} != sum of ledger entries {entry_sum}")
-    if any(lot.remaining < 0 for lot in lots) or state.owed < 0 or state.available < 0:
+    if any(e.lot["remaining"] < 0 for e in lots) or state.owed < 0 or state.available < 0:
         problems.append("negative remainder, debt or available")
+    for e in lots:  # each point of a lot is in exactly one place: left, expired, clawed back or spent
+        lot = e.lot
+        if min(lot["expired"], lot["clawed"], lot["forgiven"], lot["owed"]) < 0 \
+                or lot["remaining"] + lot["expired"] + lot["clawed"] > lot["original"] \
+                or lot["forgiven"] > lot["expired"]:
+            problems.append(f"lot {e.entry_id}: progress does not add up {lot}")
+        if lot["status"] == "expired" and lot["remaining"]:
+            problems.append(f"lot {e.entry_id}: expired but still holds {lot['remaining']}")
+        waiting = lot["remaining"] > 0 and lot["status"] == "active"  # the sweep must be able to find it
+        if waiting and lot["gsi2pk"] != f"EXPIRY#{lot['expires_on']}":
+            problems.append(f"lot {e.entry_id} holds points but is not in the expiry index for {lot['expires_on']}")
+        if not waiting and lot["gsi2pk"] is not None:
+            problems.append(f"lot {e.entry_id} holds nothing to expire but is still in the expiry index")
     earned = Counter(e.ref for e in entries if e.kind == "earn")
     doubled = [ref for ref, n in earned.items() if n > 1]
     if doubled:
@@ -54,16 +237,18 @@ def audit_member(member_id: str) -> dict[str, int]:
             if e.points != -(d["removed"] + d["owed"]):
                 problems.append(f"refund {d['refund_id']}: ledger points do not match what was taken")
             reversed_by_order[e.ref] += d["reversed"]
-    orders, cursor = ledger.member_orders(member_id, None, 100)
-    while cursor:
-        more, cursor = ledger.member_orders(member_id, cursor, 100)
-        orders += more
-    for o in orders:
-        if reversed_by_order[o.order_id] != o.points_reversed:
-            problems.append(f"order {o.order_id}: refund entries reversed {reversed_by_order[o.order_id]}, "
-                            f"order says {o.points_reversed}")
-        if o.refunded_amount == o.amount and o.points_reversed != o.points_earned:
-            problems.append(f"order {o.order_id} fully refunded but {o.points_earned - o.points_reversed} kept")
+    # The member's orders, as their purchase history lists them: one per earn entry.
+    orders = _orders(list(earned))
+    missing = sorted(set(earned) - set(orders))
+    if missing:
+        problems.append(f"earn entries for orders that do not exist: {missing}")
+    for order_id, o in orders.items():
+        points_reversed, points_earned = o.get("points_reversed", 0), o["points_earned"]
+        if reversed_by_order[order_id] != points_reversed:
+            problems.append(f"order {order_id}: refund entries reversed {reversed_by_order[order_id]}, "
+                            f"order says {points_reversed}")
+        if o.get("refunded_amount", 0) == o["amount"] and points_reversed != points_earned:
+            problems.append(f"order {order_id} fully refunded but {points_earned - points_reversed} kept")
     assert not problems, f"member {member_id}: " + "; ".join(problems)
     return {"balance": state.balance, "available": state.available, "owed": state.owed, "lots": len(lots),
             "entries": len(entries), "orders": len(earned), "redemptions": len(redeemed)}
