@@ -8,7 +8,10 @@ Local 3.3.0 reports a TransactWriteItems as if it wrote ONE item (measured: five
 units, where AWS bills 10; five 1.5 KB puts -> 4.0, where AWS bills 20). The rules applied:
   - a write costs ceil(item size / 1 KB) units, of the larger of the item before and after it;
   - inside TransactWriteItems every item costs double;
-  - every GSI the item is (or was) projected into costs ceil(size / 1 KB) more (projection ALL here).
+  - every GSI the item is (or was) in costs ceil(size of its index entry / 1 KB) more, where the entry
+    is what the index projects (ALL: the item; KEYS_ONLY: the table's and the index's keys); nothing
+    when the write leaves that entry as it was (a KEYS_ONLY index ignores updates of other attributes),
+    two writes (delete + put) when it changes the index keys.
 Item sizes follow AWS's rule: attribute names + values (UTF-8 strings, numbers ~1 byte per 2 digits + 1,
 1 byte per bool/null, sets and lists by their elements + small overheads).
 """
@@ -22,7 +25,36 @@ from typing import Any
 # Operations that bill reads; every other operation reporting capacity bills writes.
 READ_OPERATIONS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
-GSI_KEYS = ("gsi1pk", "gsi2pk")  # the table's GSIs, by their partition key attribute (projection ALL)
+TABLE_KEYS = ("pk", "sk")
+
+
+@dataclass(frozen=True)
+class Index:
+    """A GSI of the table as the template declares it: its key attributes and what it projects."""
+
+    name: str
+    keys: tuple[str, ...]
+    projection: str  # ALL | KEYS_ONLY | INCLUDE
+    include: tuple[str, ...] = ()
+
+    def entry(self, item: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The item's entry in this index (None: the item is not in it: sparse)."""
+        if not item or any(k not in item for k in self.keys):
+            return None
+        if self.projection == "ALL":
+            return item
+        return {k: v for k, v in item.items() if k in (*TABLE_KEYS, *self.keys, *self.include)}
+
+
+def table_indexes() -> tuple[Index, ...]:
+    from chalicelib.store.table_def import table_properties
+
+    return tuple(Index(g["IndexName"], tuple(k["AttributeName"] for k in g["KeySchema"]),
+                       g["Projection"]["ProjectionType"], tuple(g["Projection"].get("NonKeyAttributes", ())))
+                 for g in table_properties().get("GlobalSecondaryIndexes", []))
+
+
+INDEXES = table_indexes()
 
 
 @dataclass
@@ -57,13 +89,22 @@ def item_size(item: dict[str, Any] | None) -> int:
     return sum(len(k.encode()) + attr_size(v) for k, v in (item or {}).items())
 
 
+def _units(size: int) -> int:
+    return max(1, math.ceil(size / 1024))
+
+
+def index_units(index: Index, before: dict | None, after: dict | None) -> int:
+    old, new = index.entry(before), index.entry(after)
+    if old == new:  # not in the index, or its entry unchanged: no index write
+        return 0
+    if old is not None and new is not None and any(old[k] != new[k] for k in index.keys):
+        return _units(item_size(old)) + _units(item_size(new))  # moved within the index: delete + put
+    return _units(max(item_size(old), item_size(new)))
+
+
 def write_units(before: dict | None, after: dict | None, transactional: bool) -> int:
-    size = max(item_size(before), item_size(after))
-    units = max(1, math.ceil(size / 1024)) * (2 if transactional else 1)
-    for gsi in GSI_KEYS:
-        if (before and gsi in before) or (after and gsi in after):
-            units += max(1, math.ceil(size / 1024))
-    return units
+    units = _units(max(item_size(before), item_size(after))) * (2 if transactional else 1)
+    return units + sum(index_units(index, before, after) for index in INDEXES)
 
 
 class CapacityMeter:
