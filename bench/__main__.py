@@ -154,7 +154,8 @@ def targets_section(results: list[tuple[str, Usage]]) -> str:
         f"   measured: post order (5 lines) = {requests_text(measured['post order (5 lines)'])}, "
         f"{number(measured['post order (5 lines)'].wcu)} WCU:",
         "   4 items under 1 KB (order, earn entry carrying its lot, points state, store day) x2 in the",
-        "   transaction, + 1 for the lot's copy in the expiry index.",
+        "   transaction, + 1 for the lot's copy in the expiry index, + 1 for the entry's keys-only copy in the",
+        "   purchase-history index (10: at the budget).",
         "   The lookup reads the points state too (balance and tier at the counter): one query on the phone",
         "   index plus one query of the member's PROFILE items.",
     ])

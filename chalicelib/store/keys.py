@@ -4,6 +4,8 @@ Single table, generic key names so every entity shares the table's indexes:
   pk / sk            primary key
   gsi1pk / gsi1sk    lookup index: PHONE#<hmac>  -> the member (profile or tombstone) holding that phone
   gsi2pk / gsi2sk    sparse work index: items that a scheduled job must find without a scan
+  gsi3pk / gsi3sk    sparse purchase-history index (keys only): HIST#<member> -> the member's earn entries,
+                     newest paid first
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ TIER_SHARDS = 8
 
 GSI_LOOKUP = "gsi1"
 GSI_WORK = "gsi2"
+GSI_HISTORY = "gsi3"  # KEYS_ONLY: a lot's progress updates never rewrite its copy here
+HISTORY_PREFIX = "HIST#"
 
 
 def member_pk(member_id: str) -> str:
@@ -76,6 +80,23 @@ def ledger_key(member_id: str, at_iso: str, entry_id: str) -> dict[str, str]:
     """Newest last in the member's partition. An entry that credited points is also that lot: the lot is
     found again by the entry's time and id."""
     return {"pk": member_pk(member_id), "sk": f"{LEDGER_PREFIX}{at_iso}#{entry_id}"}
+
+
+def history_pk(member_id: str) -> str:
+    """gsi3 partition of a member's purchase history: one earn entry per order. A merge moves the source's
+    entries into the survivor's partition and rewrites this key to the survivor's."""
+    return f"{HISTORY_PREFIX}{member_id}"
+
+
+def history_keys(member_id: str, paid_at_iso: str, posted_at_iso: str, order_id: str) -> dict[str, str]:
+    """The index keys an order's earn entry carries: sorted by when it was paid (not when the POS posted it),
+    ties by posting, then the order id. Times share one offset (clock.iso), so text order is time order."""
+    return {"gsi3pk": history_pk(member_id), "gsi3sk": f"{paid_at_iso}#{posted_at_iso}#{order_id}"}
+
+
+def history_order_id(gsi3sk: str) -> str:
+    """The order id back from a history sort key (times hold no '#'; order ids cannot either)."""
+    return gsi3sk.split("#", 2)[2]
 
 
 def ledger_sk_from(at_iso: str) -> str:

@@ -115,15 +115,14 @@ class DynamoLedgerRepository:
         return None
 
     def member_orders(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[Order], str | None]:
-        """Purchase history from the member's earn entries (one per order, newest first, moved with a merge),
-        then one BatchGetItem for the orders' current state (refunds). No index on orders: an order post
-        writes no index copy."""
-        pk = keys.member_pk(member_id)
-        start = decode_cursor(cursor, expect={"pk": pk})
-        entries, last = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-                                      FilterExpression="kind = :earn", ScanIndexForward=False, Limit=limit,
-                                      values={":pk": pk, ":p": keys.LEDGER_PREFIX, ":earn": "earn"}, start=start)
-        ids = [e["ref"] for e in entries]
+        """Purchase history, newest *paid* first (a POS that syncs late posts out of order): one query of the
+        sparse, keys-only history index (each order's earn entry, moved with a merge), then one BatchGetItem
+        for the orders' current state (refunds). The cursor must name this member's history."""
+        start = decode_cursor(cursor, expect={"gsi3pk": keys.history_pk(member_id), "pk": keys.member_pk(member_id)})
+        entries, last = self.db.query(IndexName=keys.GSI_HISTORY, KeyConditionExpression="gsi3pk = :h",
+                                      values={":h": keys.history_pk(member_id)}, ScanIndexForward=False,
+                                      Limit=limit, start=start)
+        ids = [keys.history_order_id(e["gsi3sk"]) for e in entries]
         found = {o.order_id: o for o in self.db.batch_get([keys.order_key(i) for i in ids], _order)}
         return [found[i] for i in ids if i in found], encode_cursor(last)
 
@@ -157,8 +156,9 @@ class DynamoLedgerRepository:
                 kinds[tx.put(item, condition="version = :v", values={":v": change.expected_version})] = "state"
         for lot, remaining_before in change.updated_lots:
             kinds[_update_lot(tx, lot, remaining_before)] = "lot"
+        paid = {o.order_id: o.paid_at for o in (change.order, change.order_claim) if o is not None}
         for entry in change.entries:
-            kinds[tx.put(_entry_item(entry), condition="attribute_not_exists(pk)")] = "entry"
+            kinds[tx.put(_entry_item(entry, paid.get(entry.ref)), condition="attribute_not_exists(pk)")] = "entry"
         if change.order is not None:
             kinds[tx.put(_order_item(change.order), condition="attribute_not_exists(pk)")] = "order"
         if change.order_claim is not None:
@@ -275,11 +275,18 @@ def _lot(i: dict[str, Any]) -> Lot:
                owed=i.get("owed", 0), status=i.get("status", "active"))
 
 
-def _entry_item(e: LedgerEntry) -> dict[str, Any]:
-    return {**keys.ledger_key(e.member_id, clock.iso(e.at), e.entry_id), "type": "ledger", "entry_id": e.entry_id,
+def _entry_item(e: LedgerEntry, paid_at: datetime | None = None) -> dict[str, Any]:
+    """An order's earn entry (`paid_at`: that order's, from the same Change) is also its line in the
+    purchase history index."""
+    item = {**keys.ledger_key(e.member_id, clock.iso(e.at), e.entry_id), "type": "ledger", "entry_id": e.entry_id,
             "member_id": e.member_id, "at": clock.iso(e.at), "kind": e.kind, "points": e.points,
             "balance_after": e.balance_after, "ref": e.ref,
             "detail": _compact(e.detail) if e.detail else None, **(_lot_fields(e.lot) if e.lot else {})}
+    if e.kind == "earn":
+        if paid_at is None:  # a bug: the order would be missing from the history
+            raise ValueError(f"earn entry {e.entry_id} written without its order {e.ref}")
+        item.update(keys.history_keys(e.member_id, clock.iso(paid_at), clock.iso(e.at), e.ref))
+    return item
 
 
 def _entry(i: dict[str, Any]) -> LedgerEntry:

@@ -343,6 +343,8 @@ class DynamoMemberRepository:
                 moved["member_id"] = target_id
             if moved.get("gsi2sk", "").startswith(f"{source_id}#"):
                 moved["gsi2sk"] = f"{target_id}#" + moved["gsi2sk"].split("#", 1)[1]
+            if "gsi3pk" in moved:  # an order's earn entry: its order joins the survivor's purchase history
+                moved["gsi3pk"] = keys.history_pk(target_id)
             tx.put(moved, condition="attribute_not_exists(pk)")
             tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="attribute_exists(pk)")
         lots = [i for i in batch if "remaining" in i]
