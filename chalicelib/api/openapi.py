@@ -1,5 +1,10 @@
 """OpenAPI 3.1 from the recorded route contracts and their pydantic models (JSON Schema 2020-12, which
-3.1 uses as is). Error responses and security are documented per route."""
+3.1 uses as is). Error responses and security are documented per route.
+
+Request schemas say what the validation accepts, no more: no `default: null` (an absent field already
+means none, and openapi-typescript at its default settings turns any `default` into a required property),
+no null where the use case refuses it, a phone's pattern, cursors as the text we issue. tests/api/
+test_openapi_typescript.py compiles a front-end client against the document with that toolchain."""
 from __future__ import annotations
 
 import re
@@ -7,10 +12,49 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 
+from ..domain.members import MemberPatch
+from ..domain.phone import normalize_phone
 from .errors import ErrorBody
 from .routing import PATH_PARAMS, ROUTES, RouteSpec
+
+PHONE = {
+    # normalize_phone accepts more (separators, full-width digits); this is the form to send.
+    "pattern": r"^(?:\+86|0086|86)?1[3-9][0-9]{9}$",
+    "description": "Mainland China mobile number: 11 digits starting 13-19, optionally after +86, 0086 or 86 "
+                   "(spaces, hyphens, dots, brackets and full-width digits are also accepted and removed). "
+                   "Answers carry the 11 digits.",
+}
+# Cursors are opaque: unpadded URL-safe base64, valid only for the listing that issued them.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"
+QUERY_TEXT = {
+    "cursor": "next_cursor of the previous page; omit for the first page. Valid only for the listing that "
+              "issued it.",
+    "limit": "page size",
+}
+NEXT_CURSOR_TEXT = "pass as ?cursor= to get the next page; null on the last page"
+# Request fields whose type admits null but whose use case refuses it with a 422: documented without null.
+# (The tidier fix is in the model: a non-optional type with default None, so validation itself refuses null.)
+REFUSED_NULL: dict[type[BaseModel], tuple[str, ...]] = {MemberPatch: ("phone", "consent")}
+_NULL = {"type": "null"}
+
+
+class ContractSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema with the request side stated as the validation reads it."""
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        json_schema = super().default_schema(schema)
+        if self.mode == "validation" and "default" in json_schema and json_schema["default"] is None:
+            json_schema = {k: v for k, v in json_schema.items() if k != "default"}
+        return json_schema
+
+    def function_after_schema(self, schema: core_schema.AfterValidatorFunctionSchema) -> JsonSchemaValue:
+        json_schema = super().function_after_schema(schema)
+        if schema["function"]["function"] is normalize_phone:
+            json_schema = {**json_schema, **PHONE}
+        return json_schema
 
 ERROR_TEXT = {
     400: "Body is not valid JSON",
@@ -64,11 +108,26 @@ LINKS: dict[str, dict[str, tuple[str, dict[str, str], dict[str, str] | None]]] =
 }
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{model.__name__}"}
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """`anyOf: [X, null]` -> X (keeping the description, title... around it)."""
+    branches = [b for b in schema.get("anyOf", ()) if b != _NULL]
+    if "anyOf" not in schema or len(branches) != 1:
+        return schema
+    return {**{k: v for k, v in schema.items() if k != "anyOf"}, **branches[0]}
 
 
-def _operation(spec: RouteSpec) -> dict[str, Any]:
+def _query_parameter(name: str, prop: dict[str, Any], required: bool) -> dict[str, Any]:
+    schema = _without_null({k: v for k, v in prop.items() if k not in {"title", "description"}})  # no null in a URL
+    if name == "cursor":
+        schema["pattern"] = CURSOR_PATTERN
+    param: dict[str, Any] = {"name": name, "in": "query", "required": required, "schema": schema}
+    text = prop.get("description") or QUERY_TEXT.get(name)
+    if text:
+        param["description"] = text
+    return param
+
+
+def _operation(spec: RouteSpec, refs: dict[type[BaseModel], dict[str, str]]) -> dict[str, Any]:
     op: dict[str, Any] = {"operationId": spec.name, "summary": spec.summary, "tags": [spec.tag]}
     if spec.public:
         op["security"] = []
@@ -79,17 +138,16 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
         pattern = PATH_PARAMS.get(name, (r"^.+$", ""))[0]
         params.append({"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}})
     if spec.query is not None:
-        schema = spec.query.model_json_schema()
+        schema = spec.query.model_json_schema(schema_generator=ContractSchema)
         for name, prop in schema.get("properties", {}).items():
-            params.append({"name": name, "in": "query", "required": name in schema.get("required", []),
-                           "schema": {k: v for k, v in prop.items() if k != "title"}})
+            params.append(_query_parameter(name, prop, name in schema.get("required", [])))
     if params:
         op["parameters"] = params
     if spec.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(spec.body)}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": refs[spec.body]}}}
     ok: dict[str, Any] = {"description": "OK"}
     if spec.response is not None:
-        ok["content"] = {"application/json": {"schema": _ref(spec.response)}}
+        ok["content"] = {"application/json": {"schema": refs[spec.response]}}
     if spec.name in LINKS:
         ok["links"] = {name: _link(target, params, body) for name, (target, params, body) in LINKS[spec.name].items()}
     responses: dict[str, Any] = {str(spec.status): ok}
@@ -106,7 +164,7 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     codes |= {503}  # DynamoDB throttling past retries
     for code in sorted(codes):
         responses[str(code)] = {"description": ERROR_TEXT[code],
-                                "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+                                "content": {"application/json": {"schema": refs[ErrorBody]}}}
     op["responses"] = responses
     return op
 
@@ -125,26 +183,65 @@ def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [ErrorBody]
     for spec in ROUTES:
         models += [m for m in (spec.body, spec.response) if m is not None]
-    unique = list(dict.fromkeys(models))
-    _, defs = models_json_schema([(m, "validation" if m in {s.body for s in ROUTES} else "serialization")
-                                  for m in unique], ref_template="#/components/schemas/{model}")
+    bodies = {s.body for s in ROUTES}
+    modes = {m: "validation" if m in bodies else "serialization" for m in dict.fromkeys(models)}
+    by_mode, defs = models_json_schema(list(modes.items()), ref_template="#/components/schemas/{model}",
+                                       schema_generator=ContractSchema)
+    refs = {m: by_mode[(m, mode)] for m, mode in modes.items()}
+    schemas = defs.get("$defs", {})
+    _refuse_null(schemas, refs)
+    _describe_cursors(schemas)
     names = {spec.name for spec in ROUTES}
     broken = [(src, t[0]) for src, links in LINKS.items() for t in links.values() if {src, t[0]} - names]
     if broken:
         raise ValueError(f"OpenAPI links name unknown operations: {broken}")
     paths: dict[str, dict[str, Any]] = {}
     for spec in ROUTES:
-        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec)
+        paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, refs)
     return {
         "openapi": "3.1.0",
         "info": {"title": "chaincrm API", "version": "0.1.0",
                  "description": "Customer management for chain-store brands. Money is integer fen; times are "
-                                "ISO 8601 with offset; the business day is Asia/Shanghai."},
+                                "ISO 8601 with offset; the business day is Asia/Shanghai. Optional request "
+                                "fields are left out, not sent as null, unless a field says null clears it. "
+                                "A path not listed here answers 404 `route_not_found`; a method a path "
+                                "does not list, 405 `method_not_allowed` with an Allow header (both in the "
+                                "ErrorBody shape)."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": paths,
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
     }
+
+
+def _component(schemas: dict[str, Any], ref: dict[str, str]) -> dict[str, Any]:
+    return schemas[ref["$ref"].rsplit("/", 1)[-1]]
+
+
+def _refuse_null(schemas: dict[str, Any], refs: dict[type[BaseModel], dict[str, str]]) -> None:
+    for model, fields in REFUSED_NULL.items():
+        if model not in refs:
+            continue
+        props = _component(schemas, refs[model])["properties"]
+        unknown = set(fields) - set(props)
+        if unknown:
+            raise ValueError(f"REFUSED_NULL names fields {model.__name__} does not have: {sorted(unknown)}")
+        for name in fields:
+            prop = _without_null(props[name])
+            props[name] = {**prop, "description": (prop.get("description", "") + " Cannot be cleared: null is "
+                                                   "refused.").strip()}
+
+
+def _describe_cursors(schemas: dict[str, Any]) -> None:
+    """Every list answer's next_cursor: what it is for, and the text a cursor is (checked on live answers)."""
+    for schema in schemas.values():
+        prop = schema.get("properties", {}).get("next_cursor")
+        if prop is None:
+            continue
+        prop.setdefault("description", NEXT_CURSOR_TEXT)
+        for branch in prop.get("anyOf", [prop]):
+            if branch.get("type") == "string":
+                branch["pattern"] = CURSOR_PATTERN

@@ -114,3 +114,93 @@ def test_documented_422_and_404_shapes(doc, api, tokens):
     status, body = api.get("/members/01ARZ3NDEKTSV4RRFFQ69G5FAV", tokens.hq())
     assert status == 404
     _check(doc, "/members/{member_id}", "GET", status, body)
+
+
+def _request_schemas(doc) -> dict[str, dict]:
+    """Every component a request body reaches, with every query parameter's schema."""
+    schemas, todo = doc["components"]["schemas"], []
+    found: dict[str, dict] = {}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if "requestBody" in op:
+                todo.append(op["requestBody"]["content"]["application/json"]["schema"])
+            for param in op.get("parameters", []):
+                found[f"{method} {path} ?{param['name']}"] = param["schema"]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if ref and ref.rsplit("/", 1)[-1] not in found:
+                name = ref.rsplit("/", 1)[-1]
+                found[name] = schemas[name]
+                todo.append(schemas[name])
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return found
+
+
+def _nodes(node):
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from _nodes(child)
+
+
+def test_request_schemas_have_no_null_default(doc):
+    """openapi-typescript (default settings) turns a `default` into a required property; absent means none."""
+    for name, schema in _request_schemas(doc).items():
+        assert not [n for n in _nodes(schema) if isinstance(n, dict) and "default" in n and n["default"] is None], name
+
+
+def test_query_parameters_are_never_null(doc):
+    for name, schema in _request_schemas(doc).items():
+        if "?" in name:
+            assert {"type": "null"} not in list(_nodes(schema)), name
+
+
+def test_refused_nulls_are_documented_as_not_nullable(doc, api, tokens):
+    from chalicelib.api.openapi import REFUSED_NULL
+    from chalicelib.domain.members import MemberPatch
+
+    hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
+    member = api.post("/members", registration(), staff)[1]["member_id"]
+    for model, fields in REFUSED_NULL.items():
+        props = doc["components"]["schemas"][model.__name__]["properties"]
+        for field in fields:
+            assert {"type": "null"} not in list(_nodes(props[field])), (model.__name__, field)
+    # MemberPatch is PATCH /members/{member_id}'s body: the use case refuses clearing these
+    for field in REFUSED_NULL[MemberPatch]:
+        status, body = api.patch(f"/members/{member}", {field: None}, hq)
+        assert status == 422, (field, body)
+        _check(doc, "/members/{member_id}", "PATCH", status, body)
+
+
+def test_every_phone_the_document_describes_is_accepted():
+    """The documented phone pattern is the form to send: never looser than the validation."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from chalicelib.api.openapi import PHONE
+    from chalicelib.domain.phone import normalize_phone
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.from_regex(PHONE["pattern"], fullmatch=True))
+    def accepted(phone: str) -> None:
+        assert normalize_phone(phone) == phone[-11:]
+
+    accepted()
+
+
+def test_issued_cursors_match_the_documented_cursor(doc, api, tokens):
+    """The cursor parameter's pattern admits the cursors we hand out (and the first page's empty one)."""
+    import re
+
+    staff = tokens.staff(stores=["sh-001"])
+    params = doc["paths"]["/stores"]["get"]["parameters"]
+    pattern = next(p["schema"]["pattern"] for p in params if p["name"] == "cursor")
+    status, page = api.get("/stores?limit=1", staff)
+    assert status == 200 and page["next_cursor"], page
+    assert re.fullmatch(pattern, page["next_cursor"]) and re.fullmatch(pattern, "")
+    status, following = api.get(f"/stores?limit=1&cursor={page['next_cursor']}", staff)
+    assert status == 200 and following["items"] != page["items"]
