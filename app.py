@@ -1,7 +1,7 @@
-"""The Chalice app: creates it and registers the blueprints. No logic here (see chalicelib/api/)."""
+"""The Chalice app: creates it and registers the routes. No logic here (see chalicelib/api/)."""
 from chalice import Chalice
 
-from chalicelib.api import register_blueprints
+from chalicelib.api import register_routes
 
 app = Chalice(app_name="chaincrm")
-register_blueprints(app)
+register_routes(app)

@@ -16,8 +16,8 @@ from chalicelib.domain import clock
 from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.members import Registration
 from chalicelib.domain.orders import OrderInput, RefundInput
+from chalicelib.services import expiry, guest_orders, points_views, posting, program, redemptions, refunds
 from chalicelib.services import members as svc
-from chalicelib.services import orders, points
 from testkit.support import unique_phone
 
 from .capacity import CapacityMeter, Usage
@@ -74,25 +74,25 @@ SCENARIOS = [
     Scenario("get member view", lambda n: [_register(unique_phone(), expect_created=True) for _ in range(n)],
              lambda member_id: svc.view(member_id, CLERK, bootstrap.members())),
     Scenario("guest-order attach check (none waiting)", _registered_phones,
-             lambda phone: orders.attach_guest_orders("unused", phone, bootstrap.members(), bootstrap.ledger())),
+             lambda phone: guest_orders.attach_guest_orders("unused", phone, bootstrap.members(), bootstrap.ledger())),
     Scenario("post order (1 line)", lambda n: _shoppers(n), lambda m: _post(m, 1)),
     Scenario("post order (5 lines)", lambda n: _shoppers(n), lambda m: _post(m, 5)),
     Scenario("post order (20 lines)", lambda n: _shoppers(n), lambda m: _post(m, 20)),
     Scenario("post order (replay of a posted order)", lambda n: [_post(m, 5) for m in _shoppers(n)],
              lambda cmd: _replay(cmd)),
     Scenario("refund (partial, 5-line order)", lambda n: [_post(m, 5) for m in _shoppers(n)],
-             lambda cmd: orders.refund(cmd.order_id, RefundInput(refund_id="r1", amount=1_000), CLERK,
-                                       bootstrap.ledger())),
+             lambda cmd: refunds.refund(cmd.order_id, RefundInput(refund_id="r1", amount=1_000), CLERK,
+                                        bootstrap.ledger(), bootstrap.stores())),
     Scenario("redeem points (2 open lots, spends both)", lambda n: [_post(m, 5).member_id for m in _shoppers(n)],
              lambda member_id: _redeem(member_id, 50)),
     Scenario(f"redeem points ({HEAVY_LOTS} open lots, spends 2)", lambda n: _heavy(n), lambda m: _redeem(m, 30)),
     Scenario("cancel a redemption (2 lots re-credited)",
              lambda n: [(m, _redeem(_post(m, 5).member_id, 50)) for m in _shoppers(n)],
-             lambda arg: points.cancel_redemption(arg[0], arg[1], CLERK, bootstrap.ledger())),
+             lambda arg: redemptions.cancel_redemption(arg[0], arg[1], CLERK, bootstrap.ledger())),
     Scenario("points view (2 open lots, first ledger page)", lambda n: [_post(m, 5).member_id for m in _shoppers(n)],
-             lambda m: points.points_view(m, CLERK, bootstrap.ledger(), None, 20)),
+             lambda m: points_views.points_view(m, CLERK, bootstrap.ledger(), None, 20)),
     Scenario(f"points view ({HEAVY_LOTS} open lots, first ledger page)", lambda n: _heavy(n),
-             lambda m: points.points_view(m, CLERK, bootstrap.ledger(), None, 20)),
+             lambda m: points_views.points_view(m, CLERK, bootstrap.ledger(), None, 20)),
     Scenario("purchase history (first page of 20)", lambda n: _heavy(n),
              lambda m: bootstrap.ledger().member_orders(m, None, 20)),
     Scenario("nightly expiry: one member's due lot (after the index query)", lambda n: _shoppers(n),
@@ -111,14 +111,14 @@ def _heavy(n: int) -> list[str]:
 
 def _redeem(member_id: str, pts: int) -> str:
     redemption_id = f"r-{uuid.uuid4().hex[:8]}"
-    points.redeem(member_id, redemption_id, pts, "bench", STORE, CLERK, bootstrap.ledger(), bootstrap.stores())
+    redemptions.redeem(member_id, redemption_id, pts, "bench", STORE, CLERK, bootstrap.ledger(), bootstrap.stores())
     return redemption_id
 
 
 def _expire(member_id: str) -> None:
     """As the nightly job does per member the expiry index names, on a day after the lot's last day."""
     later = clock.business_day(clock.now()) + timedelta(days=800)
-    if points._expire_partition(bootstrap.ledger(), member_id, later)[0] != 1:
+    if expiry._expire_partition(bootstrap.ledger(), member_id, later)[0] != 1:
         raise RuntimeError("expected exactly one due lot")
 
 
@@ -141,14 +141,14 @@ def _order(member_id: str, lines: int) -> OrderInput:
 
 def _post(member_id: str, lines: int) -> OrderInput:
     cmd = _order(member_id, lines)
-    posted = orders.post_order(cmd, CLERK, bootstrap.members(), bootstrap.ledger(), bootstrap.stores())
+    posted = posting.post_order(cmd, CLERK, bootstrap.members(), bootstrap.ledger(), bootstrap.stores())
     if not posted.created:
         raise RuntimeError("order was not created")
     return cmd
 
 
 def _replay(cmd: OrderInput) -> None:
-    if orders.post_order(cmd, CLERK, bootstrap.members(), bootstrap.ledger(), bootstrap.stores()).created:
+    if posting.post_order(cmd, CLERK, bootstrap.members(), bootstrap.ledger(), bootstrap.stores()).created:
         raise RuntimeError("a replay created an order")
 
 
@@ -157,8 +157,8 @@ def measure(runs: int) -> list[tuple[str, Usage]]:
     # Build the repositories (which loads the secret bundle) before anything is counted.
     bootstrap.members()
     bootstrap.stores()
-    orders.program.tiers(bootstrap.ledger())  # the program configuration is cached per container
-    orders.program.rules(bootstrap.ledger())
+    program.tiers(bootstrap.ledger())  # the program configuration is cached per container
+    program.rules(bootstrap.ledger())
     results = []
     with CapacityMeter(bootstrap.dynamodb_client()) as meter:
         for scenario in SCENARIOS:

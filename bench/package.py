@@ -13,7 +13,7 @@ from typing import Any
 
 from infra import package
 
-from .imports import FLOOR, TIMER
+from .imports import FIRST_REQUEST, FLOOR, TIMER
 
 LAYER_SITE = f"python/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
 
@@ -44,7 +44,9 @@ def cold_imports(manifest: dict[str, Any], runs: int) -> list[tuple[str, float]]
                 z.extractall(root / kind)
         layer = root / "layer" / LAYER_SITE
         rows = [("floor, from the API zip + layer", _time(FLOOR, [root / "api", layer], root, runs)),
-                ("import app, from the API zip + layer", _time("import app", [root / "api", layer], root, runs))]
+                ("import app, from the API zip + layer", _time("import app", [root / "api", layer], root, runs)),
+                *[(f"{label}, from the API zip + layer", _time(stmt, [root / "api", layer], root, runs))
+                  for label, stmt in FIRST_REQUEST]]
         for name, handler in manifest["functions"].items():
             module = handler.rsplit(".", 1)[0]
             rows.append((f"import {module} ({name}), from its zip + layer",

@@ -4,6 +4,8 @@ serve    start DynamoDB Local (data kept in .local/ddb), moto, a fake WeChat and
 token    print a bearer token the local API accepts
 seed     load the demo brand into the running local stack
 run-job  run a scheduled function now against the running local stack
+routes   rewrite chalicelib/api/routes.json from the views' declarations (after adding or moving a route)
+policy   rewrite docs/access-policy.md from chalicelib/domain/policy.py
 """
 from __future__ import annotations
 
@@ -131,6 +133,29 @@ def cmd_serve(args: argparse.Namespace) -> None:
         stack.stop()
 
 
+def cmd_routes(args: argparse.Namespace) -> None:
+    from .api import write_route_table
+
+    print(f"wrote {write_route_table().relative_to(ROOT)}")
+
+
+POLICY_DOC = ROOT / "docs" / "access-policy.md"
+
+
+def policy_doc() -> str:
+    from .domain.policy import markdown_table
+
+    return ("# Access policy\n\nGenerated from `chalicelib/domain/policy.py` by `python -m chalicelib.cli policy`; "
+            "do not edit by hand.\n\nCells name the scope rule a role gets: `any` (the role is enough), `self` "
+            "(a member's own record), `store` (the resource's store: staff, managers and integrations their "
+            "stores, region managers their region, HQ all); `—` is refused with 403.\n\n" + markdown_table())
+
+
+def cmd_policy(args: argparse.Namespace) -> None:
+    POLICY_DOC.write_text(policy_doc())
+    print(f"wrote {POLICY_DOC.relative_to(ROOT)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m chalicelib.cli", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     job.add_argument("name", choices=sorted(JOBS))
     job.add_argument("--date", help="run as of this business day (YYYY-MM-DD), e.g. to re-run a missed night")
     job.set_defaults(func=cmd_run_job)
+    sub.add_parser("routes", help="rewrite chalicelib/api/routes.json").set_defaults(func=cmd_routes)
+    sub.add_parser("policy", help="rewrite docs/access-policy.md").set_defaults(func=cmd_policy)
     args = parser.parse_args(argv)
     args.func(args)
 

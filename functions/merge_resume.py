@@ -7,7 +7,7 @@ from typing import Any
 
 from chalicelib import bootstrap
 from chalicelib.observability import logger, metrics
-from chalicelib.services.members import resume_pending_merges
+from chalicelib.services.merges import resume_pending_merges
 
 
 @logger.inject_lambda_context

@@ -10,7 +10,7 @@ from typing import Any
 from chalicelib import bootstrap
 from chalicelib.domain import clock
 from chalicelib.observability import logger, metrics
-from chalicelib.services.points import expire_due
+from chalicelib.services.expiry import expire_due
 
 
 @logger.inject_lambda_context

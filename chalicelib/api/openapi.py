@@ -180,6 +180,9 @@ def _link(target: str, params: dict[str, str], body: dict[str, str] | None) -> d
 
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
+    from . import load_all
+
+    load_all()  # the views load lazily (api/__init__.py); the document describes every one
     models: list[type[BaseModel]] = [ErrorBody]
     for spec in ROUTES:
         models += [m for m in (spec.body, spec.response) if m is not None]

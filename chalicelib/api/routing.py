@@ -1,6 +1,7 @@
-"""One decorator for every route: authenticate, check the role, parse and validate the input, call the
-view, shape the answer, map any error to our error shape. It also records each route's contract, from
-which api/openapi.py writes the OpenAPI document (so the document cannot forget a route)."""
+"""One decorator for every route: authenticate, check the role against the access policy, parse and
+validate the input, call the view, shape the answer, map any error to our error shape. It also records
+each route's contract, from which api/openapi.py writes the OpenAPI document (so the document cannot
+forget a route) and `python -m chalicelib.cli routes` writes api/routes.json (see api/__init__.py)."""
 from __future__ import annotations
 
 import functools
@@ -10,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalice import Blueprint
 from pydantic import BaseModel, ValidationError
 
 from .. import bootstrap
-from ..domain.access import Principal, Role, require_role
+from ..domain.access import Principal, Role
 from ..domain.errors import BadRequest, Invalid, NotFound, Unauthorized
+from ..domain.policy import PUBLIC, allow_role, permission
 from ..observability import logger, metrics
 from .auth import bearer_token, principal_from_claims
 from .errors import (
@@ -26,8 +27,6 @@ from .errors import (
     json_response,
     validation_details,
 )
-
-ALL_ROLES = frozenset(Role)
 
 # Path parameters are validated before any lookup; a malformed id is simply "not found".
 PATH_PARAMS: dict[str, tuple[str, str]] = {
@@ -43,6 +42,8 @@ class RouteSpec:
     path: str
     method: str
     name: str
+    module: str
+    operation: str
     summary: str
     public: bool
     roles: frozenset[Role]
@@ -73,19 +74,21 @@ class Reply:
     status: int = 200
 
 
-def route(bp: Blueprint, path: str, method: str, *, summary: str, tag: str, public: bool = False,
-          roles: frozenset[Role] | set[Role] = ALL_ROLES, body: type[BaseModel] | None = None,
+def route(path: str, method: str, *, op: str, summary: str, tag: str, body: type[BaseModel] | None = None,
           query: type[BaseModel] | None = None, response: type[BaseModel] | None = None, status: int = 200,
           errors: tuple[int, ...] = (), also: tuple[int, ...] = ()) -> Callable:
+    """`op` names the operation's row in domain/policy.py: who may call it comes from there only."""
+    public = op in PUBLIC
+    roles = frozenset() if public else permission(op).roles
+
     def decorate(view: Callable[..., Reply | BaseModel]) -> Callable:
-        spec = RouteSpec(path=path, method=method, name=view.__name__, summary=summary, public=public,
-                         roles=frozenset(roles), body=body, query=query, response=response, status=status,
-                         errors=errors, tag=tag, also=also)
+        spec = RouteSpec(path=path, method=method, name=view.__name__, module=view.__module__, operation=op,
+                         summary=summary, public=public, roles=roles, body=body, query=query, response=response,
+                         status=status, errors=errors, tag=tag, also=also)
         ROUTES.append(spec)
 
         @functools.wraps(view)
-        def handler(**params: str) -> Any:
-            request = bp.current_request
+        def handler(request: Any, **params: str) -> Any:
             request_id = (request.context or {}).get("requestId") or ""
             logger.set_correlation_id(request_id)
             headers = {"X-Request-Id": request_id} if request_id else {}
@@ -93,7 +96,7 @@ def route(bp: Blueprint, path: str, method: str, *, summary: str, tag: str, publ
                 call = Call(principal=None if public else _authenticate(request.headers),
                             headers=dict(request.headers or {}))
                 if not public:
-                    require_role(call.principal, spec.roles)  # type: ignore[arg-type]
+                    allow_role(op, call.principal)  # type: ignore[arg-type]
                 _check_path(params)
                 if body is not None:
                     call.body = _parse_body(request, body)
@@ -112,7 +115,6 @@ def route(bp: Blueprint, path: str, method: str, *, summary: str, tag: str, publ
                 if metrics.metric_set:  # one EMF line per request that recorded business events
                     metrics.flush_metrics()
 
-        bp.route(path, methods=[method], content_types=["*/*"])(handler)
         return handler
 
     return decorate

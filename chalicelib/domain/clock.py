@@ -18,3 +18,8 @@ def business_day(at: datetime) -> date:
 def iso(at: datetime) -> str:
     """ISO 8601 with offset, millisecond precision: sortable as text within one offset."""
     return at.astimezone(BUSINESS_TZ).isoformat(timespec="milliseconds")
+
+
+def to_ms(at: datetime) -> datetime:
+    """`at` in business time, cut to the millisecond: what `iso` writes and a stored answer replays."""
+    return datetime.fromisoformat(iso(at))

@@ -13,6 +13,17 @@ from .orders import Order
 
 
 @dataclass(frozen=True)
+class MemberHead:
+    """What the points use cases need of the member's profile: whether it is live, where a merge sent it,
+    and the birth month (birthday promotions). Read with the points state in one query."""
+
+    member_id: str
+    status: str  # active | merged | erased
+    merged_into: str | None = None
+    birth_month: int | None = None
+
+
+@dataclass(frozen=True)
 class MemberState:
     """The small, hot item updated by every order and points movement (kept apart from the profile so a
     write costs 1 KB units, not the profile's size)."""

@@ -78,7 +78,7 @@ class MergeRecord(BaseModel):
     source_member_id: str
     by: str
     started_at: datetime
-    state: str  # moving | done
+    state: str = Field(description="moving: history still being moved in batches; done")
     moved: dict[str, int] = Field(default_factory=dict)
     finished_at: datetime | None = None
 

@@ -76,9 +76,24 @@ class RefundInput(BaseModel):
         return self
 
 
-class Order(BaseModel):
-    """An order as stored (and answered)."""
+class Breakdown(BaseModel):
+    """How an order's points were computed: one multiplication, rounded down once."""
 
+    model_config = ConfigDict(extra="forbid")
+    amount_fen: int
+    points_per_yuan: int
+    tier_id: str
+    tier_multiplier: int = Field(description="permille")
+    promotion: str | None
+    promotion_multiplier: int = Field(description="permille; the highest active promotion, they do not stack")
+    unrounded: str = Field(description="the exact product before the single rounding down")
+    points: int
+
+
+class OrderRecord(BaseModel):
+    """An order as anyone allowed to see it sees it (the HTTP answer of GET /orders/{id} and the history)."""
+
+    model_config = ConfigDict(extra="forbid")
     order_id: str
     member_id: str | None
     guest: bool
@@ -88,13 +103,20 @@ class Order(BaseModel):
     amount: int
     items: list[OrderLine]
     points_earned: int
+    refunded_amount: int = 0
+    points_reversed: int = 0
+    breakdown: Breakdown | None
+    created_at: datetime
+
+
+class Order(OrderRecord):
+    """An order as stored: the record plus what only the ledger needs."""
+
+    model_config = ConfigDict(extra="ignore")  # read back from items that carry index attributes too
     debt_paid: int
-    breakdown: dict[str, Any] | None
     balance_after: int | None
     tier_before: str | None
     tier_after: str | None
-    refunded_amount: int = 0
-    points_reversed: int = 0
     refunded_lines: dict[str, int] = {}  # sku -> amount refunded so far, when refunds named their lines
     fingerprint: str
     guest_phone_hash: str | None = None  # a guest order, attached when that phone registers
@@ -103,4 +125,6 @@ class Order(BaseModel):
     earn_entry_id: str | None = None
     earn_entry_at: datetime | None = None
     attached_at: datetime | None = None
-    created_at: datetime
+
+    def record(self) -> OrderRecord:
+        return OrderRecord.model_validate(self.model_dump(include=set(OrderRecord.model_fields)))

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from .ledger import Lot, MemberState
-from .program import PointsRules, Tier
+from .program import PointsRules, Tier, TierProgram
 
 
 # ---- earning ----------------------------------------------------------------------------------------------
@@ -149,9 +149,11 @@ class Reversal:
 
 
 def reverse(lot: LotState, points: int) -> Reversal:
-    """Unspent points are removed first, then expired ones are forgiven, the rest becomes owed."""
+    """Unspent points are removed first, then expired ones are forgiven, the rest becomes owed. A lot past
+    its last day has nothing unspent: what it still holds has expired (swept or not), so it is forgiven."""
     removed = 0 if lot.expired_flag else min(points, lot.remaining)
-    forgiven = min(points - removed, lot.expired - lot.forgiven)
+    lapsed = lot.expired + (lot.remaining if lot.expired_flag else 0)
+    forgiven = min(points - removed, lapsed - lot.forgiven)
     return Reversal(removed=removed, forgiven=forgiven, owed=points - removed - forgiven)
 
 
@@ -195,3 +197,28 @@ def fold_states(target: MemberState, source: MemberState, tier_rank: Callable[[s
         first_purchase_at=min(firsts) if firsts else None, last_purchase_at=max(lasts) if lasts else None,
         stores=target.stores | source.stores, categories=add(target.categories, source.categories),
         open_lots_from=earliest(target.open_lots_from, source.open_lots_from))
+
+
+def tier_progress(state: MemberState, tiers: TierProgram, day: date) -> int:
+    """Tier progress on `day`: rolling-12-month spend (or order count), never the points balance."""
+    buckets = state.spend_months if tiers.basis == "spend" else state.orders_months
+    return rolling_total(buckets, day)
+
+
+def less_categories(categories: dict[str, int], lines: list[tuple[str, str, int]], order_amount: int,
+                    refunded: int, by_sku: dict[str, int] | None) -> dict[str, int]:
+    """Refunded spend leaves the favourite-category tally. `lines` are the order's (sku, category, amount);
+    `by_sku` the refunded amount per sku when the refund named its lines, else the refund is spread over
+    the lines in proportion (the last line takes the rounding)."""
+    result = dict(categories)
+    category = {sku: cat for sku, cat, _ in lines}
+    if by_sku:
+        for sku, amount in by_sku.items():
+            result[category[sku]] = result.get(category[sku], 0) - amount
+        return result
+    left = refunded
+    for i, (_, cat, amount) in enumerate(lines):
+        share = left if i == len(lines) - 1 else (refunded * amount) // order_amount
+        result[cat] = result.get(cat, 0) - share
+        left -= share
+    return result

@@ -8,14 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..domain import clock
-from ..domain.access import Principal, Role
+from ..domain.access import Principal
 from ..domain.errors import Conflict, Invalid, PhoneTaken, Unauthorized
 from ..domain.ids import new_id
 from ..domain.members import AuditEntry, Channel, Consent, Member
 from ..domain.phone import normalize_phone
+from ..domain.policy import authorize
 from ..observability import metrics
+from .guest_orders import attach_after_registration
 from .members import resolve
-from .ports import MemberRepository, StoreRepository, TokenIssuer, WeChat
+from .ports import LedgerRepository, MemberRepository, StoreRepository, TokenIssuer, WeChat
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,12 @@ def sign_in(code: str, wechat: WeChat, members: MemberRepository, tokens: TokenI
 
 
 def bind_phone(actor: Principal, code: str, store_id: str | None, marketing_consent: bool, wechat: WeChat,
-               members: MemberRepository, stores: StoreRepository, tokens: TokenIssuer) -> SignIn:
-    """Bind the signed-in WeChat user to the member holding their verified phone, registering one if none."""
-    if actor.role is not Role.MEMBER or not actor.openid_hash:
+               members: MemberRepository, stores: StoreRepository, tokens: TokenIssuer,
+               ledger: LedgerRepository) -> SignIn:
+    """Bind the signed-in WeChat user to the member holding their verified phone, registering one if none;
+    then credit the phone's recent guest orders."""
+    authorize("sessions.bind_phone", actor)
+    if not actor.openid_hash:  # a member token minted by the mini-program's sign-in, not a console one
         raise Unauthorized("sign in with WeChat first", code="wechat_login_required")
     openid, bound_id = members.openid_by_hash(actor.openid_hash)
     if openid is None:
@@ -77,5 +82,7 @@ def bind_phone(actor: Principal, code: str, store_id: str | None, marketing_cons
             member, _ = resolve(members, taken.member_id)
             members.bind_openid(member.member_id, openid, entry)
     member, _ = resolve(members, member.member_id)
+    if member.phone and attach_after_registration(member.member_id, member.phone, members, ledger):
+        member = members.get(member.member_id) or member
     token, exp = tokens.mint_member_token(openid_hash=actor.openid_hash, member_id=member.member_id)
     return SignIn(token=token, expires_at=exp, member=member)

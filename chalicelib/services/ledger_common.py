@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..domain.errors import NotFound, StaleRead, Unavailable
-from ..domain.ledger import MemberState
+from ..domain.errors import Conflict, DocumentExists, NotFound, StaleRead, Unavailable
+from ..domain.ledger import MemberHead, MemberState
 from .ports import LedgerRepository
 
 T = TypeVar("T")
@@ -31,17 +31,17 @@ def optimistic(attempt: Callable[[], T]) -> T:
 
 
 def live_member(ledger: LedgerRepository, member_id: str,
-                erased_ok: bool = False) -> tuple[dict[str, Any], MemberState]:
+                erased_ok: bool = False) -> tuple[MemberHead, MemberState]:
     """The member's profile item and points state, following merges (one query per hop). `erased_ok`: the
     ledger outlives an erased profile (its points still expire)."""
     for _ in range(MAX_HOPS):
         profile, state = ledger.load_member(member_id)
         if profile is None:
             raise NotFound("member not found", code="member_not_found", details={"member_id": member_id})
-        if profile["status"] == "merged" and profile.get("merged_into"):
-            member_id = profile["merged_into"]
+        if profile.status == "merged" and profile.merged_into:
+            member_id = profile.merged_into
             continue
-        if profile["status"] == "erased" and not erased_ok:
+        if profile.status == "erased" and not erased_ok:
             raise NotFound("member has been erased", code="member_erased", details={"member_id": member_id})
         return profile, state
     raise NotFound("member not found", code="member_not_found", details={"member_id": member_id})
@@ -51,3 +51,32 @@ def fingerprint(fields: dict[str, Any]) -> str:
     """Same request body -> same fingerprint: a retried id with a different body is a 409, not a replay."""
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()).digest()
     return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")  # 128 bits: 22 bytes on every order
+
+
+def replay(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, print_: str) -> dict[str, Any] | None:
+    """The stored answer of an idempotent request, or None; the same id with another body is a 409."""
+    done = ledger.get_document(kind, owner, doc_id)
+    if done is None:
+        return None
+    if done["fingerprint"] != print_:
+        raise Conflict(f"{kind}_id already used for a different request", code=f"{kind}_id_reused",
+                       details={f"{kind}_id": doc_id})
+    return done["answer"]
+
+
+def idempotent(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, print_: str,
+               attempt: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """Replay first (a retried redemption must not be judged against the balance it already spent), then
+    do it; a concurrent twin that wins the document's key turns into a replay too."""
+    previous = replay(ledger, kind, owner, doc_id, print_)
+    if previous is not None:
+        return previous, False
+    try:
+        return optimistic(attempt), True
+    except DocumentExists:
+        # Documents are kept under the live member: a retry through a merged-away id finds it there.
+        live = live_member(ledger, owner, erased_ok=True)[1].member_id if kind != "refund" else owner
+        answer = replay(ledger, kind, live, doc_id, print_)
+        if answer is None:
+            raise
+        return answer, False

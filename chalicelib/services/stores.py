@@ -4,12 +4,14 @@ from __future__ import annotations
 from ..domain import clock
 from ..domain.access import Principal
 from ..domain.errors import NotFound
+from ..domain.policy import authorize
 from ..domain.stores import Store, StoreInput
 from ..observability import audit as audit_line
 from .ports import StoreRepository
 
 
 def put_store(store_id: str, cmd: StoreInput, actor: Principal, stores: StoreRepository) -> tuple[Store, bool]:
+    authorize("stores.put", actor)
     created = stores.get(store_id) is None
     store = Store(store_id=store_id, updated_at=clock.now(), **cmd.model_dump())
     stores.put(store)
@@ -22,3 +24,7 @@ def get_store(store_id: str, stores: StoreRepository) -> Store:
     if store is None:
         raise NotFound("store not found", code="store_not_found", details={"store_id": store_id})
     return store
+
+
+def list_stores(cursor: str | None, limit: int, stores: StoreRepository) -> tuple[list[Store], str | None]:
+    return stores.list(cursor, limit)

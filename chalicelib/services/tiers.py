@@ -7,11 +7,10 @@ from datetime import date
 from ..domain import clock
 from ..domain.errors import DocumentExists, NotFound
 from ..domain.ledger import Change, Document, TierMarker
-from ..domain.points import add_months, month_key, rolling_months
+from ..domain.points import add_months, month_key, rolling_months, tier_progress
 from ..observability import metrics
 from . import program
 from .ledger_common import live_member, optimistic
-from .orders import progress_on
 from .ports import LedgerRepository
 
 
@@ -44,7 +43,7 @@ def _review_one(ledger: LedgerRepository, member_id: str, today: date) -> list[s
         return []  # merged away, or this day's review is already applied (a re-run drops nobody twice)
     now = clock.now()
     current = tiers.index(state.tier)
-    have = progress_on(state, tiers, today)
+    have = tier_progress(state, tiers, today)
     outcome: list[str] = []
     change = Change(member_id=member_id, expected_version=state.version)
     if current > 0 and have < tiers.tiers[current].threshold:

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..domain import clock
 from ..domain.errors import DocumentExists, StaleRead
-from ..domain.ledger import Change, LedgerEntry, Lot, MemberState
-from ..domain.orders import Order
+from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
+from ..domain.orders import Breakdown, Order
 from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
 
@@ -50,13 +50,16 @@ class DynamoLedgerRepository:
         self._config[name] = (time.monotonic(), body)
 
     # ---- reads -------------------------------------------------------------------------------------
-    def load_member(self, member_id: str) -> tuple[dict[str, Any] | None, MemberState]:
-        """Profile and points state in ONE query (both sort keys start with PROFILE)."""
+    def load_member(self, member_id: str) -> tuple[MemberHead | None, MemberState]:
+        """Profile head and points state in ONE query (both sort keys start with PROFILE)."""
         items, _ = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
                                  values={":pk": keys.member_pk(member_id), ":p": keys.PROFILE}, ConsistentRead=True)
         profile = next((i for i in items if i["sk"] == keys.PROFILE), None)
         state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
-        return profile, (state_from_item(state) if state else MemberState(member_id=member_id))
+        head = None if profile is None else MemberHead(
+            member_id=member_id, status=profile["status"], merged_into=profile.get("merged_into"),
+            birth_month=int(profile["birth_month"]) if profile.get("birth_month") is not None else None)
+        return head, (state_from_item(state) if state else MemberState(member_id=member_id))
 
     def open_lots(self, member_id: str, since: datetime | None) -> list[Lot]:
         """Lots still holding points, read from the state's bound on (older lots hold none); lots past their
@@ -100,7 +103,8 @@ class DynamoLedgerRepository:
         if with_breakdown and order.member_id and order.earn_entry_id and order.earn_entry_at:
             entry = self._entry_item(order.member_id, clock.iso(order.earn_entry_at), order.earn_entry_id)
             if entry:
-                order = order.model_copy(update={"breakdown": _entry(entry).detail.get("breakdown")})
+                found = _entry(entry).detail.get("breakdown")
+                order = order.model_copy(update={"breakdown": Breakdown.model_validate(found) if found else None})
         return order
 
     def _entry_item(self, member_id: str, at_iso: str, entry_id: str) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from chalicelib.cli import _LocalContext
-from chalicelib.services import members as member_service
+from chalicelib.services import merges as member_service
 from functions.merge_resume import handler
 from testkit.support import registration
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from chalicelib import bootstrap
 from chalicelib.cli import _LocalContext
 from chalicelib.domain import clock
-from chalicelib.services import points as points_service
+from chalicelib.services import expiry as points_service
 from functions.points_expiry import handler
 from testkit.audit import audit_member
 from testkit.ledger import one_month_expiry, order, plain_day

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck
 from hypothesis.errors import Flaky
 from schemathesis.core.failures import FailureGroup
 
-from chalicelib.api.routing import ROUTES
+from chalicelib.api import load_all
 from tests.fuzz import world as w
 
 schema = w.build_schema()
@@ -22,7 +22,7 @@ schema = w.build_schema()
 _PREFERENCE = ("hq", "staff", "integration", "member")
 CALLER = {f"{r.method} {r.path}": "anonymous" if r.public else
           ("member_wechat" if r.name == "bind_phone" else next(c for c in _PREFERENCE if c in r.roles))
-          for r in ROUTES}
+          for r in load_all()}
 
 
 # Where scenarios may start. schemathesis guesses roots from its own dependency analysis, which reads the

@@ -57,7 +57,7 @@ def _spec(name: str) -> stack.FunctionSpec:
 
 def test_merge_resume_calls_are_granted(api, tokens, monkeypatch, record):  # noqa: ANN001
     from chalicelib.cli import _LocalContext
-    from chalicelib.services import members as member_service
+    from chalicelib.services import merges as member_service
     from functions.merge_resume import handler
     from testkit.ledger import order
     from testkit.support import registration

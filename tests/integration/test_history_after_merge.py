@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from chalicelib import bootstrap
 from chalicelib.domain import clock
-from chalicelib.services import members as member_service
+from chalicelib.services import merges as member_service
 from chalicelib.store import keys
 from testkit.ledger import order
 from testkit.support import registration

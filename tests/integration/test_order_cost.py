@@ -10,15 +10,15 @@ from bench.capacity import CapacityMeter
 from chalicelib import bootstrap
 from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.orders import OrderInput
-from chalicelib.services import orders
+from chalicelib.services import posting
 from testkit.ledger import order
 from testkit.support import registration
 
 CLERK = Principal(sub="cost-clerk", role=Role.STAFF, store_ids=frozenset({"sh-001"}))
 
 
-def _post(body: dict) -> orders.Posted:
-    return orders.post_order(OrderInput.model_validate(body), CLERK, bootstrap.members(), bootstrap.ledger(),
+def _post(body: dict) -> posting.Posted:
+    return posting.post_order(OrderInput.model_validate(body), CLERK, bootstrap.members(), bootstrap.ledger(),
                              bootstrap.stores())
 
 

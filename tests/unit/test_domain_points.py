@@ -318,9 +318,6 @@ def test_a_reversal_total_adds_its_three_parts():
     assert Reversal(removed=3, forgiven=5, owed=7).total == 15
 
 
-@pytest.mark.xfail(strict=True, reason="domain bug: reverse() neither removes nor forgives the remaining points "
-                                       "of a lot past its last day that the expiry sweep has not reached yet, so "
-                                       "they become debt; after the sweep the same refund is fully forgiven")
 def test_a_refund_of_an_expired_lot_does_not_depend_on_whether_the_sweep_ran():
     """Given an unspent lot of 100 points whose last day was yesterday, When the whole order is refunded
     before the daily expiry sweep reaches the lot, Then no debt arises, exactly as when the refund comes

@@ -1,7 +1,6 @@
-"""Response models and the few request models that are purely HTTP (query strings, WeChat codes).
-
-Request bodies that are domain commands (Registration, MemberPatch, StoreInput) are defined once in
-domain/ and used here as they are. Every response field is typed (ints, never Decimal/float)."""
+"""Every response model of the HTTP API. Each resource has one, built from its domain model (a subclass
+that only names it, or a `cls.of(domain_object)` where the answer differs from what is stored): no model
+here re-lists a domain model's fields. Every field is typed (ints, never Decimal/float)."""
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -11,18 +10,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain.access import Principal, Role
 from ..domain.clock import business_day, now
-from ..domain.members import Channel, ConsentInput, Gender, Member, MemberId, MemberStatus, Phone
+from ..domain.ledger import LedgerEntry
+from ..domain.members import Channel, Gender, Member, MemberStatus, MergeRecord
+from ..domain.orders import Breakdown, OrderRecord
 from ..domain.phone import mask_phone
 from ..domain.points import rolling_total
+from ..domain.program import Tier
+from ..domain.receipts import Adjustment, LotTake, Redemption, Refund
 from ..domain.stores import Store
-
-PAGE_MAX = 100
 
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# ---- members, stores, sessions ------------------------------------------------------------------------------
 class ConsentView(_Out):
     marketing: bool
     updated_at: datetime
@@ -84,30 +86,10 @@ class MemberList(_Out):
     next_cursor: str | None = None
 
 
-class PhoneQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    phone: Phone
+class MergeView(MergeRecord):
+    """A merge and how far its move has come."""
 
-
-class PageQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    cursor: str | None = Field(default=None, max_length=2048)
-    limit: int = Field(default=50, ge=1, le=PAGE_MAX)
-
-
-class MergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    source_member_id: MemberId
-
-
-class MergeView(_Out):
-    target_member_id: str
-    source_member_id: str
-    by: str
-    started_at: datetime
-    state: str = Field(description="moving: history still being moved in batches; done")
-    moved: dict[str, int]
-    finished_at: datetime | None = None
 
 
 class ExportView(_Out):
@@ -142,19 +124,6 @@ class StoreList(_Out):
     next_cursor: str | None = None
 
 
-class WeChatLogin(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    code: str = Field(min_length=1, max_length=128, description="wx.login() code")
-
-
-class PhoneBinding(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    code: str = Field(min_length=1, max_length=128, description="code from the getPhoneNumber button")
-    store_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,40}$",
-                                 description="store whose QR code brought the member, if any")
-    consent: ConsentInput | None = Field(default=None, description="asked when the member first signs up")
-
-
 class SessionView(_Out):
     token: str
     expires_at: datetime
@@ -163,3 +132,119 @@ class SessionView(_Out):
 
 class Health(_Out):
     status: str
+
+
+# ---- orders, points, tiers ------------------------------------------------------------------------------
+class TierRef(_Out):
+    tier_id: str
+    name: str
+
+
+class OrderReceipt(_Out):
+    """The answer to posting (and previewing) an order; a replay answers the same body."""
+
+    order_id: str
+    member_id: str | None
+    guest: bool = Field(description="a phone that is not (yet) a member: no points now")
+    points_earned: int
+    debt_paid: int = Field(description="of points_earned, how many paid owed points first")
+    balance: int | None
+    tier_before: TierRef | None
+    tier_after: TierRef | None
+    tier_changed: bool
+    breakdown: Breakdown | None
+    paid_at: datetime
+
+
+class OrderView(OrderRecord):
+    """One order with its refunds so far."""
+
+    @classmethod
+    def of(cls, order: OrderRecord) -> OrderView:
+        return cls.model_validate(order.model_dump(include=set(cls.model_fields)))
+
+
+class OrderList(_Out):
+    items: list[OrderView]
+    next_cursor: str | None
+
+
+class RefundView(Refund):
+    """The answer to a refund (a replay answers the same body)."""
+
+
+class LotTakeView(LotTake):
+    """Points a redemption took from one lot."""
+
+
+class RedemptionView(Redemption):
+    lots: list[LotTakeView]  # type: ignore[assignment]  (the same fields, under the name the document uses)
+
+
+class AdjustmentView(Adjustment):
+    """The answer to an HQ adjustment."""
+
+
+class EntryLotView(_Out):
+    expires_on: date = Field(description="the last business day its points can be spent")
+    original: int = Field(description="points credited to the lot (after paying any owed points)")
+    remaining: int
+    status: str = Field(description="active | expired")
+
+
+class LedgerEntryView(_Out):
+    entry_id: str
+    at: datetime
+    kind: str = Field(description="earn | refund | redemption | redemption_cancel | expiry | adjustment | merge")
+    points: int
+    balance_after: int
+    ref: str = Field(description="the order, refund, redemption, lot or adjustment behind it")
+    detail: dict
+    lot: EntryLotView | None = Field(default=None, description="the lot this entry credited, as it stands now")
+
+    @classmethod
+    def of(cls, e: LedgerEntry) -> LedgerEntryView:
+        lot = EntryLotView(expires_on=e.lot.expires_on, original=e.lot.original, remaining=e.lot.remaining,
+                           status=e.lot.status) if e.lot else None
+        return cls(entry_id=e.entry_id, at=e.at, kind=e.kind, points=e.points, balance_after=e.balance_after,
+                   ref=e.ref, detail=e.detail, lot=lot)
+
+
+class LedgerPage(_Out):
+    items: list[LedgerEntryView]
+    next_cursor: str | None
+
+
+class ExpiringView(_Out):
+    date: date
+    points: int
+
+
+class PointsView(_Out):
+    member_id: str
+    balance: int = Field(description="available - owed; negative while points are owed")
+    available: int
+    owed: int
+    expiring_soon: list[ExpiringView]
+    ledger: LedgerPage
+
+
+class NextTier(_Out):
+    tier_id: str
+    name: str
+    threshold: int
+    missing: int
+
+
+class TierDetail(Tier):
+    """The member's tier as the program defines it."""
+
+
+class TierView(_Out):
+    member_id: str
+    tier: TierDetail
+    basis: str
+    progress: int = Field(description="rolling-12-month spend in fen (or order count)")
+    since: datetime | None
+    next_tier: NextTier | None
+    message: str

@@ -1,0 +1,71 @@
+"""Every request model of the HTTP API, in one place.
+
+Bodies that are domain commands (orders, refunds, registrations, profile edits, stores, the loyalty
+program) are defined once in domain/ and listed here as they are; the rest are purely HTTP (query strings,
+WeChat codes, small command bodies)."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from ..domain.members import ConsentInput, MemberId, MemberPatch, Phone, Registration, StoreId
+from ..domain.orders import DocId, OrderInput, RefundInput
+from ..domain.program import PointsRules, TierProgram
+from ..domain.stores import StoreInput
+
+__all__ = ["AdjustmentInput", "MemberPatch", "MergeRequest", "OrderInput", "PageQuery", "PhoneBinding", "PhoneQuery",
+           "PointsRules", "RedemptionInput", "RefundInput", "Registration", "StoreInput", "TierProgram", "WeChatLogin"]
+
+PAGE_MAX = 100
+Points = Annotated[StrictInt, Field(ge=1, le=1_000_000_000)]
+
+
+class PhoneQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    phone: Phone
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    cursor: str | None = Field(default=None, max_length=2048)
+    limit: int = Field(default=50, ge=1, le=PAGE_MAX)
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source_member_id: MemberId
+
+
+class WeChatLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=128, description="wx.login() code")
+
+
+class PhoneBinding(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=128, description="code from the getPhoneNumber button")
+    store_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,40}$",
+                                 description="store whose QR code brought the member, if any")
+    consent: ConsentInput | None = Field(default=None, description="asked when the member first signs up")
+
+
+class RedemptionInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    redemption_id: DocId
+    points: Points
+    reason: str = Field(min_length=1, max_length=200)
+    store_id: StoreId | None = Field(default=None, description="required at the counter (staff)")
+
+
+class AdjustmentInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    adjustment_id: DocId
+    points: Annotated[StrictInt, Field(ge=-1_000_000_000, le=1_000_000_000)]
+    reason: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _nonzero(self) -> AdjustmentInput:
+        if self.points == 0:
+            raise ValueError("points must not be 0")
+        return self

@@ -1,0 +1,181 @@
+"""THE access policy: for every operation, which roles may call it and which scope rule applies to each.
+
+One table answers "who may refund an order of store B?": find `orders.refund`. The route decorator reads
+the roles from here (a role not listed is refused before the body is read); a service checks the
+data-dependent part by naming its operation (`authorize("orders.refund", actor, store=...)`), never by
+re-coding a rule. docs/access-policy.md is generated from this module (`python -m chalicelib.cli policy`).
+
+The access-matrix test keeps its own hand-written expectations: it must never read this table.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from .access import COUNTER_ROLES, Principal, Role
+from .errors import Forbidden
+
+
+class Scope(StrEnum):
+    """What a caller of a given role may reach within an operation."""
+
+    ANY = "any"  # nothing data-dependent: the role is enough (counter staff serve any member)
+    SELF = "self"  # a member: only their own record (or one merged into it)
+    STORE = "store"  # the resource's store: staff/managers/integrations their stores, region managers
+    #                  their region's stores, HQ all
+
+
+class StoreFacts(Protocol):
+    store_id: str
+    region_id: str | None
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """A store known only by id (its item not read, or gone): in scope only by id, never by region."""
+
+    store_id: str
+    region_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Permission:
+    scopes: Mapping[Role, Scope]  # the roles that may call, each with its scope rule
+    rule: str  # the rule in words, for the generated table
+    # The refusal a caller outside `scopes` gets (a stricter rule on a route others may call, such as the
+    # phone of a profile, names its own code).
+    denied_code: str = "role_not_allowed"
+    denied_message: str | None = None
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        return frozenset(self.scopes)
+
+
+def _all(scope: Scope = Scope.ANY) -> dict[Role, Scope]:
+    return {role: scope for role in Role}
+
+
+ANY, SELF, STORE = Scope.ANY, Scope.SELF, Scope.STORE
+MEMBER, STAFF, MANAGER = Role.MEMBER, Role.STAFF, Role.STORE_MANAGER
+REGION, HQ, INTEGRATION = Role.REGION_MANAGER, Role.HQ, Role.INTEGRATION
+
+PUBLIC: frozenset[str] = frozenset({"meta.health", "meta.openapi", "sessions.wechat_sign_in"})
+
+POLICY: dict[str, Permission] = {
+    # ---- the organisation
+    "stores.put": Permission({HQ: ANY}, "HQ maintains the stores"),
+    "stores.list": Permission(_all(), "every signed-in caller (a store locator)"),
+    "stores.get": Permission(_all(), "every signed-in caller"),
+    # ---- members
+    "members.register": Permission({STAFF: STORE, MANAGER: STORE, INTEGRATION: STORE, HQ: ANY},
+                                   "at one of the caller's stores (the body's store_id); HQ anywhere"),
+    "members.lookup": Permission({STAFF: ANY, MANAGER: ANY, INTEGRATION: ANY, HQ: ANY},
+                                 "counter roles at any store: a member walks into any store"),
+    "members.view": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY},
+                               "the member themself; counter staff of any store; HQ"),
+    "members.update": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY},
+                                 "as members.view (the phone: members.change_phone)"),
+    "members.change_phone": Permission(
+        {HQ: ANY}, "HQ only; a member changes it through WeChat's verified number (sessions.bind_phone)",
+        denied_code="phone_not_editable",
+        denied_message="the phone changes only through the verified WeChat flow or HQ"),
+    "members.merge": Permission({HQ: ANY}, "HQ only"),
+    "members.export": Permission({MEMBER: SELF, HQ: ANY}, "the member themself, HQ (PIPL access right)"),
+    "members.erase": Permission({MEMBER: SELF, HQ: ANY}, "the member themself, HQ (PIPL deletion right)"),
+    # ---- sessions
+    "sessions.bind_phone": Permission({MEMBER: ANY}, "a signed-in mini-program member (token bound to an openid)"),
+    # ---- orders
+    "orders.post": Permission({STAFF: STORE, MANAGER: STORE, INTEGRATION: STORE, HQ: ANY},
+                              "at one of the caller's stores (the body's store_id); HQ anywhere"),
+    "orders.preview": Permission({STAFF: STORE, MANAGER: STORE, INTEGRATION: STORE, HQ: ANY}, "as orders.post"),
+    "orders.get": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, INTEGRATION: STORE, HQ: ANY},
+                             "its member; counter staff of any store; an integration its stores' orders; HQ"),
+    "orders.refund": Permission({STAFF: ANY, MANAGER: ANY, INTEGRATION: STORE, HQ: ANY},
+                                "counter staff at any store (returns are taken anywhere); an integration "
+                                "its stores' orders; HQ"),
+    "orders.history": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY}, "as members.view"),
+    # ---- points and tiers
+    "points.view": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY}, "as members.view"),
+    "points.tier": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY}, "as members.view"),
+    "points.redeem": Permission({MEMBER: SELF, STAFF: STORE, MANAGER: STORE},
+                                "the member themself; counter staff at one of their stores (the body's "
+                                "store_id); not HQ"),
+    "points.cancel_redemption": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY},
+                                           "the member themself; counter staff of any store; HQ"),
+    "points.adjust": Permission({HQ: ANY}, "HQ only (audited)"),
+    # ---- the loyalty program
+    "program.tiers": Permission(_all(), "every signed-in caller"),
+    "program.put_tiers": Permission({HQ: ANY}, "HQ only"),
+    "program.rules": Permission(_all(), "every signed-in caller"),
+    "program.put_rules": Permission({HQ: ANY}, "HQ only"),
+}
+
+
+def permission(operation: str) -> Permission:
+    try:
+        return POLICY[operation]
+    except KeyError:
+        raise LookupError(f"operation {operation!r} has no row in the access policy") from None
+
+
+def allow_role(operation: str, actor: Principal) -> Scope:
+    """The caller's role may call the operation: its scope rule; else 403 (the route does this first)."""
+    perm = permission(operation)
+    scope = perm.scopes.get(actor.role)
+    if scope is None:
+        raise Forbidden(perm.denied_message or f"role {actor.role.value} may not do this", code=perm.denied_code)
+    return scope
+
+
+def authorize(operation: str, actor: Principal, *, member_id: str | None = None,
+              store: StoreFacts | Callable[[], StoreFacts] | None = None) -> None:
+    """The whole check for one operation: role, then the role's scope rule against the facts given.
+
+    `member_id` is the member the request is about (resolved through merges by the caller where an old id
+    may be used); `store` the store it is about, or a loader that is called only when the rule needs it.
+    A rule whose fact was not given is a programming error, never a silent pass."""
+    scope = allow_role(operation, actor)
+    if scope is Scope.SELF:
+        if member_id is None:
+            raise LookupError(f"{operation}: the self rule needs the member_id")
+        if actor.member_id != member_id:
+            raise Forbidden("members may only access their own data", code="not_your_member")
+    elif scope is Scope.STORE:
+        if store is None:
+            raise LookupError(f"{operation}: the store rule needs the store")
+        facts = store() if callable(store) else store
+        if not in_store_scope(actor, facts.store_id, facts.region_id):
+            raise Forbidden("store is outside your scope", code="store_out_of_scope",
+                            details={"store_id": facts.store_id})
+
+
+def in_store_scope(actor: Principal, store_id: str, region_id: str | None) -> bool:
+    if actor.role is Role.HQ:
+        return True
+    if actor.role is Role.REGION_MANAGER:
+        return actor.region_id is not None and region_id == actor.region_id
+    if actor.role in COUNTER_ROLES or actor.role is Role.INTEGRATION:
+        return store_id in actor.store_ids
+    return False
+
+
+def scope_of(operation: str, actor: Principal) -> Scope | None:
+    """The caller's scope rule for the operation (None: not allowed), for services whose steps differ by
+    rule (a counter redemption needs a store; a member's own does not)."""
+    return permission(operation).scopes.get(actor.role)
+
+
+def markdown_table() -> str:
+    """docs/access-policy.md: one row per operation, one column per role."""
+    roles = list(Role)
+    head = "| operation | " + " | ".join(r.value for r in roles) + " | rule |"
+    rows = [head, "|" + "---|" * (len(roles) + 2)]
+    for op in sorted(PUBLIC):
+        rows.append(f"| `{op}` | " + " | ".join("public" for _ in roles) + " | no token needed |")
+    for op, perm in sorted(POLICY.items()):
+        cells = [perm.scopes[r].value if r in perm.scopes else "—" for r in roles]
+        rows.append(f"| `{op}` | " + " | ".join(cells) + f" | {perm.rule} |")
+    return "\n".join(rows) + "\n"

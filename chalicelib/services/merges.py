@@ -1,0 +1,83 @@
+"""Folding a duplicate member into the survivor: the redirect, then the move of its items in batches."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..domain import clock
+from ..domain.access import Principal
+from ..domain.errors import Invalid, NotFound
+from ..domain.ledger import MemberState
+from ..domain.members import MemberStatus, MergeRecord
+from ..domain.points import fold_states
+from ..domain.policy import authorize
+from ..observability import audit as audit_line
+from ..observability import metrics
+from . import program
+from .members import audit_entry, resolve
+from .ports import LedgerRepository, MemberRepository
+
+MERGE_BATCHES_INLINE = 20  # ~1,000 items; beyond that the merge-resume job finishes the move
+
+
+def merge_members(target_id: str, source_id: str, actor: Principal, members: MemberRepository,
+                  ledger: LedgerRepository) -> MergeRecord:
+    """The HTTP use case: HQ folds `source_id` into `target_id`, tiers folded by the program's order."""
+    authorize("members.merge", actor)
+    tiers = program.tiers(ledger)
+    return merge(target_id, source_id, actor, members, tiers.index, tiers.tiers[0].tier_id)
+
+
+def merge(target_id: str, source_id: str, actor: Principal, members: MemberRepository,
+          tier_rank: Callable[[str | None], int] = lambda _: 0, lowest_tier: str | None = None) -> MergeRecord:
+    """Fold source into target. Step 1 (one transaction) redirects the source; then its items move in
+    batches. A retry of the same merge answers the record (and finishes the move if it was interrupted)."""
+    if target_id == source_id:
+        raise Invalid("a member cannot be merged into itself", code="invalid_merge",
+                      details=[{"loc": ["body", "source_member_id"], "msg": "same as target"}])
+    existing = members.get_merge(target_id, source_id)
+    if existing is None:
+        target, target_from = resolve(members, target_id)
+        if target_from:
+            raise Invalid("target has itself been merged; merge into the survivor", code="invalid_merge",
+                          details={"survivor_member_id": target.member_id})
+        source = members.get(source_id)
+        if source is None or source.status is not MemberStatus.ACTIVE:
+            raise NotFound("source member not found or not active", code="member_not_found",
+                           details={"member_id": source_id})
+        record = MergeRecord(target_member_id=target_id, source_member_id=source_id, by=actor.sub,
+                             started_at=clock.now(), state="moving")
+        folded = None
+        if source.state is not None:  # the duplicate's points, debt and history join the survivor's
+            folded = fold_states(target.state or MemberState(member_id=target_id), source.state, tier_rank)
+        members.start_merge(target, source, record, audit_entry(actor, "member.merged", [f"merged_from:{source_id}"]),
+                            folded, lowest_tier)
+        metrics.add_metric(name="MemberMerged", unit="Count", value=1)
+        audit_line("member.merge", actor=actor.sub, role=actor.role.value, member_id=target_id,
+                   source_member_id=source_id)
+    continue_merge(members, target_id, source_id, max_batches=MERGE_BATCHES_INLINE)
+    return members.get_merge(target_id, source_id)  # type: ignore[return-value]
+
+
+def continue_merge(members: MemberRepository, target_id: str, source_id: str, max_batches: int) -> bool:
+    """Move remaining items; True when the merge is complete. Safe to run twice at once (each batch is a
+    conditional transaction; a lost race just looks again)."""
+    record = members.get_merge(target_id, source_id)
+    if record is None or record.state == "done":
+        return True
+    for _ in range(max_batches):
+        moved = members.move_batch(target_id, source_id)
+        if moved == 0:
+            members.finish_merge(target_id, source_id)
+            return True
+    return False
+
+
+def resume_pending_merges(members: MemberRepository, max_batches_each: int = 200) -> dict[str, int]:
+    """Scheduled job: finish merges whose move was interrupted (found through the sparse work index)."""
+    finished = unfinished = 0
+    for record in members.pending_merges():
+        if continue_merge(members, record.target_member_id, record.source_member_id, max_batches_each):
+            finished += 1
+        else:
+            unfinished += 1
+    return {"finished": finished, "unfinished": unfinished}

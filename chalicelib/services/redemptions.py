@@ -1,0 +1,126 @@
+"""Spending points at the counter or in the mini-program, and cancelling a spend."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..domain import clock
+from ..domain.access import Principal
+from ..domain.errors import Conflict, Invalid, NotFound, StaleRead
+from ..domain.ids import new_id
+from ..domain.ledger import Change, Document, LedgerEntry, Lot
+from ..domain.points import InsufficientPoints, LotView, earliest, oldest_open, plan_consumption
+from ..domain.policy import Scope, authorize, scope_of
+from ..domain.receipts import Redemption
+from ..observability import metrics
+from .ledger_common import fingerprint, idempotent, live_member
+from .ports import LedgerRepository, StoreRepository
+
+
+def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_id: str | None, actor: Principal,
+           ledger: LedgerRepository, stores: StoreRepository) -> tuple[Redemption, bool]:
+    """Spend points, soonest-expiring lots first; insufficient points is a 409 and changes nothing."""
+    at_counter = scope_of("points.redeem", actor) is Scope.STORE
+    if not at_counter:
+        authorize("points.redeem", actor, member_id=member_id)
+    elif store_id is None:
+        raise Invalid("store_id is required at the counter", code="validation_error",
+                      details=[{"loc": ["body", "store_id"], "msg": "required for staff"}])
+    if store_id is not None:
+        store = stores.get(store_id)
+        if store is None:
+            raise Invalid("unknown store", code="unknown_store",
+                          details=[{"loc": ["body", "store_id"], "msg": "no such store"}])
+        if at_counter:
+            authorize("points.redeem", actor, store=store)
+    print_ = fingerprint({"points": points, "reason": reason, "store_id": store_id})
+
+    def attempt() -> dict[str, Any]:
+        _, state = live_member(ledger, member_id)
+        mid = state.member_id
+        now = clock.now()
+        today = clock.business_day(now)
+        lots = ledger.open_lots(mid, state.open_lots_from)
+        spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
+        if points > spendable:
+            raise Conflict("not enough points", code="insufficient_points",
+                           details={"balance": max(spendable, state.balance), "requested": points})
+        try:
+            plan = plan_consumption([LotView(lot.lot_id, lot.expires_on, lot.remaining) for lot in lots], points, today)
+        except InsufficientPoints as short:
+            raise Conflict("not enough points", code="insufficient_points",
+                           details={"balance": short.available, "requested": points}) from None
+        if len(plan) > 90:
+            raise Conflict("points are spread over too many lots for one redemption; redeem less at once",
+                           code="too_many_lots", details={"lots": len(plan)})
+        by_id = {lot.lot_id: lot for lot in lots}
+        updated = [(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan]
+        after = {**by_id, **{lot.lot_id: lot for lot, _ in updated}}
+        spent = state.evolve(version=state.version + 1, available=state.available - points,
+                             open_lots_from=oldest_open(after.values(), now))
+        takes = [{"lot_id": view.lot_id, "earned_at": clock.iso(by_id[view.lot_id].at),
+                  "expires_on": view.expires_on.isoformat(), "points": take} for view, take in plan]
+        answer = {"redemption_id": redemption_id, "member_id": mid, "points": points, "reason": reason,
+                  "store_id": store_id, "status": "active", "lots": takes, "balance": spent.balance,
+                  "created_at": clock.iso(now)}
+        ledger.apply(Change(
+            member_id=mid, state=spent, expected_version=state.version, updated_lots=updated,
+            entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="redemption", points=-points,
+                                 balance_after=spent.balance, ref=redemption_id,
+                                 detail={"reason": reason, "store_id": store_id, "lots": takes})],
+            documents=[Document(kind="redemption", owner=mid, doc_id=redemption_id,
+                                body={"fingerprint": print_, "answer": answer})]))
+        return answer
+
+    answer, created = idempotent(ledger, "redemption", member_id, redemption_id, print_, attempt)
+    if created:
+        metrics.add_metric(name="PointsRedeemed", unit="Count", value=points)
+    return Redemption.model_validate(answer), created
+
+
+def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
+                      ledger: LedgerRepository) -> tuple[Redemption, bool]:
+    """Re-credit the original lots with their original expiry; points of lots that expired meanwhile
+    stay expired. A second cancel answers the first one's result."""
+    authorize("points.cancel_redemption", actor, member_id=member_id)
+    _, state0 = live_member(ledger, member_id)
+    mid = state0.member_id
+    original = ledger.get_document("redemption", mid, redemption_id)
+    if original is None:
+        raise NotFound("redemption not found", code="redemption_not_found", details={"redemption_id": redemption_id})
+    print_ = fingerprint({"cancel": redemption_id})
+
+    def attempt() -> dict[str, Any]:
+        _, state = live_member(ledger, mid)
+        now = clock.now()
+        today = clock.business_day(now)
+        credited = lapsed = 0
+        updated: list[tuple[Lot, int]] = []
+        for take in original["answer"]["lots"]:
+            # the lots were the redeeming member's; a merge since may have moved them (or be moving them)
+            found = ledger.entry(original["answer"]["member_id"], datetime.fromisoformat(take["earned_at"]),
+                                 take["lot_id"])
+            if found is None or found.lot is None:
+                raise StaleRead()  # lots are never deleted: mid-move, look again
+            lot = found.lot
+            if lot.status == "active" and lot.expires_on >= today:
+                updated.append((lot.evolve(remaining=lot.remaining + take["points"]), lot.remaining))
+                credited += take["points"]
+            else:
+                lapsed += take["points"]
+        restored = state.evolve(version=state.version + 1, available=state.available + credited,
+                                open_lots_from=earliest(state.open_lots_from,
+                                                        *(lot.at for lot, _ in updated)))
+        answer = {**original["answer"], "status": "cancelled", "recredited": credited, "expired": lapsed,
+                  "balance": restored.balance, "cancelled_at": clock.iso(now)}
+        ledger.apply(Change(
+            member_id=mid, state=restored, expected_version=state.version, updated_lots=updated,
+            entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="redemption_cancel", points=credited,
+                                 balance_after=restored.balance, ref=redemption_id,
+                                 detail={"recredited": credited, "stayed_expired": lapsed})],
+            documents=[Document(kind="redemption_cancel", owner=mid, doc_id=redemption_id,
+                                body={"fingerprint": print_, "answer": answer})]))
+        return answer
+
+    answer, created = idempotent(ledger, "redemption_cancel", mid, redemption_id, print_, attempt)
+    return Redemption.model_validate(answer), created
