@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from . import clock
 from .members import Channel, MemberId, Phone, StoreId
@@ -117,7 +117,8 @@ class Order(OrderRecord):
     balance_after: int | None
     tier_before: str | None
     tier_after: str | None
-    refunded_lines: dict[str, int] = {}  # sku -> amount refunded so far, when refunds named their lines
+    # sku -> (amount, qty) refunded so far by refunds that named their lines (all lines of that sku together)
+    refunded_lines: dict[str, tuple[int, int]] = {}
     fingerprint: str
     guest_phone_hash: str | None = None  # a guest order, attached when that phone registers
     # The earn ledger entry: it keeps the breakdown and carries the order's lot (if any points were left
@@ -126,5 +127,31 @@ class Order(OrderRecord):
     earn_entry_at: datetime | None = None
     attached_at: datetime | None = None
 
+    @field_validator("refunded_lines", mode="before")
+    @classmethod
+    def _amount_only(cls, value: Any) -> Any:  # written before quantities were kept: amounts only
+        if isinstance(value, dict):
+            return {sku: (v, 0) if isinstance(v, int) else v for sku, v in value.items()}
+        return value
+
     def record(self) -> OrderRecord:
         return OrderRecord.model_validate(self.model_dump(include=set(OrderRecord.model_fields)))
+
+
+def refund_lines_after(items: list[OrderLine], refunded: dict[str, tuple[int, int]],
+                       refunding: list[RefundLine]) -> tuple[dict[str, tuple[int, int]], list[str]]:
+    """What refunds by line will have taken per sku once `refunding` is added, and the skus it overdraws.
+
+    A sku's limit is the sum over every line of the order that carries it, in amount and in quantity, across
+    all refunds of the order (refunds that named no lines are bounded by the order's total only)."""
+    limit: dict[str, tuple[int, int]] = {}
+    for line in items:
+        amount, qty = limit.get(line.sku, (0, 0))
+        limit[line.sku] = (amount + line.amount, qty + line.qty)
+    after = dict(refunded)
+    for r in refunding:
+        amount, qty = after.get(r.sku, (0, 0))
+        after[r.sku] = (amount + r.amount, qty + r.qty)
+    over = sorted({r.sku for r in refunding
+                   if after[r.sku][0] > limit[r.sku][0] or after[r.sku][1] > limit[r.sku][1]})
+    return after, over

@@ -222,3 +222,12 @@ def less_categories(categories: dict[str, int], lines: list[tuple[str, str, int]
         result[cat] = result.get(cat, 0) - share
         left -= share
     return result
+
+
+def tier_after_refund(current: int, floor: int, qualified_before: int, qualified_after: int) -> int:
+    """The tier (as an index) a refund leaves, given what the member qualified for just before and just after
+    it under today's program. A refund takes back only the levels it crosses itself: a member holding a
+    tier above what they now qualify for (the program was raised; nobody is demoted before the review)
+    keeps that grace. Never below `floor` (the tier confirmed at the last review), never above `current`."""
+    grace = max(0, current - qualified_before)
+    return min(current, max(floor, qualified_after + grace))

@@ -46,11 +46,15 @@ def points_view(member_id: str, actor: Principal, ledger: LedgerRepository, curs
     today = clock.business_day(now)
     horizon = today + timedelta(days=program.rules(ledger).expiring_soon_days)
     soon: dict[date, int] = {}
+    lapsed = 0  # past their last day, not yet swept by the nightly job: not spendable, so not shown
     for lot in ledger.open_lots(state.member_id, state.open_lots_from):
-        if today <= lot.expires_on <= horizon:
+        if lot.expires_on < today:
+            lapsed += lot.remaining
+        elif lot.expires_on <= horizon:
             soon[lot.expires_on] = soon.get(lot.expires_on, 0) + lot.remaining
     entries, next_cursor = ledger.ledger(state.member_id, cursor, limit)
-    return PointsSnapshot(member_id=state.member_id, balance=state.balance, available=state.available,
+    available = state.available - lapsed
+    return PointsSnapshot(member_id=state.member_id, balance=available - state.owed, available=available,
                           owed=state.owed, expiring_soon=sorted(soon.items()), entries=entries,
                           next_cursor=next_cursor)
 

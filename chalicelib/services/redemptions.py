@@ -44,7 +44,7 @@ def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_i
         spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
         if points > spendable:
             raise Conflict("not enough points", code="insufficient_points",
-                           details={"balance": max(spendable, state.balance), "requested": points})
+                           details={"balance": spendable, "requested": points})
         try:
             plan = plan_consumption([LotView(lot.lot_id, lot.expires_on, lot.remaining) for lot in lots], points, today)
         except InsufficientPoints as short:
@@ -94,7 +94,7 @@ def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
         _, state = live_member(ledger, mid)
         now = clock.now()
         today = clock.business_day(now)
-        credited = lapsed = 0
+        credited = lapsed = debt_cancelled = 0
         updated: list[tuple[Lot, int]] = []
         for take in original["answer"]["lots"]:
             # the lots were the redeeming member's; a merge since may have moved them (or be moving them)
@@ -102,22 +102,33 @@ def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
                                  take["lot_id"])
             if found is None or found.lot is None:
                 raise StaleRead()  # lots are never deleted: mid-move, look again
-            lot = found.lot
+            lot, points = found.lot, take["points"]
+            # A refund of the lot's order since the redemption made these points a debt (they were spent).
+            # They were not spent after all: the debt goes, and the refund counts them as taken back.
+            unowed = min(points, lot.owed)
+            back = points - unowed
             if lot.status == "active" and lot.expires_on >= today:
-                updated.append((lot.evolve(remaining=lot.remaining + take["points"]), lot.remaining))
-                credited += take["points"]
-            else:
-                lapsed += take["points"]
+                new = lot.evolve(remaining=lot.remaining + back, owed=lot.owed - unowed, clawed=lot.clawed + unowed)
+                credited += back
+            else:  # expired meanwhile: they expire with the lot (so a refund later forgives them)
+                new = lot.evolve(expired=lot.expired + back, owed=lot.owed - unowed, clawed=lot.clawed + unowed)
+                lapsed += back
+            debt_cancelled += unowed
+            if new != lot:
+                updated.append((new, lot.remaining))
         restored = state.evolve(version=state.version + 1, available=state.available + credited,
+                                owed=state.owed - debt_cancelled,
                                 open_lots_from=earliest(state.open_lots_from,
-                                                        *(lot.at for lot, _ in updated)))
-        answer = {**original["answer"], "status": "cancelled", "recredited": credited, "expired": lapsed,
+                                                        *(lot.at for lot, _ in updated if lot.remaining)))
+        answer = {**original["answer"], "status": "cancelled", "recredited": credited + debt_cancelled,
+                  "expired": lapsed,
                   "balance": restored.balance, "cancelled_at": clock.iso(now)}
         ledger.apply(Change(
             member_id=mid, state=restored, expected_version=state.version, updated_lots=updated,
-            entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="redemption_cancel", points=credited,
-                                 balance_after=restored.balance, ref=redemption_id,
-                                 detail={"recredited": credited, "stayed_expired": lapsed})],
+            entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="redemption_cancel",
+                                 points=credited + debt_cancelled, balance_after=restored.balance, ref=redemption_id,
+                                 detail={"recredited": credited, "stayed_expired": lapsed,
+                                         "debt_cancelled": debt_cancelled})],
             documents=[Document(kind="redemption_cancel", owner=mid, doc_id=redemption_id,
                                 body={"fingerprint": print_, "answer": answer})]))
         return answer

@@ -9,9 +9,17 @@ from ..domain import clock
 from ..domain.access import Principal
 from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound, StaleRead
 from ..domain.ids import new_id
-from ..domain.ledger import Change, Document, LedgerEntry, TierMarker
-from ..domain.orders import Order, RefundInput
-from ..domain.points import LotState, less_categories, month_key, points_to_reverse, reverse, tier_progress
+from ..domain.ledger import Change, Document, LedgerEntry, MemberState, TierMarker
+from ..domain.orders import Order, RefundInput, refund_lines_after
+from ..domain.points import (
+    LotState,
+    less_categories,
+    month_key,
+    points_to_reverse,
+    reverse,
+    tier_after_refund,
+    tier_progress,
+)
 from ..domain.policy import Scope, StoreRef, authorize, scope_of
 from ..domain.receipts import Refund
 from ..observability import metrics
@@ -59,22 +67,23 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
         if cmd.amount > left:
             raise Invalid("refund exceeds what remains of the order", code="refund_exceeds_order",
                           details={"refundable": left, "requested": cmd.amount})
-        lines = {line.sku: line for line in order.items}
-        unknown = [line.sku for line in cmd.items or [] if line.sku not in lines]
+        skus = {line.sku for line in order.items}
+        unknown = [line.sku for line in cmd.items or [] if line.sku not in skus]
         if unknown:
             raise Invalid("refund names items not in the order", code="unknown_items", details={"skus": unknown})
-        lines_after = dict(order.refunded_lines)
-        for r in cmd.items or []:
-            lines_after[r.sku] = lines_after.get(r.sku, 0) + r.amount
-        too_much = sorted({r.sku for r in cmd.items or [] if r.qty > lines[r.sku].qty}
-                          | {sku for sku, amount in lines_after.items() if amount > lines[sku].amount})
-        if too_much:  # across all refunds of the order (refunds that named no lines are bounded by the total)
+        lines_after, too_much = refund_lines_after(order.items, order.refunded_lines, cmd.items or [])
+        if too_much:
             raise Invalid("refund of a line exceeds what remains of that line", code="refund_exceeds_line",
                           details={"skus": too_much})
         now = clock.now()
         day = clock.business_day(now)
         to_reverse = points_to_reverse(order.points_earned, order.amount, order.refunded_amount, cmd.amount,
                                        order.points_reversed)
+        holder = live_member(ledger, order.member_id, erased_ok=True) if order.member_id else None
+        if holder is not None and holder[0].status == "erased":
+            # The customer's refund never depends on a privacy request: it is recorded against the order and
+            # the sales figures; an erased member's points are closed, so none move.
+            holder, to_reverse = None, 0
         change = Change(member_id=order.member_id, order_refund=(order_id, order.refunded_amount,
                                                                  order.refunded_amount + cmd.amount,
                                                                  order.points_reversed + to_reverse, lines_after),
@@ -85,8 +94,8 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
                                   "points_removed": 0, "points_owed": 0, "points_forgiven": 0, "member_id": None,
                                   "balance": None, "owed": None, "tier": None, "tier_changed": False,
                                   "created_at": clock.iso(now)}
-        if order.member_id:
-            _reverse_member(change, order, cmd, to_reverse, answer, ledger, now)
+        if holder is not None:
+            _reverse_member(change, order, cmd, to_reverse, answer, ledger, now, holder[1])
         change.documents.append(Document(kind="refund", owner=order_id, doc_id=cmd.refund_id,
                                          body={"fingerprint": print_, "answer": answer}))
         ledger.apply(change)
@@ -104,8 +113,8 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
 
 
 def _reverse_member(change: Change, order: Order, cmd: RefundInput, to_reverse: int, answer: dict[str, Any],
-                    ledger: LedgerRepository, now: datetime) -> None:
-    _, state = live_member(ledger, order.member_id)  # type: ignore[arg-type]
+                    ledger: LedgerRepository, now: datetime, state: MemberState) -> None:
+    change.member_id = state.member_id  # the survivor, when the order's member was merged away
     tiers = program.tiers(ledger)
     removed = forgiven = owed = lapsed_now = 0
     if to_reverse:
@@ -149,18 +158,18 @@ def _reverse_member(change: Change, order: Order, cmd: RefundInput, to_reverse: 
         orders_months={**state.orders_months, month: state.orders_months.get(month, 0) - (1 if full else 0)},
         order_count=state.order_count - (1 if full else 0), lifetime_spend=state.lifetime_spend - cmd.amount,
         lifetime_earned=state.lifetime_earned - to_reverse, categories=categories)
-    # No "buy, upgrade, refund": drop to what the remaining spend qualifies for, never below the tier
-    # confirmed at the last re-evaluation.
-    qualified = tiers.index(tiers.qualified(tier_progress(shrunk, tiers, clock.business_day(now))).tier_id)
-    floor = tiers.index(shrunk.tier_base)
+    # No "buy, upgrade, refund": the levels this refund's spend crosses are taken back at once, never
+    # below the tier confirmed at the last review, and never a demotion a program change implies.
+    today = clock.business_day(now)
+    before = tiers.index(tiers.qualified(tier_progress(state, tiers, today)).tier_id)
+    after = tiers.index(tiers.qualified(tier_progress(shrunk, tiers, today)).tier_id)
     current = tiers.index(shrunk.tier)
-    if qualified < current:
-        new_tier = tiers.tiers[max(qualified, floor)].tier_id
-        if new_tier != shrunk.tier:
-            change.events.append(("tier_reverted", {"from": shrunk.tier, "to": new_tier, "order_id": order.order_id}))
-            shrunk = shrunk.evolve(tier=new_tier, tier_since=now, tier_upgrade_order=None)
-            change.tier_marker = TierMarker(new_tier if tiers.index(new_tier) > 0 else None)
-            answer["tier_changed"] = True
+    new_tier = tiers.tiers[tier_after_refund(current, tiers.index(shrunk.tier_base), before, after)].tier_id
+    if new_tier != shrunk.tier:
+        change.events.append(("tier_reverted", {"from": shrunk.tier, "to": new_tier, "order_id": order.order_id}))
+        shrunk = shrunk.evolve(tier=new_tier, tier_since=now, tier_upgrade_order=None)
+        change.tier_marker = TierMarker(new_tier if tiers.index(new_tier) > 0 else None)
+        answer["tier_changed"] = True
     change.state, change.expected_version = shrunk, state.version
     change.entries.append(LedgerEntry(entry_id=new_id(), member_id=state.member_id, at=now, kind="refund",
                                       points=-(removed + owed), balance_after=shrunk.balance, ref=order.order_id,
