@@ -1,8 +1,9 @@
-"""Helpers for order/points tests: order bodies, a paid_at that no promotion touches."""
+"""Helpers for order/points tests: order bodies, a paid_at that no promotion touches, a clock that tests move
+forward, a Lambda context for calling a function's handler."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from chalicelib.domain import clock
@@ -42,3 +43,40 @@ def order(member_id: str | None = None, amount: int = 12_345, store_id: str = "s
         body["member_id"] = member_id
     body.update(extra)
     return body
+
+
+class ShiftedClock:
+    """Business time that tests can move forward: starts today at 10:00 Asia/Shanghai (so a run never crosses
+    a real midnight), then runs with the real clock plus whatever `advance` added. Install it with
+    `monkeypatch.setattr(clock, "now", shifted.now)`: every `clock.now()` (orders' validation, the use cases,
+    ledger times) then sees it."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._monotonic = time.monotonic
+        self._start = time.monotonic()
+        self._base = clock.now().replace(hour=10, minute=0, second=0, microsecond=0)
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return self._base + self.offset + timedelta(seconds=self._monotonic() - self._start)
+
+    def today(self) -> date:
+        return clock.business_day(self.now())
+
+    def advance(self, days: int) -> None:
+        self.offset += timedelta(days=days)
+
+
+class LambdaContext:
+    """What Powertools reads from a Lambda context, for calling a function's handler in a test."""
+
+    def __init__(self, name: str = "test") -> None:
+        self.function_name = name
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{name}"
+        self.aws_request_id = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000

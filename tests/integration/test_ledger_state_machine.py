@@ -1,113 +1,401 @@
-"""Any sequence of earn / redeem / cancel / refund / expire / duplicate retry, run against DynamoDB Local,
-keeps balance == sum of lot remainders - owed == sum of the ledger, never lets a redemption take the
-balance below zero, and never credits twice."""
+"""Any sequence of earn / retry / redeem / cancel / refund / advance the clock / nightly expiry / HQ adjustment,
+run through the API against DynamoDB Local, ends where a small model of lots and balances says it must.
+
+The model is the documented rules, written here on their own (docs/architecture.md "Orders and the points
+ledger", docs/decisions.md "Refund order of reversal"), never imported from chalicelib:
+  - an order earns floor(amount × 1 point per yuan) (one tier, no promotions: see the test's program);
+    every credit (order, HQ credit) pays owed points first, the rest becomes a lot that expires one month
+    after its earning day (months_after 1: the day before the same date next month);
+  - spending takes the soonest-expiring valid lots first; never more than valid points minus owed;
+  - a refund reverses floor(points × refunded so far ÷ amount) − what was reversed before: unspent points of
+    the order's lot are removed, then points that expired are forgiven, the rest (spent) becomes owed; a lot
+    past its last day has nothing unspent, whether the nightly job has reached it or not;
+  - cancelling a redemption puts its points back into the lots it took them from, unless the lot expired
+    meanwhile (those points are expired now); points coming back to a lot whose refund made them a debt
+    pay that debt;
+  - the nightly job expires lots whose last day has passed (found through the index of the last 100 days);
+  - the order of events does not change the result.
+After every step the API's available / owed / balance / expiring-soon and every lot read RAW from the table
+(testkit/audit.py) must equal the model's, and the auditor's invariants must hold.
+
+Known defects (issue 10 #2), each pinned by an xfail in test_refund_expiry_rules.py: the machine does not
+take the exact steps that trigger them while they are listed in AVOID_KNOWN_DEFECTS (see `_known_defect`), so
+the rest of the ledger stays under test. Take one out of the set to watch the machine find it.
+"""
 from __future__ import annotations
 
+import calendar
 import uuid
-from datetime import timedelta
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from chalicelib import bootstrap
 from chalicelib.domain import clock
-from chalicelib.domain.access import Principal, Role
-from chalicelib.domain.errors import Conflict, Invalid
-from chalicelib.domain.members import Registration
-from chalicelib.domain.orders import OrderInput, RefundInput
-from chalicelib.domain.program import ExpiryRule, PointsRules, Promotions
-from chalicelib.domain.stores import StoreInput
-from chalicelib.services import members, orders, points, program, stores
-from testkit.audit import audit_member
-from testkit.support import unique_phone
+from functions.points_expiry import handler as expiry_job
+from testkit.audit import audit_member, read_books
+from testkit.ledger import LambdaContext, ShiftedClock
+from testkit.support import registration
 
-STAFF = Principal(sub="pos-1", role=Role.STAFF, store_ids=frozenset({"sh-001"}))
-HQ = Principal(sub="hq", role=Role.HQ)
+AVOID_KNOWN_DEFECTS = {"2b", "2c"}  # issue 10 #2 (2a is fixed): remove each with its xfail once fixed
+AVOIDED: Counter[str] = Counter()  # how often the machine stepped around a known defect (printed at the end)
+
+LOOKBACK_DAYS = 100  # the nightly job looks back this far (docs/decisions.md, backdated orders)
+EXPIRING_SOON_DAYS = 30
 
 
-class Ledger(RuleBasedStateMachine):
-    posted = Bundle("posted")
-    redeemed = Bundle("redeemed")
+def add_months(day: date, months: int) -> date:
+    month0 = day.month - 1 + months
+    year, month = day.year + month0 // 12, month0 % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def last_day(earned_on: date) -> date:
+    """months_after 1: valid up to the day before the same date a month later."""
+    return add_months(earned_on, 1) - timedelta(days=1)
+
+
+@dataclass
+class Lot:
+    ref: str  # the order or adjustment that credited it
+    expires_on: date
+    original: int
+    remaining: int
+    swept: int = 0  # points the nightly job expired
+    forgiven: int = 0  # expired points that refunds matched (not clawed back)
+    lapsed: int = 0  # points of cancelled redemptions that came back after the lot had expired
+    refund_debt: int = 0  # debt that refunds of this lot's spent points created, not yet repaid by a cancel
+
+
+@dataclass
+class Order:
+    body: dict[str, Any]
+    points: int
+    refunded: int = 0
+    reversed: int = 0
+
+
+@dataclass
+class Redemption:
+    points: int
+    takes: list[tuple[str, int]]  # (lot ref, points)
+    answer: dict[str, Any]
+    cancel_answer: dict[str, Any] | None = None
+
+
+@dataclass
+class Model:
+    lots: dict[str, Lot] = field(default_factory=dict)
+    owed: int = 0
+
+    def available(self) -> int:
+        return sum(lot.remaining for lot in self.lots.values())
+
+    def balance(self) -> int:
+        return self.available() - self.owed
+
+    def valid(self, today: date) -> list[Lot]:
+        return [lot for lot in self.lots.values() if lot.expires_on >= today and lot.remaining > 0]
+
+    def credit(self, ref: str, points: int, expires_on: date) -> int:
+        """A credit pays owed points first; returns how many it paid."""
+        paid = min(points, self.owed)
+        self.owed -= paid
+        if points - paid:
+            self.lots[ref] = Lot(ref, expires_on, points - paid, points - paid)
+        return paid
+
+    def spend_plan(self, points: int, today: date) -> dict[date, int]:
+        """Soonest-expiring first: how many points each expiry day gives (lots expiring the same day are
+        interchangeable; which of them gives is the implementation's choice)."""
+        plan: dict[date, int] = {}
+        need = points
+        for lot in sorted(self.valid(today), key=lambda x: x.expires_on):
+            take = min(need, lot.remaining)
+            if take:
+                plan[lot.expires_on] = plan.get(lot.expires_on, 0) + take
+                need -= take
+        assert need == 0
+        return plan
+
+    def sweep(self, today: date) -> int:
+        """The nightly job: a member with a lot due within the look-back has all its due lots expired."""
+        due = [lot for lot in self.lots.values() if lot.remaining > 0 and lot.expires_on < today]
+        if not any(lot.expires_on >= today - timedelta(days=LOOKBACK_DAYS) for lot in due):
+            return 0
+        points = 0
+        for lot in due:
+            lot.swept += lot.remaining
+            points += lot.remaining
+            lot.remaining = 0
+        return points
+
+    def expiring_soon(self, today: date) -> list[dict[str, Any]]:
+        soon: dict[str, int] = {}
+        for lot in self.lots.values():
+            if lot.remaining and today <= lot.expires_on <= today + timedelta(days=EXPIRING_SOON_DAYS):
+                soon[lot.expires_on.isoformat()] = soon.get(lot.expires_on.isoformat(), 0) + lot.remaining
+        return [{"date": d, "points": p} for d, p in sorted(soon.items())]
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    """Set by the test before it runs: the API client, tokens and the shifted clock."""
+
+    api: Any
+    staff: str
+    hq: str
+    shifted: ShiftedClock
+
+    orders = Bundle("orders")
+    redemptions = Bundle("redemptions")
 
     @initialize()
     def new_member(self):
-        self.member, _ = members.register(
-            Registration(phone=unique_phone(), channel="store", store_id="sh-001", consent={"marketing": False}),
-            STAFF, bootstrap.members(), bootstrap.stores())
-        self.mid = self.member.member_id
-        self.days_ahead = 0
-        self.receipts: dict[str, int] = {}
+        self.shifted.offset = timedelta(0)
+        phone = f"139{uuid.uuid4().int % 10**8:08d}"  # not random.*: hypothesis seeds it the same for every example
+        status, body = self.api.post("/members", registration(phone), self.staff)
+        assert status == 201, body
+        self.mid = body["member_id"]
+        self.model = Model()
+        self.placed: dict[str, Order] = {}
+        self.spent: dict[str, Redemption] = {}
+        self.lot_refs: dict[str, str] = {}  # ledger entry id of a lot -> the model's lot (its ref)
 
-    def _order(self, order_id: str, amount: int, days_ago: int) -> OrderInput:
-        paid = clock.now() - timedelta(days=days_ago, minutes=1)
-        return OrderInput(order_id=order_id, member_id=self.mid, store_id="sh-001", channel="store",
-                          paid_at=paid, amount=amount,
-                          items=[{"sku": "a", "name": "tea", "category": "tea", "qty": 1, "amount": amount}])
+    # ---- helpers ----------------------------------------------------------------------------------------
+    def today(self) -> date:
+        return self.shifted.today()
 
-    @rule(target=posted, amount=st.integers(1, 60_000), days_ago=st.integers(0, 60))
+    def _raw_lots(self) -> dict[str, dict[str, Any]]:
+        books = read_books(self.mid)
+        self.lot_refs = {e.entry_id: e.ref for e in books.lots}
+        return {e.ref: e.lot for e in books.lots}
+
+    def _apply_spend(self, plan: dict[date, int], before: dict[str, int]) -> dict[str, int]:
+        """What each lot gave, read back from the table; it must follow the plan day by day."""
+        after = self._raw_lots()
+        taken = {ref: remaining - after[ref]["remaining"] for ref, remaining in before.items()
+                 if remaining != after[ref]["remaining"]}
+        by_day: dict[date, int] = {}
+        for ref, pts in taken.items():
+            lot = self.model.lots[ref]
+            assert 0 < pts <= lot.remaining and lot.expires_on >= self.today(), (ref, pts, lot)
+            by_day[lot.expires_on] = by_day.get(lot.expires_on, 0) + pts
+        assert by_day == plan, f"spent {by_day}, soonest-expiring first would be {plan}"
+        for ref, pts in taken.items():
+            self.model.lots[ref].remaining -= pts
+        return taken
+
+    @staticmethod
+    def _known_defect(which: str) -> bool:
+        """Whether to step around issue 10 #`which` (counted, so the run says how often it did)."""
+        if which[:2] not in AVOID_KNOWN_DEFECTS:
+            return False
+        AVOIDED[which] += 1
+        return True
+
+    # ---- rules ------------------------------------------------------------------------------------------
+    @rule(target=orders, amount=st.integers(1, 60_000), days_ago=st.integers(0, 60))
     def earn(self, amount, days_ago):
-        cmd = self._order(f"o-{uuid.uuid4().hex[:10]}", amount, days_ago)
-        result = orders.post_order(cmd, STAFF, bootstrap.members(), bootstrap.ledger(), bootstrap.stores())
-        assert result.created
-        self.receipts[cmd.order_id] = result.order.points_earned
-        return cmd
+        paid_at = self.shifted.now() - timedelta(days=days_ago, minutes=1)
+        body = {"order_id": f"o-{uuid.uuid4().hex[:12]}", "member_id": self.mid, "store_id": "sh-001",
+                "channel": "store", "paid_at": paid_at.isoformat(), "amount": amount,
+                "items": [{"sku": "a", "name": "tea", "category": "tea", "qty": 1, "amount": amount}]}
+        points = amount // 100
+        paid = self.model.credit(body["order_id"], points, last_day(clock.business_day(paid_at)))
+        status, receipt = self.api.post("/orders", body, self.staff)
+        assert status == 201, receipt
+        assert (receipt["points_earned"], receipt["debt_paid"], receipt["balance"]) == \
+            (points, paid, self.model.balance()), receipt
+        self.placed[body["order_id"]] = Order(body, points)
+        return body["order_id"]
 
-    @rule(cmd=posted)
-    def retry_order(self, cmd):
-        result = orders.post_order(cmd, STAFF, bootstrap.members(), bootstrap.ledger(), bootstrap.stores())
-        assert not result.created and result.order.points_earned == self.receipts[cmd.order_id]
+    @rule(order_id=orders)
+    def retry_order(self, order_id):
+        body = self.placed[order_id].body
+        if datetime.fromisoformat(body["paid_at"]) < self.shifted.now() - timedelta(days=89):
+            return  # a POS retries within minutes; a body paid over 90 days ago is refused as invalid (422)
+        status, receipt = self.api.post("/orders", self.placed[order_id].body, self.staff)
+        assert status == 200 and receipt["points_earned"] == self.placed[order_id].points, receipt
 
-    @rule(target=redeemed, pts=st.integers(1, 400))
-    def redeem(self, pts):
-        before = audit_member(self.mid)
+    @rule(target=redemptions, percent=st.integers(1, 120))
+    def redeem(self, percent):
+        """Spend a share of what can be spent (over 100%: more than that, refused)."""
+        today = self.today()
         rid = f"r-{uuid.uuid4().hex[:10]}"
-        try:
-            answer, created = points.redeem(self.mid, rid, pts, "test", "sh-001", STAFF, bootstrap.ledger(),
-                                            bootstrap.stores())
-        except Conflict as refused:
-            assert refused.code == "insufficient_points"
-            assert audit_member(self.mid) == before  # a refusal changes nothing
-            return None
-        assert created and answer["balance"] >= 0
+        spendable = sum(lot.remaining for lot in self.model.valid(today)) - self.model.owed
+        pts = max(1, spendable * percent // 100)
+        before = {ref: lot.remaining for ref, lot in self.model.lots.items()}
+        status, answer = self.api.post(f"/members/{self.mid}/points/redemptions",
+                                       {"redemption_id": rid, "points": pts, "reason": "test", "store_id": "sh-001"},
+                                       self.staff)
+        if pts > spendable:
+            assert (status, answer["code"]) == (409, "insufficient_points"), (spendable, status, answer)
+            return None  # nothing changed: the invariants compare every lot
+        assert status == 201, (spendable, answer)
+        taken = self._apply_spend(self.model.spend_plan(pts, today), before)
+        answered: dict[str, int] = {}
+        for take in answer["lots"]:
+            ref = self.lot_refs[take["lot_id"]]
+            answered[ref] = answered.get(ref, 0) + take["points"]
+            assert take["expires_on"] == self.model.lots[ref].expires_on.isoformat()
+        assert answered == taken, "the redemption's record names other lots than it took from"
+        assert answer["balance"] == self.model.balance(), answer
+        self.spent[rid] = Redemption(pts, list(taken.items()), answer)
         return rid
 
-    @rule(rid=redeemed)
-    def cancel(self, rid):
-        if rid is not None:
-            points.cancel_redemption(self.mid, rid, STAFF, bootstrap.ledger())
+    @rule(rid=redemptions)
+    def retry_redemption(self, rid):
+        if rid is None:
+            return
+        r = self.spent[rid]
+        status, answer = self.api.post(f"/members/{self.mid}/points/redemptions",
+                                       {"redemption_id": rid, "points": r.points, "reason": "test",
+                                        "store_id": "sh-001"}, self.staff)
+        assert (status, answer) == (200, r.answer)
 
-    @rule(cmd=posted, share=st.integers(1, 100))
-    def refund(self, cmd, share):
-        order = bootstrap.ledger().get_order(cmd.order_id)
-        left = order.amount - order.refunded_amount
-        amount = min(left, max(1, order.amount * share // 100))
+    @rule(rid=redemptions)
+    def cancel(self, rid):
+        if rid is None:
+            return
+        r, today = self.spent[rid], self.today()
+        path = f"/members/{self.mid}/points/redemptions/{rid}/cancel"
+        if r.cancel_answer is not None:  # a second cancel answers the first one's result
+            assert self.api.post(path, None, self.staff) == (200, r.cancel_answer)
+            return
+        back = lapsed = 0
+        repays: list[tuple[Lot, int, int]] = []
+        owed = self.model.owed
+        for ref, pts in r.takes:
+            lot = self.model.lots[ref]
+            if lot.expires_on >= today:
+                debt = min(pts, lot.refund_debt, owed)  # the refund made these points a debt: repay it
+                owed -= debt
+                repays.append((lot, pts, debt))
+                back += pts
+            else:
+                lapsed += pts
+        if any(debt for _, _, debt in repays) and self._known_defect("2c: cancel after a refund made the points owed"):
+            return  # issue 10 #2c: the points go back into the refunded lot instead of paying the debt
+        for lot, pts, debt in repays:
+            lot.remaining += pts - debt
+            lot.refund_debt -= debt
+        self.model.owed = owed
+        for ref, pts in r.takes:
+            if self.model.lots[ref].expires_on < today:
+                self.model.lots[ref].lapsed += pts
+        status, answer = self.api.post(path, None, self.staff)
+        assert status == 200, answer
+        assert (answer["status"], answer["recredited"], answer["expired"], answer["balance"]) == \
+            ("cancelled", back, lapsed, self.model.balance()), answer
+        r.cancel_answer = answer
+
+    @rule(order_id=orders, share=st.one_of(st.just(100), st.integers(1, 100)))
+    def refund(self, order_id, share):
+        o, today = self.placed[order_id], self.today()
+        amount = o.body["amount"]
+        left = amount - o.refunded
         if left == 0:
             return
-        try:
-            orders.refund(cmd.order_id, RefundInput(refund_id=f"f-{uuid.uuid4().hex[:8]}", amount=amount), STAFF,
-                          bootstrap.ledger())
-        except Invalid as err:
-            raise AssertionError(f"refund of {amount} of {left} refused: {err.code}") from None
+        refunding = min(left, max(1, amount * share // 100))
+        reverse = o.points * (o.refunded + refunding) // amount - o.reversed
+        lot = self.model.lots.get(order_id)
+        removed = forgiven = 0
+        if lot is not None:
+            expired = lot.expires_on < today
+            # Past its last day, a lot holds only expired points, whether or not the nightly job has run: a
+            # refund that reverses points expires them as the job would (then forgives them), so the job's
+            # timing is irrelevant.
+            lapsing = lot.remaining if expired and reverse else 0
+            removed = 0 if expired else min(reverse, lot.remaining)
+            forgiven = min(reverse - removed, lot.swept + lapsing + lot.lapsed - lot.forgiven)
+            if forgiven > lot.swept + lapsing - lot.forgiven and \
+                    self._known_defect("2b: refund after a cancel found the lot expired"):
+                return  # issue 10 #2b: the cancelled redemption's expired points become owed
+            lot.swept += lapsing
+            lot.remaining -= lapsing + removed
+            lot.forgiven += forgiven
+        owes = reverse - removed - forgiven
+        if lot is not None:
+            lot.refund_debt += owes
+        self.model.owed += owes
+        o.refunded += refunding
+        o.reversed += reverse
+        status, answer = self.api.post(f"/orders/{order_id}/refunds",
+                                       {"refund_id": f"f-{uuid.uuid4().hex[:8]}", "amount": refunding}, self.staff)
+        assert status == 201, answer
+        assert (answer["points_reversed"], answer["points_removed"], answer["points_forgiven"], answer["points_owed"],
+                answer["owed"], answer["balance"]) == \
+            (reverse, removed, forgiven, owes, self.model.owed, self.model.balance()), answer
 
-    @rule(days=st.integers(1, 45))
-    def expire(self, days):
-        self.days_ahead += days
-        points.expire_due(bootstrap.ledger(), clock.business_day(clock.now()) + timedelta(days=self.days_ahead))
+    @rule(days=st.integers(1, 45), sweep=st.booleans())
+    def advance(self, days, sweep):
+        """Time passes; the nightly job runs (or has not run yet: lots past their last day wait for it)."""
+        self.shifted.advance(days)
+        if sweep:
+            self.model.sweep(self.today())
+            expiry_job({"date": self.today().isoformat()}, LambdaContext("points-expiry"))
 
+    @rule(points=st.integers(-300, 300).filter(bool))
+    def adjust(self, points):
+        today = self.today()
+        before = {ref: lot.remaining for ref, lot in self.model.lots.items()}
+        aid = f"a-{uuid.uuid4().hex[:10]}"
+        plan: dict[date, int] = {}
+        if points > 0:
+            self.model.credit(aid, points, last_day(today))
+        else:
+            usable = sum(lot.remaining for lot in self.model.valid(today))
+            take = min(-points, usable)
+            plan = self.model.spend_plan(take, today) if take else {}
+            self.model.owed += -points - take  # whatever the lots cannot give becomes owed
+        status, answer = self.api.post(f"/members/{self.mid}/points/adjustments",
+                                       {"adjustment_id": aid, "points": points, "reason": "test"}, self.hq)
+        assert status == 201, answer
+        if points < 0:
+            self._apply_spend(plan, before)
+        assert (answer["balance"], answer["owed"]) == (self.model.balance(), self.model.owed), answer
+
+    # ---- after every step -------------------------------------------------------------------------------
     @invariant()
-    def books_balance(self):
-        if hasattr(self, "mid"):
-            audit_member(self.mid)
+    def matches_the_model(self):
+        if not hasattr(self, "mid"):
+            return
+        audit_member(self.mid)  # the raw invariants (sums, nothing twice, bounds, refunds exact)
+        status, view = self.api.get(f"/members/{self.mid}/points", self.staff)
+        assert status == 200, view
+        m = self.model
+        assert (view["available"], view["owed"], view["balance"]) == (m.available(), m.owed, m.balance()), view
+        assert view["expiring_soon"] == m.expiring_soon(self.today()), view
+        raw = self._raw_lots()
+        assert raw.keys() == m.lots.keys(), "the table holds other lots than the model"
+        for ref, lot in m.lots.items():
+            got = raw[ref]
+            assert (got["expires_on"], got["original"], got["remaining"], got["expired"], got["forgiven"]) == \
+                (lot.expires_on.isoformat(), lot.original, lot.remaining, lot.swept, lot.forgiven), (ref, got, lot)
 
 
-def test_ledger_invariants_hold_for_any_sequence(stack, fresh_table):
-    stores.put_store("sh-001", StoreInput(name="s", region_id="east", city="上海", store_type="standard"), HQ,
-                     bootstrap.stores())
-    # short-lived points so that expiry takes part; no promotions so amounts stay simple
-    program.put_rules(PointsRules(expiry=ExpiryRule(mode="months_after", months=1),
-                                  promotions=Promotions(member_day=None, birthday_month_multiplier=1000)), HQ,
-                      bootstrap.ledger())
-    run_state_machine_as_test(Ledger, settings=settings(
-        max_examples=15, stateful_step_count=25, deadline=None,
+def test_ledger_matches_its_model_for_any_sequence(stack, fresh_table, api, tokens, monkeypatch):
+    hq = tokens.hq()
+    assert api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海",
+                                      "store_type": "standard"}, hq)[0] in (200, 201)
+    # 1 point per yuan, one tier (×1), no promotions, points valid one month: expiry takes part.
+    rules = {"points_per_yuan": 1, "expiry": {"mode": "months_after", "months": 1},
+             "promotions": {"member_day": None, "member_day_multiplier": 1000, "birthday_month_multiplier": 1000},
+             "expiring_soon_days": EXPIRING_SOON_DAYS}
+    assert api.put("/points/rules", rules, hq)[0] == 200
+    assert api.put("/tiers", {"basis": "spend", "tiers": [{"tier_id": "regular", "name": "普通", "threshold": 0}]},
+                   hq)[0] == 200
+    shifted = ShiftedClock()
+    monkeypatch.setattr(clock, "now", shifted.now)
+    LedgerMachine.api, LedgerMachine.shifted = api, shifted
+    LedgerMachine.staff, LedgerMachine.hq = tokens.staff(stores=["sh-001"]), hq
+    AVOIDED.clear()
+    run_state_machine_as_test(LedgerMachine, settings=settings(
+        max_examples=15, stateful_step_count=30, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+    print(f"\nsteps not taken because of known defects (issue 10 #2): {dict(AVOIDED)}")
+
