@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..domain import clock
 from ..domain.access import Principal
-from ..domain.errors import Conflict, Invalid, PhoneTaken, Unauthorized
+from ..domain.errors import Conflict, Invalid, NotFound, PhoneTaken, Unauthorized
 from ..domain.ids import new_id
 from ..domain.members import AuditEntry, Channel, Consent, Member
 from ..domain.phone import normalize_phone
@@ -30,9 +30,22 @@ class SignIn:
 def sign_in(code: str, wechat: WeChat, members: MemberRepository, tokens: TokenIssuer) -> SignIn:
     openid = wechat.openid_for_login_code(code)
     openid_hash, member_id = members.ensure_openid(openid)
-    member = resolve(members, member_id)[0] if member_id else None
+    member = _bound_member(members, openid_hash, member_id)
     token, exp = tokens.mint_member_token(openid_hash=openid_hash, member_id=member.member_id if member else None)
     return SignIn(token=token, expires_at=exp, member=member)
+
+
+def _bound_member(members: MemberRepository, openid_hash: str, member_id: str | None) -> Member | None:
+    """The live member a login is bound to, or None. A login still naming a member that no longer exists or
+    was erased (left by erasures before they reached every login) is released: the person is new again,
+    never an error at sign-in."""
+    if not member_id:
+        return None
+    try:
+        return resolve(members, member_id)[0]
+    except NotFound:
+        members.release_openid(openid_hash, member_id)
+        return None
 
 
 def bind_phone(actor: Principal, code: str, store_id: str | None, marketing_consent: bool, wechat: WeChat,
@@ -54,8 +67,9 @@ def bind_phone(actor: Principal, code: str, store_id: str | None, marketing_cons
     entry = AuditEntry(actor=actor.sub, role=actor.role.value, action="member.phone_verified", fields=["phone"],
                        at=clock.now())
     holder_id = members.member_for_phone_marker(phone)
-    if bound_id:
-        member, _ = resolve(members, bound_id)
+    bound = _bound_member(members, actor.openid_hash, bound_id)
+    if bound is not None:
+        member = bound
         if member.phone != phone:
             if holder_id and holder_id != member.member_id:
                 raise Conflict("this phone belongs to another membership; ask the store to merge them",

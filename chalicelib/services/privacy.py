@@ -24,16 +24,18 @@ def export(member_id: str, actor: Principal, members: MemberRepository) -> tuple
 
 def erase(member_id: str, actor: Principal, members: MemberRepository) -> str:
     """Erase personal fields (PIPL deletion right); anonymised sales facts stay for the brand's totals.
-    Idempotent: erasing an erased member answers the same."""
+    Every member merged into this one (through chains too) loses its phone and WeChat lookups as well.
+    Idempotent: erasing an erased member answers the same, and finishes what a failed erasure left."""
     authorize("members.erase", actor, member_id=member_id)
     raw = members.get(member_id)
     if raw is None:
         raise NotFound("member not found", code="member_not_found", details={"member_id": member_id})
-    if raw.status is MemberStatus.ERASED:
-        return raw.member_id
-    member, _ = resolve(members, member_id)
-    members.erase(member, audit_entry(actor, "member.erased", ["phone", "name", "birthday", "gender", "openid"]))
-    for source_id in member.merged_from:
+    if raw.status is not MemberStatus.ERASED:
+        member, _ = resolve(members, member_id)
+        members.erase(member, audit_entry(actor, "member.erased", ["phone", "name", "birthday", "gender", "openid"]))
+    else:
+        member = raw
+    for source_id, _ in members.merged_away(member.member_id):
         members.erase_tombstone(source_id)
     audit_line("member.erase", actor=actor.sub, role=actor.role.value, member_id=member.member_id)
     return member.member_id

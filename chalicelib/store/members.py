@@ -6,7 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..domain import clock
-from ..domain.errors import Conflict, NotFound, PhoneTaken
+from ..domain.errors import Conflict, NotFound, PhoneTaken, Unavailable
 from ..domain.ids import new_id
 from ..domain.ledger import MemberState
 from ..domain.members import AuditEntry, Channel, Consent, Member, MemberStatus, MergeRecord
@@ -18,6 +18,7 @@ from .pii import PiiProtector
 
 # Per transaction: each moved item is a put + a delete, plus one update of the merge record.
 MERGE_BATCH = 49
+ERASE_ATTEMPTS = 4
 
 
 class DynamoMemberRepository:
@@ -51,6 +52,8 @@ class DynamoMemberRepository:
             "updated_at": clock.iso(m.updated_at),
         }
         item.update(self._personal_attrs(mid, phone=m.phone, name=m.name, birthday=m.birthday, openid=m.openid))
+        if m.openid:  # every WeChat login ever bound to the member: erasure removes each one's marker
+            item["openid_hashes"] = {item["openid_hash"]}
         return item
 
     def _personal_attrs(self, mid: str, *, phone: str | None = None, name: str | None = None,
@@ -157,6 +160,21 @@ class DynamoMemberRepository:
             if item["sk"] != keys.PROFILE:
                 yield item
 
+    def merged_away(self, member_id: str) -> list[tuple[str, str | None]]:
+        """Every member merged into this one, also through chains (A into B, then B into C), each with the phone
+        hash its tombstone still carries: (member id, phone hash or None). One GetItem per tombstone."""
+        profile = self.db.get(keys.member_profile(member_id)) or {}
+        pending, seen, found = sorted(profile.get("merged_from", ())), {member_id}, []
+        while pending:
+            source_id = pending.pop()
+            if source_id in seen:
+                continue
+            seen.add(source_id)
+            tombstone = self.db.get(keys.member_profile(source_id)) or {}
+            found.append((source_id, tombstone.get("phone_hash")))
+            pending.extend(sorted(tombstone.get("merged_from", ())))
+        return found
+
     # ---- writes --------------------------------------------------------------------------------------
     def create(self, member: Member, audit: AuditEntry) -> None:
         """One transaction: phone marker (unique), profile, audit entry. Raises PhoneTaken(existing id)."""
@@ -248,10 +266,10 @@ class DynamoMemberRepository:
                            condition="attribute_exists(pk) AND (attribute_not_exists(member_id) OR member_id = :m)",
                            values={":m": member_id})
         tx.update(keys.member_profile(member_id),
-                  "SET openid_hash = :h, openid_enc = :e, updated_at = :now ADD channels :c",
+                  "SET openid_hash = :h, openid_enc = :e, updated_at = :now ADD channels :c, openid_hashes :hs",
                   condition="#s = :active", names={"#s": "status"},
                   values={":h": attrs["openid_hash"], ":e": attrs["openid_enc"], ":now": clock.iso(audit.at),
-                          ":active": "active", ":c": {Channel.MINIPROGRAM.value}})
+                          ":active": "active", ":c": {Channel.MINIPROGRAM.value}, ":hs": {attrs["openid_hash"]}})
         self._audit(tx, member_id, audit)
         try:
             self.db.commit(tx)
@@ -397,36 +415,68 @@ class DynamoMemberRepository:
 
     # ---- erasure -------------------------------------------------------------------------------------
     def erase(self, member: Member, audit: AuditEntry) -> None:
-        """Remove personal fields and the markers that map phone/openid to the member; keep sales facts."""
+        """Remove personal fields and the markers that map phone/openid to the member; keep sales facts.
+        Every WeChat login ever bound to the member (`openid_hashes`, and the older single `openid_hash`)
+        loses its marker; the profile is written on the number of logins read, so a login bound meanwhile
+        makes the erasure read again instead of leaving that login linked."""
         mid = member.member_id
-        tx = self.db.tx()
-        tx.update(keys.member_profile(mid),
-                  "SET #s = :erased, erased_at = :now, updated_at = :now "
-                  "REMOVE phone_hash, phone_enc, phone_masked, gsi1pk, gsi1sk, name_enc, birthday_enc, "
-                  "birth_month, gender, openid_hash, openid_enc",
-                  condition="#s = :active", names={"#s": "status"},
-                  values={":erased": "erased", ":now": clock.iso(audit.at), ":active": "active"})
-        if member.phone:
-            tx.delete(keys.phone_marker(self.phone_hash(member.phone)), condition="member_id = :m",
-                      values={":m": mid})
-        if member.openid:
-            tx.delete(keys.openid_marker(self.openid_hash(member.openid)))
-        self._audit(tx, mid, audit)
-        self._commit_on_active(tx, mid)
+        for _ in range(ERASE_ATTEMPTS):
+            profile = self.db.get(keys.member_profile(mid))
+            if not profile or profile.get("status") != "active":
+                raise NotFound("member not found or no longer active", code="member_not_found",
+                               details={"member_id": mid})
+            logins = _openid_hashes(profile)
+            tx = self.db.tx()
+            values: dict[str, Any] = {":erased": "erased", ":now": clock.iso(audit.at), ":active": "active"}
+            same_logins = "attribute_not_exists(openid_hashes)"
+            if "openid_hashes" in profile:
+                same_logins = "size(openid_hashes) = :n"
+                values[":n"] = len(profile["openid_hashes"])
+            tx.update(keys.member_profile(mid),
+                      "SET #s = :erased, erased_at = :now, updated_at = :now "
+                      "REMOVE phone_hash, phone_enc, phone_masked, gsi1pk, gsi1sk, name_enc, birthday_enc, "
+                      "birth_month, gender, openid_hash, openid_enc, openid_hashes",
+                      condition=f"#s = :active AND {same_logins}", names={"#s": "status"}, values=values)
+            if profile.get("phone_hash"):
+                tx.delete(keys.phone_marker(profile["phone_hash"]), condition="member_id = :m", values={":m": mid})
+            for login in logins:
+                tx.delete(keys.openid_marker(login))
+            self._audit(tx, mid, audit)
+            try:
+                self.db.commit(tx)
+                return
+            except TxCancelled:
+                continue  # bound, edited or erased meanwhile: read again
+        raise Unavailable("the member is changing; retry the erasure", code="contention")
 
     def erase_tombstone(self, source_id: str) -> None:
-        """A merged-away record of an erased survivor: drop its phone lookup and marker too."""
+        """A merged-away record of an erased survivor: drop its phone lookup and every marker it still holds."""
         item = self.db.get(keys.member_profile(source_id))
         if not item:
             return
         tx = self.db.tx()
         tx.update(keys.member_profile(source_id),
-                  "REMOVE phone_hash, phone_masked, gsi1pk, gsi1sk, gender, openid_hash")
+                  "REMOVE phone_hash, phone_masked, gsi1pk, gsi1sk, gender, openid_hash, openid_hashes")
         if item.get("phone_hash"):
             tx.delete(keys.phone_marker(item["phone_hash"]))
-        if item.get("openid_hash"):
-            tx.delete(keys.openid_marker(item["openid_hash"]))
+        for login in _openid_hashes(item):
+            tx.delete(keys.openid_marker(login))
         self.db.commit(tx)
+
+    def release_openid(self, openid_hash: str, member_id: str) -> None:
+        """Unbind a login whose member is gone (erased before erasure reached every login): the person signs
+        in as new. Only if the marker still names that member."""
+        self.db.update(keys.openid_marker(openid_hash), "REMOVE member_id", condition="member_id = :m",
+                       values={":m": member_id})
+
+
+def _openid_hashes(profile: dict[str, Any]) -> list[str]:
+    """Every WeChat login a profile (or tombstone) names: the set kept since logins were tracked, and the
+    single last-bound hash that older profiles carry only."""
+    found = set(profile.get("openid_hashes", ()))
+    if profile.get("openid_hash"):
+        found.add(profile["openid_hash"])
+    return sorted(found)
 
 
 def _merge_record(item: dict[str, Any]) -> MergeRecord:
