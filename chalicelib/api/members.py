@@ -6,7 +6,7 @@ from ..domain import clock
 from ..services import members as svc
 from ..services import merges, privacy
 from .inputs import MemberPatch, MergeRequest, PhoneQuery, Registration
-from .responses import ErasedView, ExportView, MemberList, MemberView, MergeView
+from .responses import ErasedView, ExportView, HeldOrderView, MemberList, MemberView, MergeView
 from .routing import Call, Reply, route
 
 TAG = "members"
@@ -52,10 +52,14 @@ def merge_member(call: Call, member_id: str) -> MergeView:
 
 
 @route("/members/{member_id}/export", "GET", op="members.export", tag=TAG, response=ExportView, errors=(404,),
-       summary="Everything held on the member (PIPL access right)")
+       summary="Everything held on the member: profile, records, orders with their refunds, the phone's guest "
+               "orders (PIPL access right)")
 def export_member(call: Call, member_id: str) -> ExportView:
-    member, records = privacy.export(member_id, call.principal, bootstrap.members())
-    return ExportView(member=MemberView.of(member, call.principal), records=records, exported_at=clock.now())
+    held = privacy.export(member_id, call.principal, bootstrap.members(), bootstrap.ledger())
+    return ExportView(member=MemberView.of(held.member, call.principal), records=held.records,
+                      orders=[HeldOrderView.of(h.order, h.refunds) for h in held.orders],
+                      guest_orders=[HeldOrderView.of(h.order, h.refunds) for h in held.guest_orders],
+                      exported_at=clock.now())
 
 
 @route("/members/{member_id}", "DELETE", op="members.erase", tag=TAG, response=ErasedView, errors=(404,),

@@ -94,7 +94,15 @@ class MergeView(MergeRecord):
 
 class ExportView(_Out):
     member: MemberView
-    records: list[dict[str, Any]] = Field(description="every other item we hold on the member (audit, merges, ...)")
+    records: list[dict[str, Any]] = Field(
+        description="every other item held under the member and the members merged into them: audit entries, "
+                    "merges, points state, ledger entries (earns, redemptions, refunds, expiry, adjustments), "
+                    "redemption and adjustment documents, facts, events")
+    orders: list[HeldOrderView] = Field(
+        default_factory=list, description="the member's orders, newest paid first, each with its refunds so far")
+    guest_orders: list[HeldOrderView] = Field(
+        default_factory=list, description="orders placed under the member's phone(s) as a guest and never attached "
+                                          "(paid more than 30 days before the phone registered)")
     exported_at: datetime
 
 
@@ -162,6 +170,17 @@ class OrderView(OrderRecord):
     @classmethod
     def of(cls, order: OrderRecord) -> OrderView:
         return cls.model_validate(order.model_dump(include=set(cls.model_fields)))
+
+
+class HeldOrderView(OrderRecord):
+    """An order in a member's export: the order as GET /orders/{id} shows it, with every refund recorded."""
+
+    refunds: list[RefundView]
+
+    @classmethod
+    def of(cls, order: OrderRecord, refunds: list[Refund]) -> HeldOrderView:
+        return cls.model_validate({**order.model_dump(include=set(OrderRecord.model_fields)),
+                                   "refunds": [r.model_dump() for r in refunds]})
 
 
 class OrderList(_Out):

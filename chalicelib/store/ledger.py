@@ -14,6 +14,7 @@ from ..domain import clock
 from ..domain.errors import DocumentExists, StaleRead
 from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
 from ..domain.orders import Breakdown, Order
+from ..domain.receipts import Refund
 from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
 
@@ -129,6 +130,32 @@ class DynamoLedgerRepository:
         ids = [keys.history_order_id(e["gsi3sk"]) for e in entries]
         found = {o.order_id: o for o in self.db.batch_get([keys.order_key(i) for i in ids], _order)}
         return [found[i] for i in ids if i in found], encode_cursor(last)
+
+    def history_order_ids(self, member_id: str) -> list[str]:
+        """Every order in the member's purchase history, newest paid first (all pages of the keys-only history
+        index; the export's read, no scan)."""
+        return [keys.history_order_id(e["gsi3sk"]) for e in self.db.query_all(
+            IndexName=keys.GSI_HISTORY, KeyConditionExpression="gsi3pk = :h",
+            values={":h": keys.history_pk(member_id)}, ScanIndexForward=False)]
+
+    def order_with_refunds(self, order_id: str) -> tuple[Order | None, list[Refund]]:
+        """The order (with its points breakdown) and every refund recorded against it: one query of the order's
+        partition (the order item and its `REFUND#` documents), + one GetItem of the earn entry."""
+        key = keys.order_key(order_id)
+        found = list(self.db.query_all(KeyConditionExpression="pk = :pk", values={":pk": key["pk"]},
+                                       ConsistentRead=True))
+        item = next((i for i in found if i["sk"] == key["sk"]), None)
+        refunds = sorted((Refund.model_validate(json.loads(i["body"])["answer"]) for i in found
+                          if i["sk"].startswith(keys.refund_key(order_id, "")["sk"])), key=lambda r: r.created_at)
+        if item is None:
+            return None, refunds
+        order = _order(item)
+        if order.member_id and order.earn_entry_id and order.earn_entry_at:
+            entry = self._entry_item(order.member_id, clock.iso(order.earn_entry_at), order.earn_entry_id)
+            found_breakdown = _entry(entry).detail.get("breakdown") if entry else None
+            if found_breakdown:
+                order = order.model_copy(update={"breakdown": Breakdown.model_validate(found_breakdown)})
+        return order, refunds
 
     def ledger(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[LedgerEntry], str | None]:
         pk = keys.member_pk(member_id)

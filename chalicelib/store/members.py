@@ -1,6 +1,7 @@
 """Members in DynamoDB: profile items, uniqueness markers, audit entries and merges."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
@@ -154,11 +155,13 @@ class DynamoMemberRepository:
         return marker["member_id"] if marker else None
 
     def records(self, member_id: str) -> Iterator[dict[str, Any]]:
-        """Everything in the member's partition except the profile (audit, merges, later: ledger...)."""
+        """Everything in the member's partition except the profile (audit, merges, points state, ledger entries,
+        redemptions, adjustments, facts, events), as the export shows it: no storage keys, no request
+        fingerprints, nested JSON text decoded."""
         for item in self.db.query_all(KeyConditionExpression="pk = :pk", values={":pk": keys.member_pk(member_id)},
                                       ConsistentRead=True):
             if item["sk"] != keys.PROFILE:
-                yield item
+                yield _exported(item)
 
     def merged_away(self, member_id: str) -> list[tuple[str, str | None]]:
         """Every member merged into this one, also through chains (A into B, then B into C), each with the phone
@@ -477,6 +480,22 @@ def _openid_hashes(profile: dict[str, Any]) -> list[str]:
     if profile.get("openid_hash"):
         found.add(profile["openid_hash"])
     return sorted(found)
+
+
+_INTERNAL = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"})
+_JSON_TEXT = ("body", "detail", "data")  # nested data kept as compact JSON text (store/ledger._compact)
+
+
+def _exported(item: dict[str, Any]) -> dict[str, Any]:
+    """An item of the member's partition as the export shows it: storage keys out, JSON text decoded, the
+    request fingerprints of idempotent documents out (a hash of the request, not a fact about the person)."""
+    out = {k: v for k, v in item.items() if k not in _INTERNAL}
+    for field in _JSON_TEXT:
+        if isinstance(out.get(field), str):
+            out[field] = json.loads(out[field])
+    if isinstance(out.get("body"), dict):
+        out["body"] = {k: v for k, v in out["body"].items() if k != "fingerprint"}
+    return out
 
 
 def _merge_record(item: dict[str, Any]) -> MergeRecord:

@@ -1,4 +1,5 @@
-"""PIPL defects of issue 10: erasure reaches every WeChat login of the member (#5)."""
+"""PIPL defects of issue 10: erasure reaches every WeChat login of the member (#5), and the export holds the
+member's orders, their refunds and the phone's guest orders (#6)."""
 from __future__ import annotations
 
 import base64
@@ -7,6 +8,7 @@ import json
 import uuid
 from typing import Any
 
+from testkit.ledger import order, plain_day
 from testkit.support import registration, unique_phone
 
 _codes = itertools.count()
@@ -104,3 +106,81 @@ def test_sign_in_and_binding_heal_a_login_left_linked_to_an_erased_member(api, s
     assert session["member"] is None
     assert bound["member"]["member_id"] != erased and bound["member"]["phone"] == phone
     assert _sign_in(api, user)["member"]["member_id"] == bound["member"]["member_id"]
+
+
+# ---- #6: the export holds orders, refunds and the phone's guest orders ------------------------------------
+INTERNAL = {"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "fingerprint",
+            "guest_phone_hash", "phone_hash", "openid_hash", "phone_enc", "name_enc", "birthday_enc", "openid_enc"}
+
+
+def _keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+def test_export_holds_orders_with_lines_and_refunds(api, tokens):
+    staff = tokens.staff(stores=["sh-001"])
+    # Given a member with two orders (one refunded twice, once by line) and a merged duplicate's order
+    member = api.post("/members", registration(), staff)[1]["member_id"]
+    dup = api.post("/members", registration(), staff)[1]["member_id"]
+    first, second = order(member, amount=9_000, lines=3), order(member, amount=5_000)
+    dup_order = order(dup, amount=3_000)
+    for body in (first, second, dup_order):
+        assert api.post("/orders", body, staff)[0] == 201
+    line = first["items"][0]
+    refunds = [{"refund_id": "r-line", "amount": line["amount"],
+                "items": [{"sku": line["sku"], "qty": 1, "amount": line["amount"]}]},
+               {"refund_id": "r-more", "amount": 1_000}]
+    for refund in refunds:
+        assert api.post(f"/orders/{first['order_id']}/refunds", refund, staff)[0] == 201
+    assert api.post(f"/members/{member}/merge", {"source_member_id": dup}, tokens.hq())[0] == 200
+
+    # When the member exports their data
+    status, export = api.get(f"/members/{member}/export", tokens.member(member))
+
+    # Then every order is there with its lines, amounts, store, payment time and refunds so far
+    assert status == 200, export
+    held = {o["order_id"]: o for o in export["orders"]}
+    assert set(held) == {first["order_id"], second["order_id"], dup_order["order_id"]}
+    got = held[first["order_id"]]
+    assert [(i["sku"], i["qty"], i["amount"]) for i in got["items"]] == \
+        [(i["sku"], i["qty"], i["amount"]) for i in first["items"]]
+    assert (got["amount"], got["store_id"], got["refunded_amount"]) == (9_000, "sh-001", line["amount"] + 1_000)
+    assert got["paid_at"][:19] == first["paid_at"][:19]
+    assert sorted((r["refund_id"], r["amount"]) for r in got["refunds"]) == [("r-line", line["amount"]),
+                                                                              ("r-more", 1_000)]
+    assert held[second["order_id"]]["refunds"] == []
+    # the ledger entries stay in the records (earns of all three orders, both refunds)
+    kinds = sorted(r["kind"] for r in export["records"] if r["type"] == "ledger")
+    assert kinds == ["earn", "earn", "earn", "refund", "refund"]
+    # and no storage key, fingerprint or lookup hash leaks into it
+    assert not INTERNAL & _keys(export)
+    assert export["guest_orders"] == []
+
+
+def test_export_holds_the_phones_guest_orders_never_attached(api, tokens):
+    staff = tokens.staff(stores=["sh-001"])
+    phone = unique_phone()
+    # Given a guest order older than the attach window (refunded in part) and a recent one, then registration
+    old, recent = order(phone=phone, amount=7_000, paid_at=plain_day(40)), order(phone=phone, amount=4_000)
+    for body in (old, recent):
+        assert api.post("/orders", body, staff)[1]["guest"] is True
+    assert api.post(f"/orders/{old['order_id']}/refunds", {"refund_id": "g-1", "amount": 2_000}, staff)[0] == 201
+    member = api.post("/members", registration(phone), staff)[1]["member_id"]
+    # Another phone's guest order must not appear
+    assert api.post("/orders", order(phone=unique_phone(), amount=1_000), staff)[1]["guest"] is True
+
+    # When HQ exports the member
+    status, export = api.get(f"/members/{member}/export", tokens.hq())
+
+    # Then the attached order is among the member's orders and the old one among the phone's guest orders
+    assert status == 200, export
+    assert [o["order_id"] for o in export["orders"]] == [recent["order_id"]]
+    assert [o["order_id"] for o in export["guest_orders"]] == [old["order_id"]]
+    guest = export["guest_orders"][0]
+    assert guest["member_id"] is None and guest["amount"] == 7_000 and guest["refunded_amount"] == 2_000
+    assert [(r["refund_id"], r["amount"]) for r in guest["refunds"]] == [("g-1", 2_000)]
+    assert not INTERNAL & _keys(export)
