@@ -11,16 +11,15 @@ ledger", docs/decisions.md "Refund order of reversal"), never imported from chal
     the order's lot are removed, then points that expired are forgiven, the rest (spent) becomes owed; a lot
     past its last day has nothing unspent, whether the nightly job has reached it or not;
   - cancelling a redemption puts its points back into the lots it took them from, unless the lot expired
-    meanwhile (those points are expired now); points coming back to a lot whose refund made them a debt
-    pay that debt;
+    meanwhile (those points are expired now); points that a refund since made a debt cancel that debt
+    instead (never more than is still owed);
   - the nightly job expires lots whose last day has passed (found through the index of the last 100 days);
-  - the order of events does not change the result.
-After every step the API's available / owed / balance / expiring-soon and every lot read RAW from the table
-(testkit/audit.py) must equal the model's, and the auditor's invariants must hold.
-
-Known defects (issue 10 #2), each pinned by an xfail in test_refund_expiry_rules.py: the machine does not
-take the exact steps that trigger them while they are listed in AVOID_KNOWN_DEFECTS (see `_known_defect`), so
-the rest of the ledger stays under test. Take one out of the set to watch the machine find it.
+  - the order of events does not change the result;
+  - the points view shows what can be spent (lots past their last day left out); receipts and the stored
+    state count every remainder until the nightly job (or a refund) expires it.
+After every step the points view, the stored state and every lot read RAW from the table (testkit/audit.py)
+must equal the model's, and the auditor's invariants must hold. Fixed defects it found or pins: issue 10
+#2a/#2b/#2c (deterministic versions in test_refund_expiry_rules.py).
 """
 from __future__ import annotations
 
@@ -41,8 +40,10 @@ from testkit.audit import audit_member, read_books
 from testkit.ledger import LambdaContext, ShiftedClock
 from testkit.support import registration
 
-AVOID_KNOWN_DEFECTS = {"2b", "2c"}  # issue 10 #2 (2a is fixed): remove each with its xfail once fixed
-AVOIDED: Counter[str] = Counter()  # how often the machine stepped around a known defect (printed at the end)
+# Known defects the machine steps around, each pinned by a strict xfail in test_refund_expiry_rules.py; take
+# one out to watch the machine find it, and remove it with its xfail once fixed.
+AVOID_KNOWN_DEFECTS = {"2c-paid: cancel after a later credit paid the refund's debt"}
+AVOIDED: Counter[str] = Counter()
 
 LOOKBACK_DAYS = 100  # the nightly job looks back this far (docs/decisions.md, backdated orders)
 EXPIRING_SOON_DAYS = 30
@@ -65,10 +66,9 @@ class Lot:
     expires_on: date
     original: int
     remaining: int
-    swept: int = 0  # points the nightly job expired
+    expired: int = 0  # swept by the nightly job, expired by a refund, or cancelled back after the last day
     forgiven: int = 0  # expired points that refunds matched (not clawed back)
-    lapsed: int = 0  # points of cancelled redemptions that came back after the lot had expired
-    refund_debt: int = 0  # debt that refunds of this lot's spent points created, not yet repaid by a cancel
+    refund_debt: int = 0  # debt that refunds of this lot's spent points made, not yet cancelled by a cancel
 
 
 @dataclass
@@ -93,10 +93,15 @@ class Model:
     owed: int = 0
 
     def available(self) -> int:
+        """What the member's points state holds: every lot's remainder, expired-but-unswept ones included."""
         return sum(lot.remaining for lot in self.lots.values())
 
     def balance(self) -> int:
         return self.available() - self.owed
+
+    def spendable(self, today: date) -> int:
+        """What the points view shows as available: lots past their last day are left out."""
+        return sum(lot.remaining for lot in self.valid(today))
 
     def valid(self, today: date) -> list[Lot]:
         return [lot for lot in self.lots.values() if lot.expires_on >= today and lot.remaining > 0]
@@ -129,7 +134,7 @@ class Model:
             return 0
         points = 0
         for lot in due:
-            lot.swept += lot.remaining
+            lot.expired += lot.remaining
             points += lot.remaining
             lot.remaining = 0
         return points
@@ -191,8 +196,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @staticmethod
     def _known_defect(which: str) -> bool:
-        """Whether to step around issue 10 #`which` (counted, so the run says how often it did)."""
-        if which[:2] not in AVOID_KNOWN_DEFECTS:
+        """Whether to step around a known defect (counted: the run prints how often it did)."""
+        if which not in AVOID_KNOWN_DEFECTS:
             return False
         AVOIDED[which] += 1
         return True
@@ -233,7 +238,8 @@ class LedgerMachine(RuleBasedStateMachine):
                                        {"redemption_id": rid, "points": pts, "reason": "test", "store_id": "sh-001"},
                                        self.staff)
         if pts > spendable:
-            assert (status, answer["code"]) == (409, "insufficient_points"), (spendable, status, answer)
+            assert (status, answer["code"], answer["details"]["balance"]) == (409, "insufficient_points", spendable), \
+                answer
             return None  # nothing changed: the invariants compare every lot
         assert status == 201, (spendable, answer)
         taken = self._apply_spend(self.model.spend_plan(pts, today), before)
@@ -266,31 +272,33 @@ class LedgerMachine(RuleBasedStateMachine):
         if r.cancel_answer is not None:  # a second cancel answers the first one's result
             assert self.api.post(path, None, self.staff) == (200, r.cancel_answer)
             return
-        back = lapsed = 0
-        repays: list[tuple[Lot, int, int]] = []
+        back = lapsed = cancelled_debt = 0
         owed = self.model.owed
+        plan: list[tuple[Lot, int, int]] = []
         for ref, pts in r.takes:
             lot = self.model.lots[ref]
-            if lot.expires_on >= today:
-                debt = min(pts, lot.refund_debt, owed)  # the refund made these points a debt: repay it
-                owed -= debt
-                repays.append((lot, pts, debt))
-                back += pts
-            else:
-                lapsed += pts
-        if any(debt for _, _, debt in repays) and self._known_defect("2c: cancel after a refund made the points owed"):
-            return  # issue 10 #2c: the points go back into the refunded lot instead of paying the debt
-        for lot, pts, debt in repays:
-            lot.remaining += pts - debt
+            # A refund since made these points a debt (they were spent): they were not, so the debt goes.
+            # Never more than is still owed: a later credit may have paid that debt already.
+            debt = min(pts, lot.refund_debt - sum(d for x, _, d in plan if x is lot), owed)
+            owed -= debt
+            plan.append((lot, pts, debt))
+        if any(debt < min(pts, lot.refund_debt) for lot, pts, debt in plan) and \
+                self._known_defect("2c-paid: cancel after a later credit paid the refund's debt"):
+            return  # issue 10 #2c, its fix: the cancel cancels that debt again, owed goes negative
+        for lot, pts, debt in plan:
             lot.refund_debt -= debt
+            cancelled_debt += debt
+            if lot.expires_on >= today:
+                lot.remaining += pts - debt
+                back += pts - debt
+            else:  # the lot expired meanwhile: so do these points (a later refund forgives them)
+                lot.expired += pts - debt
+                lapsed += pts - debt
         self.model.owed = owed
-        for ref, pts in r.takes:
-            if self.model.lots[ref].expires_on < today:
-                self.model.lots[ref].lapsed += pts
         status, answer = self.api.post(path, None, self.staff)
         assert status == 200, answer
         assert (answer["status"], answer["recredited"], answer["expired"], answer["balance"]) == \
-            ("cancelled", back, lapsed, self.model.balance()), answer
+            ("cancelled", back + cancelled_debt, lapsed, self.model.balance()), answer
         r.cancel_answer = answer
 
     @rule(order_id=orders, share=st.one_of(st.just(100), st.integers(1, 100)))
@@ -305,18 +313,15 @@ class LedgerMachine(RuleBasedStateMachine):
         lot = self.model.lots.get(order_id)
         removed = forgiven = 0
         if lot is not None:
-            expired = lot.expires_on < today
             # Past its last day, a lot holds only expired points, whether or not the nightly job has run: a
             # refund that reverses points expires them as the job would (then forgives them), so the job's
             # timing is irrelevant.
-            lapsing = lot.remaining if expired and reverse else 0
-            removed = 0 if expired else min(reverse, lot.remaining)
-            forgiven = min(reverse - removed, lot.swept + lapsing + lot.lapsed - lot.forgiven)
-            if forgiven > lot.swept + lapsing - lot.forgiven and \
-                    self._known_defect("2b: refund after a cancel found the lot expired"):
-                return  # issue 10 #2b: the cancelled redemption's expired points become owed
-            lot.swept += lapsing
-            lot.remaining -= lapsing + removed
+            if lot.expires_on < today and reverse:
+                lot.expired += lot.remaining
+                lot.remaining = 0
+            removed = min(reverse, lot.remaining) if lot.expires_on >= today else 0
+            forgiven = min(reverse - removed, lot.expired - lot.forgiven)
+            lot.remaining -= removed
             lot.forgiven += forgiven
         owes = reverse - removed - forgiven
         if lot is not None:
@@ -368,14 +373,17 @@ class LedgerMachine(RuleBasedStateMachine):
         status, view = self.api.get(f"/members/{self.mid}/points", self.staff)
         assert status == 200, view
         m = self.model
-        assert (view["available"], view["owed"], view["balance"]) == (m.available(), m.owed, m.balance()), view
+        spendable = m.spendable(self.today())
+        assert (view["available"], view["owed"], view["balance"]) == (spendable, m.owed, spendable - m.owed), view
+        state = read_books(self.mid).state  # the stored state: every remainder, expired-but-unswept included
+        assert (state.available, state.owed) == (m.available(), m.owed), state
         assert view["expiring_soon"] == m.expiring_soon(self.today()), view
         raw = self._raw_lots()
         assert raw.keys() == m.lots.keys(), "the table holds other lots than the model"
         for ref, lot in m.lots.items():
             got = raw[ref]
             assert (got["expires_on"], got["original"], got["remaining"], got["expired"], got["forgiven"]) == \
-                (lot.expires_on.isoformat(), lot.original, lot.remaining, lot.swept, lot.forgiven), (ref, got, lot)
+                (lot.expires_on.isoformat(), lot.original, lot.remaining, lot.expired, lot.forgiven), (ref, got, lot)
 
 
 def test_ledger_matches_its_model_for_any_sequence(stack, fresh_table, api, tokens, monkeypatch):
@@ -391,11 +399,11 @@ def test_ledger_matches_its_model_for_any_sequence(stack, fresh_table, api, toke
                    hq)[0] == 200
     shifted = ShiftedClock()
     monkeypatch.setattr(clock, "now", shifted.now)
+    AVOIDED.clear()
     LedgerMachine.api, LedgerMachine.shifted = api, shifted
     LedgerMachine.staff, LedgerMachine.hq = tokens.staff(stores=["sh-001"]), hq
-    AVOIDED.clear()
     run_state_machine_as_test(LedgerMachine, settings=settings(
         max_examples=15, stateful_step_count=30, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
-    print(f"\nsteps not taken because of known defects (issue 10 #2): {dict(AVOIDED)}")
+    print(f"\nsteps not taken because of known defects: {dict(AVOIDED)}")
 

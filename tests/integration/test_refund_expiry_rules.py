@@ -2,10 +2,9 @@
 are forgiven, spent points become owed, and the order of events does not change the result
 (docs/architecture.md "Refunds", docs/decisions.md "Refund order of reversal").
 
-Each defect of issue 10 #2 has a control (the order of events that always worked) and a test of the other
-order, which must end the same. 2b and 2c are still open: their tests are strict xfails, and the ledger state
-machine (test_ledger_state_machine.py) steps around exactly these sequences; remove each xfail, and its
-entry in that machine's AVOID_KNOWN_DEFECTS, together. 2a is fixed.
+Each defect of issue 10 #2 (all three fixed) has a control, the order of events that always worked, and a
+test of the other order, which must end the same. The ledger state machine (test_ledger_state_machine.py)
+reaches these sequences at random; these pin them.
 
 Every scenario: an order of ¥100 (100 points) paid 25 days ago at sh-001, points valid one month, 40 of
 them redeemed; then time moves on 10 days, so the lot is past its last day.
@@ -84,7 +83,7 @@ def desk(stack, fresh_table, api, tokens, monkeypatch):  # noqa: ANN001
     return Desk(api, tokens, shifted)
 
 
-# ---- 2a (fixed): refund of an expired lot before the nightly job has swept it -------------------------
+# ---- 2a: refund of an expired lot before the nightly job has swept it ---------------------------------
 def test_refund_after_the_sweep_forgives_the_expired_points_and_owes_the_spent_ones(desk):
     bought = desk.buy()
     desk.redeem(40)
@@ -95,7 +94,7 @@ def test_refund_after_the_sweep_forgives_the_expired_points_and_owes_the_spent_o
 
 
 def test_refund_before_the_sweep_ends_as_after_it(desk):
-    """Issue 10 #2a (fixed): the expired, unswept 60 used to be owed."""
+    """Issue 10 #2a (fixed): the expired, unswept 60 were owed."""
     bought = desk.buy()
     desk.redeem(40)
     desk.later(10, nightly_job=False)  # past its last day; the job has not run yet
@@ -117,9 +116,8 @@ def test_cancel_before_expiry_then_refund_forgives_everything(desk):
     assert desk.points() == (0, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 #2b: redeem 40 -> expiry job -> cancel the redemption -> full refund "
-                                       "owes 40: the cancelled points expired, they must be forgiven")
 def test_cancel_after_expiry_then_refund_ends_as_before_it(desk):
+    """Issue 10 #2b (fixed): the refund owed the 40 that the cancel found expired."""
     bought = desk.buy()
     rid = desk.redeem(40)
     desk.later(10)  # the 60 left expire
@@ -142,9 +140,8 @@ def test_cancel_then_refund_leaves_nothing(desk):
     assert desk.points() == (0, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 #2c: redeem 40 -> full refund (owed 40) -> cancel the redemption puts "
-                                       "the 40 back into the refunded order's lot instead of paying the debt")
 def test_refund_then_cancel_ends_as_cancel_then_refund(desk):
+    """Issue 10 #2c (fixed): the 40 went back into the refunded order's lot and the debt stayed."""
     bought = desk.buy(days_ago=1)
     rid = desk.redeem(40)
     answer = desk.refund_all(bought)
@@ -153,3 +150,26 @@ def test_refund_then_cancel_ends_as_cancel_then_refund(desk):
     assert desk.points() == (0, 0, 0)
     desk.later(40)  # ... so nothing is left in the refunded lot to expire into a debt
     assert desk.points() == (0, 0, 0)
+
+
+def test_cancel_then_refund_then_an_order_keeps_the_new_points(desk):
+    bought = desk.buy(days_ago=1)
+    rid = desk.redeem(40)
+    desk.cancel(rid)
+    desk.refund_all(bought)
+    desk.buy(days_ago=0)  # 100 new points, no debt to pay
+    assert desk.points() == (100, 0, 100)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 #2c, its fix (cb61e76): a cancel cancels the refund's debt on the lot "
+                                       "even when a later order has paid it already, so owed goes negative (-40)")
+def test_refund_then_an_order_pays_the_debt_then_cancel_ends_the_same(desk):
+    """The debt the refund made was paid by the next order before the redemption was cancelled: the cancel
+    gives back what paid it, and never leaves a negative debt."""
+    bought = desk.buy(days_ago=1)
+    rid = desk.redeem(40)
+    desk.refund_all(bought)  # owed 40
+    desk.buy(days_ago=0)  # 100 points: 40 pay the debt, 60 credited
+    assert desk.points() == (60, 0, 60)
+    desk.cancel(rid)
+    assert desk.points() == (100, 0, 100)
