@@ -39,7 +39,8 @@ def load_all() -> list[Any]:
 
     for name in VIEW_MODULES:
         importlib.import_module(f"{__name__}.{name}")
-    return ROUTES
+    # In module order, then declaration order: the same list whichever view a request loaded first.
+    return sorted(ROUTES, key=lambda spec: VIEW_MODULES.index(spec.module.rsplit(".", 1)[-1]))
 
 
 def route_table() -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ from pydantic_core import core_schema
 from ..domain.members import MemberPatch
 from ..domain.phone import normalize_phone
 from .errors import ErrorBody
-from .routing import PATH_PARAMS, ROUTES, RouteSpec
+from .routing import PATH_PARAMS, RouteSpec
 
 PHONE = {
     # normalize_phone accepts more (separators, full-width digits); this is the form to send.
@@ -182,11 +182,11 @@ def _link(target: str, params: dict[str, str], body: dict[str, str] | None) -> d
 def document() -> dict[str, Any]:
     from . import load_all
 
-    load_all()  # the views load lazily (api/__init__.py); the document describes every one
+    specs = load_all()  # the views load lazily (api/__init__.py); the document describes every one
     models: list[type[BaseModel]] = [ErrorBody]
-    for spec in ROUTES:
+    for spec in specs:
         models += [m for m in (spec.body, spec.response) if m is not None]
-    bodies = {s.body for s in ROUTES}
+    bodies = {s.body for s in specs}
     modes = {m: "validation" if m in bodies else "serialization" for m in dict.fromkeys(models)}
     by_mode, defs = models_json_schema(list(modes.items()), ref_template="#/components/schemas/{model}",
                                        schema_generator=ContractSchema)
@@ -194,12 +194,12 @@ def document() -> dict[str, Any]:
     schemas = defs.get("$defs", {})
     _refuse_null(schemas, refs)
     _describe_cursors(schemas)
-    names = {spec.name for spec in ROUTES}
+    names = {spec.name for spec in specs}
     broken = [(src, t[0]) for src, links in LINKS.items() for t in links.values() if {src, t[0]} - names]
     if broken:
         raise ValueError(f"OpenAPI links name unknown operations: {broken}")
     paths: dict[str, dict[str, Any]] = {}
-    for spec in ROUTES:
+    for spec in specs:
         paths.setdefault(spec.path, {})[spec.method.lower()] = _operation(spec, refs)
     return {
         "openapi": "3.1.0",

@@ -30,7 +30,9 @@ def post_order(call: Call) -> Reply:
 
 
 @route("/orders/preview", "POST", op="orders.preview", tag=TAG, body=OrderInput, response=OrderReceipt,
-       errors=(404, 422), summary="What posting this order would answer; writes nothing")
+       errors=(404, 409, 422),
+       summary="What posting this order would answer (a posted order_id: its receipt, or 409 for another body); "
+               "writes nothing")
 def preview_order(call: Call) -> OrderReceipt:
     return _receipt(posting.preview(call.body, call.principal, bootstrap.members(), bootstrap.ledger(),
                                     bootstrap.stores()))

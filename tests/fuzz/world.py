@@ -192,7 +192,7 @@ class World:
         audited = 0
         for member_id in sorted(self.touched | set(self.members) | set(self.expendable)):
             profile, _ = bootstrap.ledger().load_member(member_id)
-            if profile is None or profile.get("status") == "merged":
+            if profile is None or profile.status == "merged":
                 continue
             audit_member(member_id)
             audited += 1
