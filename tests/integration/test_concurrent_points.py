@@ -1,6 +1,7 @@
 """32 POS threads over real HTTP hammer ONE member with new and duplicate orders and redemptions.
 Afterwards the auditor proves: balance == sum of the ledger == lot remainders, nothing credited or spent
-twice, no redemption took the balance below zero."""
+twice, no redemption took the balance below zero; and the balance is exactly what the answers add up to:
+the points of every order answered 2xx, less the points of every redemption answered 2xx."""
 from __future__ import annotations
 
 import random
@@ -32,7 +33,8 @@ def _call(session, method, url, token, body):
 def test_concurrent_orders_and_redemptions_on_one_member(live, api, tokens):
     staff = tokens.staff(stores=["sh-001"])
     member = api.post("/members", registration(), staff)[1]["member_id"]
-    assert api.post("/orders", order(member, amount=50_000), staff)[0] == 201  # 500 points to start
+    status, first = api.post("/orders", order(member, amount=50_000), staff)  # 500 points to start
+    assert (status, first["points_earned"]) == (201, 500), first
     shared_orders = [order(member, amount=2_000) for _ in range(16)]  # each posted by several threads
     shared_redemptions = [{"redemption_id": f"red-{uuid.uuid4().hex[:8]}", "points": 40, "reason": "兑换",
                            "store_id": "sh-001"} for _ in range(24)]  # 960 wanted: more than can be had
@@ -58,14 +60,23 @@ def test_concurrent_orders_and_redemptions_on_one_member(live, api, tokens):
             assert "redemptions" in path and resp.json()["code"] == "insufficient_points"
 
     report = audit_member(member)
-    posted = {b["order_id"] for (_, p, b), r in results if p == "/orders" and r.status_code in (200, 201)}
-    assert report["orders"] == len(posted) + 1
-    redeemed = {b["redemption_id"] for (_, p, b), r in results if "redemptions" in p and r.status_code in (200, 201)}
-    assert report["redemptions"] == len(redeemed)
-    assert report["balance"] >= 0
     # every answer to a duplicate is the first answer: same points for the same order everywhere
     by_order: dict[str, set[int]] = {}
     for (_, p, b), r in results:
         if p == "/orders":
             by_order.setdefault(b["order_id"], set()).add(r.json()["points_earned"])
     assert all(len(v) == 1 for v in by_order.values())
+    earned = {order_id: points.pop() for order_id, points in by_order.items()}  # each order answered 2xx
+    redeemed: dict[str, int] = {}
+    for (_, p, b), r in results:
+        if "redemptions" in p and r.status_code in (200, 201):
+            assert r.json()["points"] == b["points"]
+            redeemed[b["redemption_id"]] = b["points"]
+    assert report["orders"] == len(earned) + 1
+    assert report["redemptions"] == len(redeemed)
+    # the amounts, not only the counts: what the answers promised is what the member holds
+    expected = 500 + sum(earned.values()) - sum(redeemed.values())
+    assert (report["balance"], report["available"], report["owed"]) == (expected, expected, 0)
+    view = api.get(f"/members/{member}/points", staff)[1]
+    assert (view["balance"], view["available"], view["owed"]) == (expected, expected, 0)
+    assert 0 < sum(redeemed.values()) and expected >= 0  # some redemptions went through, none overdrew

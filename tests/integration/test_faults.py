@@ -1,6 +1,6 @@
 """With DynamoDB failing a fraction of calls (throttling, transaction conflicts, writes applied but their
-answer lost), clients that retry converge: every order credited once, every redemption spent once, and
-the books still balance."""
+answer lost), clients that retry converge: every order credited once, every redemption spent once, the
+books still balance, and each member holds exactly what the answers add up to."""
 from __future__ import annotations
 
 import random
@@ -28,8 +28,11 @@ def _until_answered(session, url, token, body):
 def test_retries_converge_under_injected_faults(live, api, tokens):
     staff = tokens.staff(stores=["sh-001"])
     members = [api.post("/members", registration(), staff)[1]["member_id"] for _ in range(3)]
+    start = {}
     for m in members:
-        api.post("/orders", order(m, amount=30_000), staff)  # 300 points each to spend
+        status, first = api.post("/orders", order(m, amount=30_000), staff)  # 300 points each to spend
+        assert status == 201, first
+        start[m] = first["points_earned"]
     rng = random.Random(11)
     jobs = []
     for _ in range(90):
@@ -53,7 +56,14 @@ def test_retries_converge_under_injected_faults(live, api, tokens):
             assert resp.json()["code"] == "insufficient_points"
     for m in members:
         report = audit_member(m)
-        answered = {b["order_id"] for (p, b), r in results if p == "/orders" and b["member_id"] == m}
-        assert report["orders"] == len(answered) + 1  # each order credited exactly once, none lost
-        spent = {b["redemption_id"] for (p, b), r in results if p.startswith(f"/members/{m}/") and r.status_code < 300}
+        earned: dict[str, int] = {}  # order id -> points, from its answers (first and replays must agree)
+        for (p, b), r in results:
+            if p == "/orders" and b["member_id"] == m:
+                assert earned.setdefault(b["order_id"], r.json()["points_earned"]) == r.json()["points_earned"]
+        assert report["orders"] == len(earned) + 1  # each order credited exactly once, none lost
+        spent = {b["redemption_id"]: b["points"] for (p, b), r in results
+                 if p.startswith(f"/members/{m}/") and r.status_code < 300}
         assert report["redemptions"] == len(spent)
+        # the amounts, not only the counts: nothing lost, nothing doubled, whatever the faults did
+        expected = start[m] + sum(earned.values()) - sum(spent.values())
+        assert (report["balance"], report["available"], report["owed"]) == (expected, expected, 0), m
