@@ -12,6 +12,9 @@ STAGE = os.environ.get("CHAINCRM_STAGE", "local")
 logger = Logger(service=SERVICE, stage=STAGE)
 # A separate service name so audit lines can be routed and retained apart (filter: service = chaincrm-audit).
 audit_logger = Logger(service=f"{SERVICE}-audit", stage=STAGE)
+# Appended per request once the caller is known (api/routing.py); removed when the request ends, or a warm
+# container would log them on the next request's lines, whoever sent it.
+CALLER_LOG_KEYS = ("caller_sub", "caller_role")
 metrics = Metrics(namespace="ChainCRM", service=SERVICE)
 metrics.set_default_dimensions(stage=STAGE)
 

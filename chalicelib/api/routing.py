@@ -17,7 +17,7 @@ from .. import bootstrap
 from ..domain.access import Principal, Role
 from ..domain.errors import BadRequest, Invalid, NotFound, Unauthorized
 from ..domain.policy import PUBLIC, allow_role, permission
-from ..observability import logger, metrics
+from ..observability import CALLER_LOG_KEYS, logger, metrics
 from .auth import bearer_token, principal_from_claims
 from .errors import (
     PAYLOAD_TOO_LARGE,
@@ -114,6 +114,7 @@ def route(path: str, method: str, *, op: str, summary: str, tag: str, body: type
             finally:
                 if metrics.metric_set:  # one EMF line per request that recorded business events
                     metrics.flush_metrics()
+                logger.remove_keys(list(CALLER_LOG_KEYS))  # a warm container's next request is someone else
 
         return handler
 
