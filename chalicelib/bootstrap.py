@@ -13,12 +13,21 @@ def settings() -> Settings:
     return get_settings()
 
 
+# One call, all its attempts included, must give up well inside the API Lambda's 25 s (.chalice/config.json):
+# otherwise API Gateway answers 504/502 before our code can answer 503. Worst case, for N attempts:
+# N x (connect + read timeout) + the standard mode's backoffs (at most 2^i s before attempt i+1)
+# = 3 x (1 + 4) + 1 + 2 = 18 s. tests/unit/test_boto_time_budget.py holds it below the function's timeout.
+BOTO_MAX_ATTEMPTS = 3
+BOTO_CONNECT_TIMEOUT = 1
+BOTO_READ_TIMEOUT = 4
+
+
 def _boto_config() -> Any:
     from botocore.config import Config
 
     # Fail fast inside a Lambda's time budget; standard retries back off on throttling.
-    return Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=2, read_timeout=5,
-                  max_pool_connections=64)
+    return Config(retries={"mode": "standard", "max_attempts": BOTO_MAX_ATTEMPTS},
+                  connect_timeout=BOTO_CONNECT_TIMEOUT, read_timeout=BOTO_READ_TIMEOUT, max_pool_connections=64)
 
 
 @lru_cache(maxsize=1)
