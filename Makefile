@@ -13,9 +13,10 @@ run: setup
 test: setup
 	bash scripts/test.sh
 
-## The deployable stack: dist/template.json + dist/artifacts/*.zip (deploying: docs/operations.md).
+## The deployable stack: dist/template.json + dist/artifacts/*.zip (deploying: docs/operations.md), checked for
+## REGION (default ap-east-1; e.g. REGION=cn-north-1 for the China partition).
 package: setup
-	bash scripts/package.sh
+	REGION=$(REGION) bash scripts/package.sh
 
 bench: setup
 	.venv/bin/python -m bench

@@ -36,6 +36,16 @@ TABLE_ACTIONS = {"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "D
                  "ConditionCheckItem"}  # no Scan: nothing here scans (docs/access-patterns.md)
 INDEX_ACTIONS = {"Query"}
 RETENTION = {"Fn::FindInMap": ["StageSettings", {"Ref": "Stage"}, "LogRetentionDays"]}
+# Kept when the stack is deleted or a resource replaced, but removed when the stack's own creation rolls back,
+# so a failed first deploy can simply be retried (nothing left behind with the same name). The table is the
+# exception (Retain, in infra/template.json): its deletion protection would make that rollback fail.
+KEEP = {"DeletionPolicy": "RetainExceptOnCreate", "UpdateReplacePolicy": "Retain"}
+NO_VALUE = {"Ref": "AWS::NoValue"}
+# X-Ray active tracing is not offered for Lambda in the China partition: trace only elsewhere.
+IN_CHINA = "IsChinaPartition"
+CONSOLE_DOMAINS = {"aws": "console.aws.amazon.com", "aws-cn": "console.amazonaws.cn"}
+ALARM_WEBHOOK_SOURCE = INFRA / "alarm_webhook.py"
+INLINE_CODE_LIMIT = 4096  # CloudFormation's Code.ZipFile
 ALARM_ACTIONS = {"AlarmActions": [{"Ref": "AlarmTopic"}], "OKActions": [{"Ref": "AlarmTopic"}]}
 ARCHITECTURE = "x86_64"  # the managed layer's wheels are built for it (Chalice's default)
 API = "APIHandler"  # Chalice's logical ids
@@ -287,6 +297,14 @@ def load_api(api: dict[str, Any] | None = None, infra: Path = INFRA,
                    default_rate=default["rate"], default_burst=default["burst"], routes=routes)
 
 
+def throttling_table(api: ApiSpec) -> str:
+    """The limits of infra/api.json as the Markdown table docs/operations.md shows (a test keeps them equal)."""
+    rows = ["| requests | rate (per s) | burst |", "|---|---|---|",
+            f"| every route not listed below (stage default) | {api.default_rate:g} | {api.default_burst} |"]
+    rows += [f"| `{method} {path}` | {rate:g} | {burst} |" for (method, path), (rate, burst) in api.routes.items()]
+    return "\n".join(rows)
+
+
 def dashboard_metrics(api: ApiSpec, specs: list[FunctionSpec]) -> list[str]:
     """Every business metric, in manifest order, once."""
     return list(dict.fromkeys([*api.metrics, *(m for s in specs for m in s.metrics)]))
@@ -312,7 +330,7 @@ def grant_statements(grants: tuple[Grant, ...]) -> list[dict[str, Any]]:
         # DynamoDB decrypts with the table's key on the caller's behalf; nothing else may use it through us.
         "Sid": "TableKeyViaDynamoDBOnly", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
         "Resource": _arn("TableKey"),
-        "Condition": {"StringEquals": {"kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}}}})
+        "Condition": {"StringEquals": {"kms:ViaService": {"Fn::Sub": "dynamodb.${AWS::Region}.${AWS::URLSuffix}"}}}})
     return statements
 
 
@@ -349,7 +367,7 @@ def lambda_statements(log_group: str, grants: tuple[Grant, ...], secret: bool,
 
 # ---- pieces ----------------------------------------------------------------------------------------------------
 def log_group(name_sub: str) -> dict[str, Any]:
-    return {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+    return {"Type": "AWS::Logs::LogGroup", **KEEP,
             "Properties": {"LogGroupName": {"Fn::Sub": name_sub}, "RetentionInDays": RETENTION}}
 
 
@@ -396,11 +414,17 @@ def api_resources(api: ApiSpec, api_stage: str) -> dict[str, Any]:
     if api.secret:
         env["CHAINCRM_SECRET_ID"] = {"Ref": "Secret"}
     settings = {"LoggingLevel": "OFF", "DataTraceEnabled": False, "MetricsEnabled": False}
-    method_settings = [{"ResourcePath": "/*", "HttpMethod": "*", "ThrottlingRateLimit": api.default_rate,
-                        "ThrottlingBurstLimit": api.default_burst, **settings}]
+
+    def limits(rate: float, burst: int) -> dict[str, Any]:
+        # ApiPaused=true sets every limit, the stage default and each route override alike, to 0: a real pause.
+        return {"ThrottlingRateLimit": {"Fn::If": ["ApiIsPaused", 0, rate]},
+                "ThrottlingBurstLimit": {"Fn::If": ["ApiIsPaused", 0, burst]}}
+
+    method_settings = [{"ResourcePath": "/*", "HttpMethod": "*", **limits(api.default_rate, api.default_burst),
+                        **settings}]
     for (method, path), (rate, burst) in sorted(api.routes.items()):
         method_settings.append({"ResourcePath": "/" + path.replace("/", "~1"), "HttpMethod": method,
-                                "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst, **settings})
+                                **limits(rate, burst), **settings})
     responses = {}
     for kind, (status, code, message) in GATEWAY_RESPONSES.items():
         body = '{"code":"' + code + '","message":' + message + ',"details":{"request_id":"$context.requestId"}}'
@@ -416,16 +440,18 @@ def api_resources(api: ApiSpec, api_stage: str) -> dict[str, Any]:
             "FunctionName": {"Fn::Sub": "${AWS::StackName}-api"},
             "Description": "chaincrm HTTP API (Chalice app.py)",
             "Role": _arn("ApiHandlerRole"),
+            "Tracing": {"Fn::If": [IN_CHINA, "PassThrough", "Active"]},
             "Environment": {"Variables": env}}},
         REST_API: {"Properties": {
             "Name": {"Ref": "AWS::StackName"},
-            "TracingEnabled": True,
+            # Any OpenApiVersion stops SAM from creating a second stage named "Stage" beside ours (same function,
+            # none of our throttling, logs or alarms). "2.0" is what Chalice's definition body already is.
+            "OpenApiVersion": "2.0",
+            "TracingEnabled": {"Fn::If": [IN_CHINA, False, True]},
+            # Access logs need the account's API Gateway logging role: infra/apigateway-account.json, deployed
+            # once per account and region (docs/operations.md), so no stage's stack owns an account setting.
             "AccessLogSetting": {"DestinationArn": _arn("ApiAccessLogGroup"), "Format": ACCESS_LOG_FORMAT},
             "MethodSettings": method_settings,
-            # Orders the stage after the account's logging role (access logs need it); a stage variable is the
-            # one stage property that can carry the reference, and nothing reads it.
-            "Variables": {"cloudwatchRole": {"Fn::If": ["CreateApiGatewayAccount", {"Ref": "ApiGatewayAccount"},
-                                                        "existing"]}},
             # The API's name is its CloudWatch dimension ApiName (dashboard, 5xx alarm): the stack's name, in
             # both places API Gateway may take it from.
             "DefinitionBody": {"info": {"title": {"Ref": "AWS::StackName"}},
@@ -468,17 +494,19 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str) -> dict[
         "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Fn::Sub": "${ArtifactPrefix}" + code_key}},
         "Layers": [{"Ref": LAYER}],
         "Role": _arn(role), "Timeout": spec.timeout, "MemorySize": spec.memory,
-        "TracingConfig": {"Mode": "Active"},
+        "TracingConfig": {"Fn::If": [IN_CHINA, NO_VALUE, {"Mode": "Active"}]},
         "Environment": {"Variables": env},
     }
     if spec.reserved_concurrency is not None:
-        function["ReservedConcurrentExecutions"] = spec.reserved_concurrency
+        # A parameter, because a new account's concurrency quota may be too low to reserve any (docs/operations.md)
+        function["ReservedConcurrentExecutions"] = {"Fn::If": ["ReserveJobConcurrency", spec.reserved_concurrency,
+                                                               NO_VALUE]}
     resources: dict[str, Any] = {
         logs: log_group("/aws/lambda/${AWS::StackName}-" + name),
         role: role_resource(f"chaincrm function {name}", "lambda.amazonaws.com",
                             lambda_statements(logs, spec.dynamodb, spec.secret, dlq)),
         fn: {"Type": "AWS::Lambda::Function", "DependsOn": [logs], "Properties": function},
-        dlq: {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain", "Properties": {
+        dlq: {"Type": "AWS::SQS::Queue", **KEEP, "Properties": {
             "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},  # 14 days to replay
         f"{p}AsyncConfig": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
             "FunctionName": {"Ref": fn}, "Qualifier": "$LATEST",
@@ -490,7 +518,9 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str) -> dict[
         f"{p}Schedule": {"Type": "AWS::Scheduler::Schedule", "Properties": {
             "Name": name, "GroupName": {"Ref": "ScheduleGroup"}, "Description": spec.description[:512],
             "ScheduleExpression": spec.schedule, "ScheduleExpressionTimezone": spec.timezone,
-            "FlexibleTimeWindow": {"Mode": "OFF"}, "State": "ENABLED",
+            # Off until the operator has filled the secret and says so (SchedulesEnabled), so no job fails,
+            # and no alarm fires, before go-live; the same switch pauses every job during a restore.
+            "FlexibleTimeWindow": {"Mode": "OFF"}, "State": {"Fn::If": ["SchedulesOn", "ENABLED", "DISABLED"]},
             "Target": {"Arn": _arn(fn), "RoleArn": _arn(f"{p}SchedulerRole"),
                        "Input": json.dumps(spec.input, separators=(",", ":")),
                        "RetryPolicy": {"MaximumRetryAttempts": 2,
@@ -508,7 +538,56 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str) -> dict[
              "Statistic": "SampleCount"},
             threshold=1, comparison="LessThanThreshold", period=3600, periods=spec.finish_alarm_hours,
             missing="breaching")
+        # A job that is not scheduled cannot finish: no notification while the schedules are off.
+        resources[f"{p}DidNotFinishAlarm"]["Properties"]["ActionsEnabled"] = {"Fn::If": ["SchedulesOn", True, False]}
     return resources
+
+
+def alarm_webhook_resources(runtime: str) -> dict[str, Any]:
+    """SNS -> a small Lambda -> a WeCom / DingTalk group robot (AlarmWebhookUrl): SNS cannot send SMS in China
+    regions, and e-mail alone is read late. Only when the URL is given; the URL lives in a secret, not in the
+    function's configuration (anyone holding it can post to the group)."""
+    code = ALARM_WEBHOOK_SOURCE.read_text()
+    if len(code) >= INLINE_CODE_LIMIT:
+        raise ManifestError(f"{ALARM_WEBHOOK_SOURCE.name} is {len(code)} characters: CloudFormation inlines at most "
+                            f"{INLINE_CODE_LIMIT}")
+    when = {"Condition": "HasAlarmWebhook"}
+    statements = [
+        {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": _arn("AlarmWebhookLogGroup")},
+        {"Sid": "WebhookUrl", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+         "Resource": {"Ref": "AlarmWebhookSecret"}}]
+    errors = alarm("alarm-webhook-errors", "alarm-webhook: an alarm could not be posted to the WeCom/DingTalk robot "
+                   "(wrong URL, keyword or signing secret, or the robot is rate limited); see its log group",
+                   {"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
+                    "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "AlarmWebhookFunction"}}]}, threshold=1)
+    return {
+        "AlarmWebhookSecret": {"Type": "AWS::SecretsManager::Secret", **when, "Properties": {
+            "Name": {"Fn::Sub": "chaincrm/${Stage}/alarm-webhook"},
+            "Description": "The alarm robot's webhook URL and DingTalk signing secret, from the stack's NoEcho "
+                           "parameters AlarmWebhookUrl and AlarmWebhookSigningSecret (change them there)",
+            "SecretString": {"Fn::Sub": '{"url": "${AlarmWebhookUrl}", "sign": "${AlarmWebhookSigningSecret}"}'}}},
+        "AlarmWebhookLogGroup": {**log_group("/aws/lambda/${AWS::StackName}-alarm-webhook"), **when},
+        "AlarmWebhookRole": {**role_resource("chaincrm alarm webhook", "lambda.amazonaws.com", statements), **when},
+        "AlarmWebhookFunction": {"Type": "AWS::Lambda::Function", **when, "DependsOn": ["AlarmWebhookLogGroup"],
+                                 "Properties": {
+            "FunctionName": {"Fn::Sub": "${AWS::StackName}-alarm-webhook"},
+            "Description": "Posts every alarm of the stack to the WeCom/DingTalk group robot (infra/alarm_webhook.py)",
+            "Runtime": runtime, "Architectures": [ARCHITECTURE], "Handler": "index.handler",
+            "Code": {"ZipFile": code}, "Role": _arn("AlarmWebhookRole"), "Timeout": 30, "MemorySize": 128,
+            "Environment": {"Variables": {"WEBHOOK_SECRET_ID": {"Ref": "AlarmWebhookSecret"},
+                                          "CHAINCRM_STAGE": {"Ref": "Stage"}}}}},
+        "AlarmWebhookAsyncConfig": {"Type": "AWS::Lambda::EventInvokeConfig", **when, "Properties": {
+            "FunctionName": {"Ref": "AlarmWebhookFunction"}, "Qualifier": "$LATEST",
+            "MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 3600}},
+        "AlarmWebhookPermission": {"Type": "AWS::Lambda::Permission", **when, "Properties": {
+            "Action": "lambda:InvokeFunction", "FunctionName": {"Ref": "AlarmWebhookFunction"},
+            "Principal": "sns.amazonaws.com", "SourceArn": {"Ref": "AlarmTopic"}}},
+        "AlarmWebhookSubscription": {"Type": "AWS::SNS::Subscription", **when, "DependsOn": ["AlarmWebhookPermission"],
+                                     "Properties": {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "lambda",
+                                                    "Endpoint": _arn("AlarmWebhookFunction")}},
+        "AlarmWebhookErrorsAlarm": {**errors, **when},
+    }
 
 
 def table_throttle_alarm(template: dict[str, Any]) -> dict[str, Any]:
@@ -636,9 +715,10 @@ def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, 
                    for r in resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
     resources["Dashboard"] = dashboard(template, api, specs, api_stage, alarm_names)
     resources.update(log_queries(specs))
-    outputs["DashboardUrl"] = {"Description": "The CloudWatch dashboard", "Value": {"Fn::Sub": (
-        "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}"
-        "#dashboards:name=${AWS::StackName}")}}
+    resources.update(alarm_webhook_resources(runtime))
+    outputs["DashboardUrl"] = {"Description": "The CloudWatch dashboard", "Value": {"Fn::Sub": [
+        "https://${AWS::Region}.${Console}/cloudwatch/home?region=${AWS::Region}#dashboards:name=${AWS::StackName}",
+        {"Console": {"Fn::If": [IN_CHINA, CONSOLE_DOMAINS["aws-cn"], CONSOLE_DOMAINS["aws"]]}}]}}
     outputs["ApiAccessLogGroup"] = {"Description": "API Gateway access log (one JSON line per request)",
                                     "Value": {"Ref": "ApiAccessLogGroup"}}
     return template

@@ -65,7 +65,7 @@ def _check_lambda_role(role: dict[str, Any], *, log_group: str, grants: tuple[st
             seen.setdefault(rid, set()).update(actions)
             if rid == "TableKey":
                 assert st["Condition"] == {"StringEquals": {"kms:ViaService": {
-                    "Fn::Sub": "dynamodb.${AWS::Region}.amazonaws.com"}}}
+                    "Fn::Sub": "dynamodb.${AWS::Region}.${AWS::URLSuffix}"}}}  # amazonaws.com.cn in China
     assert seen == allowed, "the role should grant exactly what the manifest declares"
 
 
