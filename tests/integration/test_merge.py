@@ -1,20 +1,51 @@
-"""Merging duplicates: redirect first, then move history in resumable batches, never doubling or losing."""
+"""Merging duplicates: redirect first, then move history in resumable batches, never doubling or losing.
+
+Races here are real: the competing calls run in threads released together by a barrier (over real HTTP
+where an answer is checked), several rounds each. The tests named "interleaved" are not races: one thread,
+and a hook runs the competing operation at the exact point between the merge's read and its write."""
 from __future__ import annotations
 
 import threading
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
+import requests
 
 from chalicelib import bootstrap
-from chalicelib.cli import _LocalContext
 from chalicelib.domain import clock
-from chalicelib.services import members as member_service
+from chalicelib.services import merges as merge_service
 from chalicelib.store.ledger import DynamoLedgerRepository
 from functions.points_expiry import handler
-from testkit.audit import audit_member
-from testkit.ledger import one_month_expiry, order, plain_day
-from testkit.support import registration, unique_phone
+from testkit.audit import audit_member, read_books
+from testkit.ledger import LambdaContext, one_month_expiry, order, plain_day
+from testkit.support import auth, registration, unique_phone
+
+ROUNDS = 5  # a race that passes once may not have raced: each is run this many times
+
+
+def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run every call in its own thread, released together."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def _post(live, path: str, body: Any, token: str) -> tuple[int, Any]:
+    """One HTTP call as a client makes it; a 503 (contention: the API asks for a retry) is retried."""
+    with requests.Session() as session:
+        for _ in range(20):
+            resp = session.post(live.url + path, json=body, headers=auth(token), timeout=60)
+            if resp.status_code != 503:
+                break
+        return resp.status_code, resp.json()
 
 
 def _register(api, tokens, **kw):
@@ -79,21 +110,17 @@ def test_interrupted_merge_is_finished_by_the_job_without_duplicates(stack, api,
     _add_history(source["member_id"], 150)
     expected = len(_partition(stack, source["member_id"])) - 1 + len(_partition(stack, target["member_id"]))
 
-    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 1)  # the request "dies" after one batch
+    monkeypatch.setattr(merge_service, "MERGE_BATCHES_INLINE", 1)  # the request "dies" after one batch
     status, record = api.post(f"/members/{target['member_id']}/merge",
                               {"source_member_id": source["member_id"]}, tokens.hq())
     assert status == 200 and record["state"] == "moving"
     assert sum(record["moved"].values()) == 49
 
     # two resume workers at once (a re-run overlapping a slow run) must not double anything
-    barrier = threading.Barrier(2)
-
     def resume():
-        barrier.wait()
-        return member_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 50)
+        return merge_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 50)
 
-    with ThreadPoolExecutor(2) as pool:
-        assert all(pool.map(lambda _: resume(), range(2)))
+    assert any(_at_once([resume, resume]))  # the one that loses a batch may leave the rest to the winner
 
     merged = bootstrap.members().get_merge(target["member_id"], source["member_id"])
     assert merged.state == "done"
@@ -132,16 +159,41 @@ def test_invalid_merges_change_nothing(api, tokens, case):
     assert api.get(f"/members/{a['member_id']}", hq)[1]["member_id"] == a["member_id"]  # a untouched
 
 
-def test_concurrent_cross_merges_leave_exactly_one_survivor(api, tokens):
+def test_cross_merges_at_the_same_moment_leave_exactly_one_survivor(live, api, tokens):
+    """A into B and B into A at once: one wins (200); the other is told to merge into the survivor (422), at
+    once or, if its transaction collided with the winner's, after a 409 merge_conflict and one retry; never
+    'not found' or a 5xx, and nothing is half done."""
     hq = tokens.hq()
-    a, b = _register(api, tokens), _register(api, tokens)
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda pair: api.post(f"/members/{pair[0]}/merge", {"source_member_id": pair[1]}, hq),
-                                [(a["member_id"], b["member_id"]), (b["member_id"], a["member_id"])]))
-    statuses = sorted(s for s, _ in results)
-    assert statuses[0] == 200 and statuses[1] in (409, 404, 422, 503)
-    view_a, view_b = api.get(f"/members/{a['member_id']}", hq)[1], api.get(f"/members/{b['member_id']}", hq)[1]
-    assert view_a["member_id"] == view_b["member_id"]
+    for _ in range(ROUNDS):
+        a, b = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
+        results = _at_once([lambda t=t, s=s: _post(live, f"/members/{t}/merge", {"source_member_id": s}, hq)
+                            for t, s in ((a, b), (b, a))])
+        (won,) = [i for i, (status, _) in enumerate(results) if status == 200]
+        survivor, merged = (a, b) if won == 0 else (b, a)
+        status, refused = results[1 - won]
+        if (status, refused["code"]) == (409, "merge_conflict"):  # collided with the winner: "retry" ...
+            status, refused = _post(live, f"/members/{merged}/merge", {"source_member_id": survivor}, hq)
+        # ... and then (or at once, if it read after the winner wrote): merge into the survivor
+        named = refused["details"].get("survivor_member_id") if isinstance(refused["details"], dict) else None
+        assert (status, refused["code"], named) == (422, "invalid_merge", survivor), results
+        assert api.get(f"/members/{merged}", hq)[1]["member_id"] == survivor
+        assert api.get(f"/members/{survivor}", hq)[1]["resolved_from"] is None
+        assert bootstrap.members().get_merge(survivor, merged).state == "done"
+        assert bootstrap.members().get_merge(merged, survivor) is None  # the loser left no record
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 #10: the same merge sent twice at once answers one 200 and a "
+                                       "404 member_not_found or 409 for its twin instead of the merge's record")
+def test_the_same_merge_sent_twice_at_once_answers_its_record_both_times(live, api, tokens):
+    """A client retrying a merge whose first answer is slow: both calls answer the one merge's record."""
+    hq = tokens.hq()
+    for _ in range(ROUNDS):
+        target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
+        send = lambda: _post(live, f"/members/{target}/merge", {"source_member_id": source}, hq)  # noqa: E731
+        answers = _at_once([send, send])
+        assert [status for status, _ in answers] == [200, 200], answers
+        assert answers[0][1]["started_at"] == answers[1][1]["started_at"]
+        assert api.get(f"/members/{source}", hq)[1]["member_id"] == target
 
 
 # ---- the ledger during a merge ----------------------------------------------------------------------------
@@ -152,22 +204,22 @@ def _shop(api, tokens, member_id, amount):
     return body
 
 
-def test_spending_while_a_merge_moves_lots_never_hides_them(stack, api, tokens, monkeypatch):
-    """The source's lots are older than the survivor's. A redemption while they are still moving sees
-    only the survivor's own lots and raises its open-lots bound past the source's; the move must lower it
-    again, or those points could never be spent."""
+def test_spending_between_two_batches_of_a_move_never_hides_lots(stack, api, tokens, monkeypatch):
+    """Sequential, between two batches of the move. The source's lots are older than the survivor's. A redemption
+    while they are still moving sees only the survivor's own lots and raises its open-lots bound past the source's;
+    the move must lower it again, or those points could never be spent."""
     target, source = _register(api, tokens), _register(api, tokens)
     _shop(api, tokens, source["member_id"], 30_000)  # credited first: the oldest lot
     _shop(api, tokens, target["member_id"], 10_000)
     _add_history(source["member_id"], 60)  # sorts before the ledger: the first batch moves no lot
-    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 1)
+    monkeypatch.setattr(merge_service, "MERGE_BATCHES_INLINE", 1)
     hq, clerk = tokens.hq(), tokens.staff(stores=["sh-001"])
     assert api.post(f"/members/{target['member_id']}/merge",
                     {"source_member_id": source["member_id"]}, hq)[1]["state"] == "moving"
 
     spend = {"redemption_id": "during", "points": 10, "reason": "tea", "store_id": "sh-001"}
     assert api.post(f"/members/{target['member_id']}/points/redemptions", spend, clerk)[0] == 201
-    assert member_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 10)
+    assert merge_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 10)
 
     audit_member(target["member_id"])  # fails on a lot holding points below the bound
     everything = {"redemption_id": "all", "points": 390, "reason": "gift", "store_id": "sh-001"}
@@ -176,12 +228,13 @@ def test_spending_while_a_merge_moves_lots_never_hides_them(stack, api, tokens, 
     audit_member(target["member_id"])
 
 
-def test_a_lot_changed_while_being_moved_is_moved_as_it_is_now(stack, api, tokens, monkeypatch):
-    """A refund lands on the source's lot between the move's read and its write: the move must not put
-    the stale copy (with the refunded points still in it) under the survivor."""
+def test_interleaved_refund_before_a_move_writes_the_lot_is_kept(stack, api, tokens, monkeypatch):
+    """Interleaved (one thread, a hook in the move's commit). A refund lands on the source's lot between the move's
+    read and its write: the move must not put the stale copy (with the refunded points still in it) under the
+    survivor."""
     target, source = _register(api, tokens), _register(api, tokens)
     bought = _shop(api, tokens, source["member_id"], 20_000)
-    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
+    monkeypatch.setattr(merge_service, "MERGE_BATCHES_INLINE", 0)
     hq, clerk = tokens.hq(), tokens.staff(stores=["sh-001"])
     assert api.post(f"/members/{target['member_id']}/merge",
                     {"source_member_id": source["member_id"]}, hq)[1]["state"] == "moving"
@@ -199,7 +252,7 @@ def test_a_lot_changed_while_being_moved_is_moved_as_it_is_now(stack, api, token
         return real_commit(tx, **kw)
 
     monkeypatch.setattr(db, "commit", commit_after_a_refund)
-    assert member_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 10)
+    assert merge_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 10)
     status, refund = refunded[0]
     assert status == 201 and refund["points_removed"] == 50  # found the lot where it still was
     monkeypatch.setattr(db, "commit", real_commit)
@@ -207,15 +260,16 @@ def test_a_lot_changed_while_being_moved_is_moved_as_it_is_now(stack, api, token
     audit_member(target["member_id"])
 
 
-def test_a_move_landing_inside_a_redemption_makes_it_look_again(stack, api, tokens, monkeypatch):
-    """The redemption reads the survivor's lots, then the move lands the source's lot (credited between
-    the survivor's two), then the redemption writes. Computed from what it saw, its bound would pass the
-    newly arrived lot; the move's write to the survivor's state makes it re-read instead."""
+def test_interleaved_move_inside_a_redemption_makes_it_look_again(stack, api, tokens, monkeypatch):
+    """Interleaved (one thread, a hook after the redemption's read). The redemption reads the survivor's lots, then
+    the move lands the source's lot (credited between the survivor's two), then the redemption writes. Computed from
+    what it saw, its bound would pass the newly arrived lot; the move's write to the survivor's state makes it re-
+    read instead."""
     target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
     clerk, hq = tokens.staff(stores=["sh-001"]), tokens.hq()
     for member, amount, days_ago in ((target, 10_000, 60), (source, 20_000, 30), (target, 5_000, 1)):
         assert api.post("/orders", order(member, amount=amount, paid_at=plain_day(days_ago)), clerk)[0] == 201
-    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
+    monkeypatch.setattr(merge_service, "MERGE_BATCHES_INLINE", 0)
     assert api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[1]["state"] == "moving"
 
     real_open_lots, moved = DynamoLedgerRepository.open_lots, []
@@ -223,7 +277,7 @@ def test_a_move_landing_inside_a_redemption_makes_it_look_again(stack, api, toke
     def open_lots_then_the_move_lands(self, member_id, since):
         lots = real_open_lots(self, member_id, since)
         if not moved:
-            moved.append(member_service.continue_merge(bootstrap.members(), target, source, 10))
+            moved.append(merge_service.continue_merge(bootstrap.members(), target, source, 10))
         return lots
 
     monkeypatch.setattr(DynamoLedgerRepository, "open_lots", open_lots_then_the_move_lands)
@@ -236,16 +290,19 @@ def test_a_move_landing_inside_a_redemption_makes_it_look_again(stack, api, toke
     assert api.post(f"/members/{target}/points/redemptions", rest, clerk)[1]["balance"] == 0
 
 
-def test_a_refund_that_only_forgives_is_not_undone_by_the_move(stack, fresh_table, api, tokens, monkeypatch):
-    """The lot expired, so a refund changes only its `forgiven` (remaining stays 0): a move that compared
-    `remaining` alone would put back the copy it read, and a second refund would forgive the same points."""
+def test_interleaved_refund_that_only_forgives_is_not_undone_by_the_move(stack, fresh_table, api, tokens,
+                                                                         monkeypatch):
+    """Interleaved (one thread, a hook in the move's commit). The lot expired, so a refund changes only its
+    `forgiven` (remaining stays 0): a move that compared `remaining` alone would put back the copy it read, and a
+    second refund would forgive the same points."""
     hq, clerk = tokens.hq(), tokens.staff(stores=["sh-001"])
     one_month_expiry(api, hq)
     target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
     bought = order(source, amount=20_000, paid_at=plain_day(45))
     assert api.post("/orders", bought, clerk)[0] == 201
-    assert handler({"date": clock.business_day(clock.now()).isoformat()}, _LocalContext("x"))["lots_expired"] == 1
-    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
+    today = clock.business_day(clock.now()).isoformat()
+    assert handler({"date": today}, LambdaContext("points-expiry"))["lots_expired"] == 1
+    monkeypatch.setattr(merge_service, "MERGE_BATCHES_INLINE", 0)
     assert api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[1]["state"] == "moving"
 
     db, refunded = bootstrap.db(), []
@@ -259,7 +316,7 @@ def test_a_refund_that_only_forgives_is_not_undone_by_the_move(stack, fresh_tabl
         return real_commit(tx, **kw)
 
     monkeypatch.setattr(db, "commit", commit_after_a_refund)
-    assert member_service.continue_merge(bootstrap.members(), target, source, 10)
+    assert merge_service.continue_merge(bootstrap.members(), target, source, 10)
     monkeypatch.setattr(db, "commit", real_commit)
     assert refunded[0]["points_forgiven"] == 100
     (lot,) = [e.lot for e in bootstrap.ledger().all_entries(target) if e.lot]
@@ -277,10 +334,45 @@ def test_a_refund_finds_its_lot_through_a_chain_of_merges(stack, api, tokens, mo
     bought = order(a, amount=20_000)
     assert api.post("/orders", bought, clerk)[0] == 201
     assert api.post(f"/members/{b}/merge", {"source_member_id": a}, hq)[1]["state"] == "done"
-    monkeypatch.setattr(member_service, "MERGE_BATCHES_INLINE", 0)
+    monkeypatch.setattr(merge_service, "MERGE_BATCHES_INLINE", 0)
     assert api.post(f"/members/{c}/merge", {"source_member_id": b}, hq)[1]["state"] == "moving"
 
     status, refund = api.post(f"/orders/{bought['order_id']}/refunds", {"refund_id": "r", "amount": 10_000}, clerk)
     assert status == 201 and (refund["member_id"], refund["points_removed"], refund["points_owed"]) == (c, 100, 0)
-    assert member_service.continue_merge(bootstrap.members(), c, b, 10)
+    assert merge_service.continue_merge(bootstrap.members(), c, b, 10)
     audit_member(c)
+
+
+def test_points_changes_racing_the_move_lose_nothing(live, api, tokens, monkeypatch):
+    """A real race: the move of the source's lots (batch by batch) runs while the counter redeems on the
+    survivor, refunds one of the source's orders and posts a new order, all released at once. Whatever
+    interleaving happened, the survivor holds exactly what the answers add up to."""
+    hq, clerk = tokens.hq(), tokens.staff(stores=["sh-001"])
+    monkeypatch.setattr(merge_service, "MERGE_BATCHES_INLINE", 0)
+    for _ in range(ROUNDS):
+        target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
+        _shop(api, tokens, target, 10_000)  # 100 points
+        refunded = _shop(api, tokens, source, 20_000)  # 200 points, refunded in full below
+        _shop(api, tokens, source, 20_000)  # 200 points
+        _add_history(source, 60)  # the lots move in the second batch
+        assert api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[1]["state"] == "moving"
+        spend = {"redemption_id": f"r-{uuid.uuid4().hex[:8]}", "points": 150, "reason": "tea", "store_id": "sh-001"}
+        moved, redeemed, refund, bought = _at_once([
+            lambda: merge_service.continue_merge(bootstrap.members(), target, source, 50),
+            lambda: _post(live, f"/members/{target}/points/redemptions", spend, clerk),
+            lambda: _post(live, f"/orders/{refunded['order_id']}/refunds",
+                          {"refund_id": f"f-{uuid.uuid4().hex[:8]}", "amount": 20_000}, clerk),
+            lambda: _post(live, "/orders", order(target, amount=5_000), clerk)])
+        if not moved:  # a batch that kept losing to the points changes is left to the next run
+            assert merge_service.continue_merge(bootstrap.members(), target, source, 50)
+        # every answer is one that the API documents for these calls
+        assert bought[0] == 201 and bought[1]["points_earned"] == 50, bought
+        assert refund[0] == 201 and refund[1]["member_id"] == target, refund
+        assert refund[1]["points_reversed"] == refund[1]["points_removed"] + refund[1]["points_owed"] == 200, refund
+        assert redeemed[0] == 201 or (redeemed[0], redeemed[1]["code"]) == (409, "insufficient_points"), redeemed
+        # and the books add up to them: 100 + 200 + 200 + 50 earned, 200 refunded, 150 if the redemption went
+        expected = 100 + 400 + 50 - 200 - (150 if redeemed[0] == 201 else 0)
+        report = audit_member(target)
+        assert (report["balance"], report["orders"]) == (expected, 4), report
+        assert read_books(source).entries == [], "ledger entries left behind with the merged-away member"
+        assert bootstrap.members().get_merge(target, source).state == "done"
