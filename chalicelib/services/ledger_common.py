@@ -74,9 +74,12 @@ def idempotent(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, pri
     try:
         return optimistic(attempt), True
     except DocumentExists:
-        # Documents are kept under the live member: a retry through a merged-away id finds it there.
-        live = live_member(ledger, owner, erased_ok=True)[1].member_id if kind != "refund" else owner
-        answer = replay(ledger, kind, live, doc_id, print_)
+        # A document stays under the member it was written for (merges do not move documents): `owner`'s,
+        # or, written through a merged-away id, the live member's.
+        answer = replay(ledger, kind, owner, doc_id, print_)
+        if answer is None and kind != "refund":
+            live = live_member(ledger, owner, erased_ok=True)[1].member_id
+            answer = replay(ledger, kind, live, doc_id, print_) if live != owner else None
         if answer is None:
             raise
         return answer, False

@@ -21,10 +21,18 @@ MERGE_PREFIX = "MERGE#"
 STORE_PREFIX = "STORE#"
 
 LEDGER_PREFIX = "LEDGER#"
+EVENT_PREFIX = "EVENT#"
 MEMBER_STATE = "PROFILE#STATE"  # next to PROFILE: one query reads both (begins_with PROFILE)
 TIER_MARKER = "PROFILE#TIER"  # exists while the member is above the lowest tier: the monthly review's index
-PROFILE_FAMILY_END = "PROFILE~"  # every PROFILE* item sorts before this: merges never move them
 TIER_SHARDS = 8
+
+# What a merge moves from the source's partition to the survivor's, in this order: the kinds whose sort key
+# ends in a ULID, so a moved item can never find its key taken at the survivor. Everything else stays where
+# it is: the PROFILE family (the merge folds it), merge records (MERGE#<source>: the bookkeeping of merges
+# into this member, found again by that key), and documents (REDEEM#, ADJUST#, FACT#: their ids are made by
+# clients or by day, two members can hold the same one; they are read through the id they were written
+# for, see the ledger repository's find_document).
+MERGE_MOVES = (AUDIT_PREFIX, EVENT_PREFIX, LEDGER_PREFIX)
 
 GSI_LOOKUP = "gsi1"
 GSI_WORK = "gsi2"
@@ -109,7 +117,8 @@ _DOCUMENT_SK = {"redemption": "REDEEM#{}", "redemption_cancel": "REDEEM#{}#CANCE
 
 
 def document_key(kind: str, owner: str, doc_id: str) -> dict[str, str]:
-    """Idempotency documents: refunds live with their order, the rest in the member's partition."""
+    """Idempotency documents: refunds live with their order, the rest in the partition of the member they were
+    written for, for good (merges do not move them: MERGE_MOVES)."""
     if kind == "refund":
         return refund_key(owner, doc_id)
     return {"pk": member_pk(owner), "sk": _DOCUMENT_SK[kind].format(doc_id)}
@@ -118,7 +127,7 @@ def document_key(kind: str, owner: str, doc_id: str) -> dict[str, str]:
 def event_key(member_id: str, at_iso: str) -> dict[str, str]:
     from ..domain.ids import new_id
 
-    return {"pk": member_pk(member_id), "sk": f"EVENT#{at_iso}#{new_id()}"}
+    return {"pk": member_pk(member_id), "sk": f"{EVENT_PREFIX}{at_iso}#{new_id()}"}
 
 
 def order_key(order_id: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..domain import clock
-from ..domain.errors import DocumentExists, StaleRead
+from ..domain.errors import Conflict, DocumentExists, StaleRead
 from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
 from ..domain.orders import Breakdown, Order
 from ..domain.receipts import Refund
@@ -19,6 +19,7 @@ from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
 
 MAX_MERGE_HOPS = 10
+MAX_FAMILY = 100  # members merged together that find_document asks, at most
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -171,8 +172,49 @@ class DynamoLedgerRepository:
             values={":pk": keys.member_pk(member_id), ":p": keys.LEDGER_PREFIX}, ConsistentRead=True)]
 
     def get_document(self, kind: str, owner: str, doc_id: str) -> dict[str, Any] | None:
+        """The document `doc_id` written for `owner` (one GetItem). Documents are never moved by a merge."""
         item = self.db.get(keys.document_key(kind, owner, doc_id))
         return json.loads(item["body"]) if item else None
+
+    def find_document(self, kind: str, member_id: str, doc_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The document a client means by (`member_id`, `doc_id`), and the member it was written for. Ids are
+        made by clients, so members merged together may each hold one with the same id: the id named wins;
+        else the nearest member it was merged into that holds one; else the one other member of the merge
+        family (everyone merged into the survivor, through chains) that holds one. Two such others: 409.
+        One GetItem when the id named holds it; otherwise one more per profile and per member asked."""
+        own = self.get_document(kind, member_id, doc_id)
+        if own is not None:
+            return member_id, own
+        profiles: dict[str, dict[str, Any]] = {}
+
+        def profile(mid: str) -> dict[str, Any]:
+            if mid not in profiles:
+                profiles[mid] = self.db.get(keys.member_profile(mid)) or {}
+            return profiles[mid]
+
+        path = [member_id]
+        while profile(path[-1]).get("merged_into") and len(path) <= MAX_MERGE_HOPS:
+            path.append(profile(path[-1])["merged_into"])
+        for survivor in path[1:]:
+            found = self.get_document(kind, survivor, doc_id)
+            if found is not None:
+                return survivor, found
+        asked, pending, visited = set(path), [path[-1]], set()
+        others: list[tuple[str, dict[str, Any]]] = []
+        while pending and len(visited) < MAX_FAMILY:  # everyone merged into the survivor, through chains
+            mid = pending.pop()
+            if mid in visited:
+                continue
+            visited.add(mid)
+            found = None if mid in asked else self.get_document(kind, mid, doc_id)
+            if found is not None:
+                others.append((mid, found))
+            pending.extend(sorted(profile(mid).get("merged_from", ())))
+        if len(others) > 1:
+            raise Conflict(f"several merged members used this {kind} id; name the member it was made for",
+                           code=f"{kind}_id_ambiguous",
+                           details={f"{kind}_id": doc_id, "member_ids": sorted(m for m, _ in others)})
+        return others[0] if others else None
 
     # ---- the one write -----------------------------------------------------------------------------
     def apply(self, change: Change) -> None:

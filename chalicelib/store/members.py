@@ -338,20 +338,21 @@ class DynamoMemberRepository:
                            code="merge_conflict") from None
 
     def move_batch(self, target_id: str, source_id: str) -> int:
-        """Move up to MERGE_BATCH items of the source partition to the target, each as put+delete in the
-        same transaction as the merge record's progress: a crash leaves every item in exactly one place."""
+        """Move up to MERGE_BATCH items of the source partition (the kinds of keys.MERGE_MOVES) to the target,
+        each as put+delete in the same transaction as the merge record's progress: a crash leaves every item in
+        exactly one place."""
         # The survivor's points state is read FIRST: every change to a lot also changes that state's
         # version, so a batch holding lots commits only if no lot changed since this read (see
         # _claim_state_for_lots).
         state = self.db.get({"pk": keys.member_pk(target_id), "sk": keys.MEMBER_STATE})
-        # after the profile and its points state (which the merge folded, never moves)
-        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk > :end",
-                                 values={":pk": keys.member_pk(source_id), ":end": keys.PROFILE_FAMILY_END},
-                                 ConsistentRead=True, Limit=MERGE_BATCH)
-        before, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk < :profile",
-                                  values={":pk": keys.member_pk(source_id), ":profile": keys.PROFILE},
-                                  ConsistentRead=True, Limit=MERGE_BATCH)
-        batch = (before + items)[:MERGE_BATCH]
+        batch: list[dict[str, Any]] = []
+        for prefix in keys.MERGE_MOVES:
+            items, _ = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                                     values={":pk": keys.member_pk(source_id), ":p": prefix},
+                                     ConsistentRead=True, Limit=MERGE_BATCH - len(batch))
+            batch += items
+            if len(batch) >= MERGE_BATCH:
+                break
         if not batch:
             return 0
         tx = self.db.tx()
@@ -359,7 +360,10 @@ class DynamoMemberRepository:
         for item in batch:
             kind = keys.record_kind(item["sk"])
             counts[kind] = counts.get(kind, 0) + 1
-            moved = {**item, "pk": keys.member_pk(target_id), "moved_from": source_id}
+            # moved_from: the last hop; origin_member_id: the member it was written for (kept along a chain),
+            # so a redemption's entry still names whose redemption document it is (ids are per member)
+            moved = {**item, "pk": keys.member_pk(target_id), "moved_from": source_id,
+                     "origin_member_id": item.get("origin_member_id", source_id)}
             if "member_id" in moved:  # lots and ledger entries name their owner (the expiry job reads it)
                 moved["member_id"] = target_id
             if moved.get("gsi2sk", "").startswith(f"{source_id}#"):
