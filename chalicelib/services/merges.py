@@ -1,11 +1,13 @@
 """Folding a duplicate member into the survivor: the redirect, then the move of its items in batches."""
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 
 from ..domain import clock
 from ..domain.access import Principal
-from ..domain.errors import Invalid, NotFound
+from ..domain.errors import Invalid, NotFound, Unavailable
 from ..domain.ledger import MemberState
 from ..domain.members import MemberStatus, MergeRecord
 from ..domain.points import fold_states
@@ -17,6 +19,7 @@ from .members import audit_entry, resolve
 from .ports import LedgerRepository, MemberRepository
 
 MERGE_BATCHES_INLINE = 20  # ~1,000 items; beyond that the merge-resume job finishes the move
+FAILED_BATCHES_IN_A_ROW = 8
 
 
 def merge_members(target_id: str, source_id: str, actor: Principal, members: MemberRepository,
@@ -55,20 +58,37 @@ def merge(target_id: str, source_id: str, actor: Principal, members: MemberRepos
         audit_line("member.merge", actor=actor.sub, role=actor.role.value, member_id=target_id,
                    source_member_id=source_id)
     continue_merge(members, target_id, source_id, max_batches=MERGE_BATCHES_INLINE)
-    return members.get_merge(target_id, source_id)  # type: ignore[return-value]
+    record = members.get_merge(target_id, source_id)
+    if record is None:  # merge records are never moved or deleted
+        raise RuntimeError(f"merge record {target_id} <- {source_id} not found after step 1")
+    return record
 
 
 def continue_merge(members: MemberRepository, target_id: str, source_id: str, max_batches: int) -> bool:
     """Move remaining items; True when the merge is complete. Safe to run twice at once (each batch is a
-    conditional transaction; a lost race just looks again)."""
+    conditional transaction; a lost race just looks again). A batch that keeps losing (the survivor busy with
+    orders, another worker on the same items) is left to the next run after FAILED_BATCHES_IN_A_ROW tries,
+    rather than retried in a loop; it never blocks for good, since nothing a merge moves can find its key
+    taken at the survivor (store/keys.MERGE_MOVES)."""
     record = members.get_merge(target_id, source_id)
     if record is None or record.state == "done":
         return True
-    for _ in range(max_batches):
-        moved = members.move_batch(target_id, source_id)
+    moved_batches = failed_in_a_row = 0
+    while moved_batches < max_batches:
+        try:
+            moved = members.move_batch(target_id, source_id)
+        except Unavailable:
+            moved = -1
         if moved == 0:
             members.finish_merge(target_id, source_id)
             return True
+        if moved > 0:
+            moved_batches, failed_in_a_row = moved_batches + 1, 0
+            continue
+        failed_in_a_row += 1
+        if failed_in_a_row >= FAILED_BATCHES_IN_A_ROW:
+            return False
+        time.sleep(random.uniform(0.005, 0.02) * failed_in_a_row)
     return False
 
 

@@ -17,8 +17,10 @@ from .db import Db, Tx, TxCancelled
 from .ledger import state_from_item, state_item
 from .pii import PiiProtector
 
-# Per transaction: each moved item is a put + a delete, plus one update of the merge record.
+# Per transaction: each moved item is a put + a delete, plus the merge record's progress and one guard (the
+# survivor's state or profile): 49 x 2 + 2 = 100, the most one TransactWriteItems takes.
 MERGE_BATCH = 49
+MAX_MERGE_HOPS = 10
 ERASE_ATTEMPTS = 4
 
 
@@ -338,13 +340,21 @@ class DynamoMemberRepository:
                            code="merge_conflict") from None
 
     def move_batch(self, target_id: str, source_id: str) -> int:
-        """Move up to MERGE_BATCH items of the source partition (the kinds of keys.MERGE_MOVES) to the target,
+        """Move up to MERGE_BATCH items of the source partition (the kinds of keys.MERGE_MOVES) to the survivor,
         each as put+delete in the same transaction as the merge record's progress: a crash leaves every item in
-        exactly one place."""
+        exactly one place. Returns how many moved, 0 when nothing is left, -1 when the batch lost a race (the
+        caller looks again).
+
+        The survivor is the target, or whoever the target has been merged into since (a merge into A still
+        moving when A is merged into B moves the rest straight to B: anything put under A after A's own move
+        finished would be stranded there). Each batch holds a guard that fails if the survivor is merged away
+        before it commits: the survivor's points state on its version (a merge deletes the source's state on
+        the version it read) or a check that its profile names no survivor of its own."""
+        survivor = self._survivor(target_id)
         # The survivor's points state is read FIRST: every change to a lot also changes that state's
         # version, so a batch holding lots commits only if no lot changed since this read (see
         # _claim_state_for_lots).
-        state = self.db.get({"pk": keys.member_pk(target_id), "sk": keys.MEMBER_STATE})
+        state = self.db.get({"pk": keys.member_pk(survivor), "sk": keys.MEMBER_STATE})
         batch: list[dict[str, Any]] = []
         for prefix in keys.MERGE_MOVES:
             items, _ = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
@@ -362,19 +372,21 @@ class DynamoMemberRepository:
             counts[kind] = counts.get(kind, 0) + 1
             # moved_from: the last hop; origin_member_id: the member it was written for (kept along a chain),
             # so a redemption's entry still names whose redemption document it is (ids are per member)
-            moved = {**item, "pk": keys.member_pk(target_id), "moved_from": source_id,
+            moved = {**item, "pk": keys.member_pk(survivor), "moved_from": source_id,
                      "origin_member_id": item.get("origin_member_id", source_id)}
             if "member_id" in moved:  # lots and ledger entries name their owner (the expiry job reads it)
-                moved["member_id"] = target_id
+                moved["member_id"] = survivor
             if moved.get("gsi2sk", "").startswith(f"{source_id}#"):
-                moved["gsi2sk"] = f"{target_id}#" + moved["gsi2sk"].split("#", 1)[1]
+                moved["gsi2sk"] = f"{survivor}#" + moved["gsi2sk"].split("#", 1)[1]
             if "gsi3pk" in moved:  # an order's earn entry: its order joins the survivor's purchase history
-                moved["gsi3pk"] = keys.history_pk(target_id)
+                moved["gsi3pk"] = keys.history_pk(survivor)
             tx.put(moved, condition="attribute_not_exists(pk)")
             tx.delete({"pk": item["pk"], "sk": item["sk"]}, condition="attribute_exists(pk)")
         lots = [i for i in batch if "remaining" in i]
-        if lots:
+        if lots and state is not None:
             self._claim_state_for_lots(tx, state, lots)
+        else:
+            tx.check(keys.member_profile(survivor), "attribute_exists(pk) AND attribute_not_exists(merged_into)")
         names = {f"#k{i}": k for i, k in enumerate(counts)}
         values = {f":n{i}": n for i, n in enumerate(counts.values())}
         tx.update(keys.merge_key(target_id, source_id),
@@ -383,9 +395,18 @@ class DynamoMemberRepository:
                   values={**values, ":moving": "moving"})
         try:
             self.db.commit(tx)
-        except TxCancelled:
-            return -1  # another worker moved these meanwhile; the caller simply looks again
+        except (TxCancelled, Unavailable):
+            return -1  # moved by another worker, a lot or the survivor changed meanwhile: look again
         return len(batch)
+
+    def _survivor(self, member_id: str) -> str:
+        """The member a merge's items go to: `member_id`, or the end of its chain of merges."""
+        for _ in range(MAX_MERGE_HOPS):
+            profile = self.db.get(keys.member_profile(member_id)) or {}
+            if not profile.get("merged_into"):
+                return member_id
+            member_id = profile["merged_into"]
+        raise Unavailable("a chain of merges too long to follow; retry", code="merge_chain")
 
     @staticmethod
     def _claim_state_for_lots(tx: Tx, state: dict[str, Any] | None, lots: list[dict[str, Any]]) -> None:
