@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ..domain import clock
 from ..domain.access import Principal
-from ..domain.errors import Invalid, NotFound, Unavailable
+from ..domain.errors import Conflict, Invalid, NotFound, Unavailable
 from ..domain.ledger import MemberState
 from ..domain.members import MemberStatus, MergeRecord
 from ..domain.points import fold_states
@@ -19,6 +19,7 @@ from .members import audit_entry, resolve
 from .ports import LedgerRepository, MemberRepository
 
 MERGE_BATCHES_INLINE = 20  # ~1,000 items; beyond that the merge-resume job finishes the move
+STEP1_ATTEMPTS = 4  # step 1 re-read and retried when the members changed meanwhile (then 409 merge_conflict)
 FAILED_BATCHES_IN_A_ROW = 8
 
 
@@ -33,35 +34,56 @@ def merge_members(target_id: str, source_id: str, actor: Principal, members: Mem
 def merge(target_id: str, source_id: str, actor: Principal, members: MemberRepository,
           tier_rank: Callable[[str | None], int] = lambda _: 0, lowest_tier: str | None = None) -> MergeRecord:
     """Fold source into target. Step 1 (one transaction) redirects the source; then its items move in
-    batches. A retry of the same merge answers the record (and finishes the move if it was interrupted)."""
+    batches. A retry of the same merge answers the record (and finishes the move if it was interrupted),
+    also while its twin is still running, and after the target has been merged into another member."""
     if target_id == source_id:
         raise Invalid("a member cannot be merged into itself", code="invalid_merge",
                       details=[{"loc": ["body", "source_member_id"], "msg": "same as target"}])
-    existing = members.get_merge(target_id, source_id)
-    if existing is None:
-        target, target_from = resolve(members, target_id)
-        if target_from:
-            raise Invalid("target has itself been merged; merge into the survivor", code="invalid_merge",
-                          details={"survivor_member_id": target.member_id})
-        source = members.get(source_id)
-        if source is None or source.status is not MemberStatus.ACTIVE:
-            raise NotFound("source member not found or not active", code="member_not_found",
-                           details={"member_id": source_id})
-        record = MergeRecord(target_member_id=target_id, source_member_id=source_id, by=actor.sub,
-                             started_at=clock.now(), state="moving")
-        folded = None
-        if source.state is not None:  # the duplicate's points, debt and history join the survivor's
-            folded = fold_states(target.state or MemberState(member_id=target_id), source.state, tier_rank)
-        members.start_merge(target, source, record, audit_entry(actor, "member.merged", [f"merged_from:{source_id}"]),
-                            folded, lowest_tier)
-        metrics.add_metric(name="MemberMerged", unit="Count", value=1)
-        audit_line("member.merge", actor=actor.sub, role=actor.role.value, member_id=target_id,
-                   source_member_id=source_id)
+    for attempt in range(STEP1_ATTEMPTS):
+        if members.get_merge(target_id, source_id) is not None:
+            break
+        try:
+            _redirect(target_id, source_id, actor, members, tier_rank, lowest_tier)
+            break
+        except (NotFound, Conflict, Unavailable) as refused:
+            # An identical request may have won meanwhile (the source is then "not active", or the two
+            # transactions collided): that is this merge, answer its record.
+            if members.get_merge(target_id, source_id) is not None:
+                break
+            if isinstance(refused, NotFound):
+                raise
+            if attempt == STEP1_ATTEMPTS - 1:  # the members kept changing (orders, another merge): 409, retry
+                raise Conflict("one of the members changed meanwhile (merged, erased, points moved); retry",
+                               code="merge_conflict") from None
+            time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
     continue_merge(members, target_id, source_id, max_batches=MERGE_BATCHES_INLINE)
     record = members.get_merge(target_id, source_id)
     if record is None:  # merge records are never moved or deleted
         raise RuntimeError(f"merge record {target_id} <- {source_id} not found after step 1")
     return record
+
+
+def _redirect(target_id: str, source_id: str, actor: Principal, members: MemberRepository,
+              tier_rank: Callable[[str | None], int], lowest_tier: str | None) -> None:
+    """Step 1: the tombstone, the redirects, the folded points state and the merge record, in one transaction."""
+    target, target_from = resolve(members, target_id)
+    if target_from:
+        raise Invalid("target has itself been merged; merge into the survivor", code="invalid_merge",
+                      details={"survivor_member_id": target.member_id})
+    source = members.get(source_id)
+    if source is None or source.status is not MemberStatus.ACTIVE:
+        raise NotFound("source member not found or not active", code="member_not_found",
+                       details={"member_id": source_id})
+    record = MergeRecord(target_member_id=target_id, source_member_id=source_id, by=actor.sub,
+                         started_at=clock.now(), state="moving")
+    folded = None
+    if source.state is not None:  # the duplicate's points, debt and history join the survivor's
+        folded = fold_states(target.state or MemberState(member_id=target_id), source.state, tier_rank)
+    members.start_merge(target, source, record, audit_entry(actor, "member.merged", [f"merged_from:{source_id}"]),
+                        folded, lowest_tier)
+    metrics.add_metric(name="MemberMerged", unit="Count", value=1)
+    audit_line("member.merge", actor=actor.sub, role=actor.role.value, member_id=target_id,
+               source_member_id=source_id)
 
 
 def continue_merge(members: MemberRepository, target_id: str, source_id: str, max_batches: int) -> bool:

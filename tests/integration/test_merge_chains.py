@@ -1,4 +1,4 @@
-"""Issue 10 #9: merges in a chain and in a cycle.
+"""Issue 10 #9 and #10: merges in a chain, in a cycle, and the same merge sent several times at once.
 
 Every merge answers 200 or a clean 4xx, never a 500; every merge record ends `done` and leaves the pending
 index; every ledger entry and lot of every member ends with the survivor, where all of it can be spent."""
@@ -175,3 +175,25 @@ def test_concurrent_merges_in_a_chain_or_cycle_lose_nothing(live, api, tokens, s
             _clean(answers)
         # and every point of the three ends with the one survivor, spendable
         _assert_everything_with_the_survivor(api, tokens, members)
+
+
+def test_the_same_merge_sent_four_times_at_once_answers_its_record_each_time(live, api, tokens):
+    hq = tokens.hq()
+    for _ in range(ROUNDS):
+        # Given T and A with 200 points each
+        members = dict(_member_with_two_orders(api, tokens) for _ in range(2))
+        target, source = members
+
+        # When four identical merges are sent at once
+        def send() -> tuple[int, dict]:
+            with requests.Session() as session:
+                return _post(session, f"{live.url}/members/{target}/merge", hq, {"source_member_id": source})
+
+        answers = _at_once([send] * 4)
+
+        # Then each answers the merge's record (before: one 200, the others 404 member_not_found or 409)
+        assert [status for status, _ in answers] == [200] * 4, answers
+        assert {(r["target_member_id"], r["source_member_id"], r["started_at"]) for _, r in answers} == \
+            {(target, source, answers[0][1]["started_at"])}
+        _assert_everything_with_the_survivor(api, tokens, members)
+        assert bootstrap.members().get_merge(target, source).state == "done"
