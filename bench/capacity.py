@@ -12,8 +12,9 @@ units, where AWS bills 10; five 1.5 KB puts -> 4.0, where AWS bills 20). The rul
     is what the index projects (ALL: the item; KEYS_ONLY: the table's and the index's keys); nothing
     when the write leaves that entry as it was (a KEYS_ONLY index ignores updates of other attributes),
     two writes (delete + put) when it changes the index keys.
-Item sizes follow AWS's rule: attribute names + values (UTF-8 strings, numbers ~1 byte per 2 digits + 1,
-1 byte per bool/null, sets and lists by their elements + small overheads).
+Item sizes follow AWS's rule: attribute names + values (UTF-8 strings, numbers 1 byte per 2 significant
+digits, rounded up, + 1, 1 byte per bool/null, sets and lists by their elements + small overheads); see
+"DynamoDB item sizes and formats" in the developer guide, and tests/unit/test_capacity_meter.py.
 """
 from __future__ import annotations
 
@@ -66,18 +67,26 @@ class Usage:
     wcu: float = 0.0
 
 
+def number_size(text: str) -> int:
+    """AWS: "Numbers are variable length, with up to 38 significant digits. Leading and trailing zeroes are
+    trimmed. The size of a number is approximately (1 byte per two significant digits) + (1 byte)." A byte
+    holds two digits: 3 significant digits take 2 bytes (+ 1). (Zero has none: 1 byte.)"""
+    digits = text.lstrip("+-").lower().split("e")[0].replace(".", "").strip("0")
+    return math.ceil(len(digits) / 2) + 1
+
+
 def attr_size(value: dict[str, Any]) -> int:
     kind, v = next(iter(value.items()))
     if kind in ("S", "B"):
         return len(v.encode() if isinstance(v, str) else v)
     if kind == "N":
-        return len(v.lstrip("-").replace(".", "")) // 2 + 1
+        return number_size(v)
     if kind in ("BOOL", "NULL"):
         return 1
     if kind in ("SS", "BS"):
         return sum(len(x.encode() if isinstance(x, str) else x) for x in v)
     if kind == "NS":
-        return sum(len(x) // 2 + 1 for x in v)
+        return sum(number_size(x) for x in v)
     if kind == "L":
         return 3 + sum(1 + attr_size(x) for x in v)
     if kind == "M":
