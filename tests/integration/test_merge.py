@@ -182,10 +182,9 @@ def test_cross_merges_at_the_same_moment_leave_exactly_one_survivor(live, api, t
         assert bootstrap.members().get_merge(merged, survivor) is None  # the loser left no record
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 #10: the same merge sent twice at once answers one 200 and a "
-                                       "404 member_not_found or 409 for its twin instead of the merge's record")
 def test_the_same_merge_sent_twice_at_once_answers_its_record_both_times(live, api, tokens):
-    """A client retrying a merge whose first answer is slow: both calls answer the one merge's record."""
+    """A client retrying a merge whose first answer is slow: both calls answer the one merge's record (issue 10
+    #10, fixed in 979cf11: the twin answered 409 merge_conflict or 404)."""
     hq = tokens.hq()
     for _ in range(ROUNDS):
         target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
