@@ -85,9 +85,10 @@ def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
     authorize("points.cancel_redemption", actor, member_id=member_id)
     _, state0 = live_member(ledger, member_id)
     mid = state0.member_id
-    original = ledger.get_document("redemption", mid, redemption_id)
-    if original is None:
+    found = ledger.find_document("redemption", member_id, redemption_id)  # through the id the client named
+    if found is None:
         raise NotFound("redemption not found", code="redemption_not_found", details={"redemption_id": redemption_id})
+    owner, original = found  # the member the redemption was made for: its cancel is kept beside it
     print_ = fingerprint({"cancel": redemption_id})
 
     def attempt() -> dict[str, Any]:
@@ -105,7 +106,9 @@ def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
             lot, points = found.lot, take["points"]
             # A refund of the lot's order since the redemption made these points a debt (they were spent).
             # They were not spent after all: the debt goes, and the refund counts them as taken back.
-            unowed = min(points, lot.owed)
+            # Never more than is still owed: a later credit may have paid that debt already, and then the
+            # points simply come back.
+            unowed = min(points, lot.owed, state.owed - debt_cancelled)
             back = points - unowed
             if lot.status == "active" and lot.expires_on >= today:
                 new = lot.evolve(remaining=lot.remaining + back, owed=lot.owed - unowed, clawed=lot.clawed + unowed)
@@ -128,10 +131,10 @@ def cancel_redemption(member_id: str, redemption_id: str, actor: Principal,
             entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="redemption_cancel",
                                  points=credited + debt_cancelled, balance_after=restored.balance, ref=redemption_id,
                                  detail={"recredited": credited, "stayed_expired": lapsed,
-                                         "debt_cancelled": debt_cancelled})],
-            documents=[Document(kind="redemption_cancel", owner=mid, doc_id=redemption_id,
+                                         "debt_cancelled": debt_cancelled, "redemption_member_id": owner})],
+            documents=[Document(kind="redemption_cancel", owner=owner, doc_id=redemption_id,
                                 body={"fingerprint": print_, "answer": answer})]))
         return answer
 
-    answer, created = idempotent(ledger, "redemption_cancel", mid, redemption_id, print_, attempt)
+    answer, created = idempotent(ledger, "redemption_cancel", owner, redemption_id, print_, attempt)
     return Redemption.model_validate(answer), created

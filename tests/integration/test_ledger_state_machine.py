@@ -42,7 +42,7 @@ from testkit.support import registration
 
 # Known defects the machine steps around, each pinned by a strict xfail in test_refund_expiry_rules.py; take
 # one out to watch the machine find it, and remove it with its xfail once fixed.
-AVOID_KNOWN_DEFECTS = {"2c-paid: cancel after a later credit paid the refund's debt"}
+AVOID_KNOWN_DEFECTS: set[str] = set()
 AVOIDED: Counter[str] = Counter()
 
 LOOKBACK_DAYS = 100  # the nightly job looks back this far (docs/decisions.md, backdated orders)

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections import Counter
 from datetime import date
 
-import pytest
-
 from chalicelib import bootstrap
 from chalicelib.cli import _LocalContext
 from chalicelib.domain import clock
@@ -175,8 +173,6 @@ def test_retries_through_the_old_id_answer_the_documents_written_before_the_merg
     _audit(target)
 
 
-@pytest.mark.xfail(strict=True, reason="needs services/redemptions.cancel_redemption to find the redemption "
-                                       "through the id named (ledger.find_document) - the lead's patch")
 def test_cancelling_after_the_merge_cancels_the_redemption_of_the_id_named(api, tokens):
     # Given T and S each redeemed with RD-COLLIDE (T 30, S 70), and S's RD-ONLY, then S merged into T
     target, source = _member(api, tokens), _member(api, tokens)

@@ -161,8 +161,6 @@ def test_cancel_then_refund_then_an_order_keeps_the_new_points(desk):
     assert desk.points() == (100, 0, 100)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 #2c, its fix (cb61e76): a cancel cancels the refund's debt on the lot "
-                                       "even when a later order has paid it already, so owed goes negative (-40)")
 def test_refund_then_an_order_pays_the_debt_then_cancel_ends_the_same(desk):
     """The debt the refund made was paid by the next order before the redemption was cancelled: the cancel
     gives back what paid it, and never leaves a negative debt."""
