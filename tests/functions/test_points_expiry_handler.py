@@ -21,13 +21,16 @@ def test_expired_lots_leave_the_balance_once_and_facts_are_written(stack, fresh_
     api.post("/orders", order(member, amount=10_000, paid_at=plain_day(45)), staff)  # expired ~2 weeks ago
     fresh = order(member, amount=5_000, paid_at=plain_day(1))  # expires in ~a month
     api.post("/orders", fresh, staff)
-    assert api.get(f"/members/{member}/points", hq)[1]["balance"] == 150
+    # before the job: the view shows what can be spent; the stored state still holds the lapsed 100
+    assert api.get(f"/members/{member}/points", hq)[1]["balance"] == 50
+    assert bootstrap.ledger().load_member(member)[1].available == 150
 
     today = clock.business_day(clock.now())
     result = handler({"date": today.isoformat()}, _LocalContext("points-expiry"))
     assert result["points_expired"] == 100 and result["lots_expired"] == 1
     view = api.get(f"/members/{member}/points", hq)[1]
     assert view["balance"] == 50 and view["ledger"]["items"][0]["kind"] == "expiry"
+    assert bootstrap.ledger().load_member(member)[1].available == 50
     assert handler({"date": today.isoformat()}, _LocalContext("points-expiry"))["points_expired"] == 0  # once
 
     # the remaining lot is reported as expiring soon, and a fact is written for the day it will lapse
