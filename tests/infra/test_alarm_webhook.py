@@ -1,5 +1,6 @@
 """The alarm webhook Lambda (infra/alarm_webhook.py, inlined into the stack) against a fake WeCom / DingTalk robot
-on loopback, with the webhook URL in a (moto) Secrets Manager secret as the stack stores it."""
+on loopback, with the webhook URL in a Secrets Manager secret (the local stack's moto server) as the stack
+stores it."""
 from __future__ import annotations
 
 import base64
@@ -60,27 +61,25 @@ def robot(monkeypatch) -> Iterator[FakeRobot]:  # noqa: ANN001
 
 
 @pytest.fixture
-def secret(monkeypatch) -> Iterator[Any]:  # noqa: ANN001
-    """Puts {"url", "sign"} in a Secrets Manager secret (moto) the way the stack writes it."""
-    from moto import mock_aws
+def secret(stack, monkeypatch) -> Iterator[Any]:  # noqa: ANN001
+    """Puts {"url", "sign"} in a Secrets Manager secret the way the stack writes it, on the local stack's moto
+    server. Not an in-process `mock_aws`: moto's in-process backends are the same ones its server in this
+    test process serves, and leaving a mock resets them, which would delete the stack's own secret bundle
+    under every later test of the worker."""
+    import uuid
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "cn-north-1", "CHAINCRM_STAGE": "prod"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_SECRETSMANAGER", raising=False)
-    with mock_aws():
-        import boto3
+    import boto3
 
-        client = boto3.client("secretsmanager")
+    monkeypatch.setenv("CHAINCRM_STAGE", "prod")
+    client = boto3.client("secretsmanager")
 
-        def put(url: str, sign: str = "") -> None:
-            arn = client.create_secret(Name="chaincrm/prod/alarm-webhook",
-                                       SecretString=json.dumps({"url": url, "sign": sign}))["ARN"]
-            monkeypatch.setenv("WEBHOOK_SECRET_ID", arn)
-            alarm_webhook._webhook.clear()
+    def put(url: str, sign: str = "") -> None:
+        arn = client.create_secret(Name=f"chaincrm/prod/alarm-webhook-{uuid.uuid4().hex[:8]}",
+                                   SecretString=json.dumps({"url": url, "sign": sign}))["ARN"]
+        monkeypatch.setenv("WEBHOOK_SECRET_ID", arn)
+        alarm_webhook._webhook.clear()
 
-        yield put
+    yield put
     alarm_webhook._webhook.clear()
 
 
