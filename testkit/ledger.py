@@ -27,6 +27,17 @@ def one_month_expiry(api: Any, hq: str) -> dict[str, Any]:
     return rules
 
 
+def plain_one_month_rules(api: Any, hq: str) -> dict[str, Any]:
+    """Store sh-001 exists; 1 point per yuan, no promotions, points valid one month: the arithmetic a test
+    writes by hand. Returns the rules as set."""
+    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
+    rules = {"points_per_yuan": 1, "expiry": {"mode": "months_after", "months": 1},
+             "promotions": {"member_day": None, "member_day_multiplier": 1000, "birthday_month_multiplier": 1000},
+             "expiring_soon_days": 30}
+    assert api.put("/points/rules", rules, hq)[0] == 200
+    return rules
+
+
 def order(member_id: str | None = None, amount: int = 12_345, store_id: str = "sh-001", phone: str | None = None,
           lines: int = 1, **extra: Any) -> dict[str, Any]:
     amounts = [amount // lines] * lines

@@ -19,7 +19,7 @@ import pytest
 
 from chalicelib.domain import clock
 from functions.points_expiry import handler as expiry_job
-from testkit.ledger import LambdaContext, ShiftedClock, order
+from testkit.ledger import LambdaContext, ShiftedClock, order, plain_one_month_rules
 from testkit.support import registration
 
 
@@ -72,12 +72,7 @@ class Desk:
 
 @pytest.fixture
 def desk(stack, fresh_table, api, tokens, monkeypatch):  # noqa: ANN001
-    hq = tokens.hq()
-    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
-    rules = {"points_per_yuan": 1, "expiry": {"mode": "months_after", "months": 1},
-             "promotions": {"member_day": None, "member_day_multiplier": 1000, "birthday_month_multiplier": 1000},
-             "expiring_soon_days": 30}
-    assert api.put("/points/rules", rules, hq)[0] == 200
+    plain_one_month_rules(api, tokens.hq())
     shifted = ShiftedClock()
     monkeypatch.setattr(clock, "now", shifted.now)
     return Desk(api, tokens, shifted)

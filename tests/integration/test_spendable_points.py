@@ -6,17 +6,12 @@ import uuid
 from datetime import timedelta
 
 from chalicelib.domain import clock
-from testkit.ledger import ShiftedClock, order
+from testkit.ledger import ShiftedClock, order, plain_one_month_rules
 from testkit.support import registration
 
 
 def test_unswept_expired_points_are_not_shown_as_spendable(stack, fresh_table, api, tokens, monkeypatch):
-    hq = tokens.hq()
-    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
-    rules = {"points_per_yuan": 1, "expiry": {"mode": "months_after", "months": 1},
-             "promotions": {"member_day": None, "member_day_multiplier": 1000, "birthday_month_multiplier": 1000},
-             "expiring_soon_days": 30}
-    assert api.put("/points/rules", rules, hq)[0] == 200
+    plain_one_month_rules(api, tokens.hq())
     shifted = ShiftedClock()
     monkeypatch.setattr(clock, "now", shifted.now)
     staff = tokens.staff(stores=["sh-001"])
