@@ -12,7 +12,7 @@ from ..domain.policy import authorize
 from ..domain.receipts import Adjustment
 from ..observability import audit as audit_line
 from . import program
-from .ledger_common import fingerprint, idempotent, live_member
+from .ledger_common import fingerprint, idempotent, live_member, replay_at_live_member
 from .ports import LedgerRepository
 
 
@@ -27,6 +27,7 @@ def adjust(member_id: str, adjustment_id: str, points: int, reason: str, actor: 
     def attempt() -> dict[str, Any]:
         _, state = live_member(ledger, member_id)
         mid = state.member_id
+        replay_at_live_member(ledger, "adjustment", member_id, mid, adjustment_id, print_)
         now = clock.now()
         today = clock.business_day(now)
         change = Change(member_id=mid)

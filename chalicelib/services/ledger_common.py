@@ -64,6 +64,25 @@ def replay(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, print_:
     return done["answer"]
 
 
+class AlreadyDone(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside an attempt that found its own stored answer: the request is a retry."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__("replay")
+        self.answer = answer
+
+
+def replay_at_live_member(ledger: LedgerRepository, kind: str, named: str, live: str, doc_id: str,
+                          print_: str) -> None:
+    """A request made through a merged-away id keeps its document with the live member: its retry, through
+    the same old id, finds it there before it is judged against the balance it already spent. Costs a read
+    only when the id named is not the live member's."""
+    if live != named:
+        answer = replay(ledger, kind, live, doc_id, print_)
+        if answer is not None:
+            raise AlreadyDone(answer)
+
+
 def idempotent(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, print_: str,
                attempt: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
     """Replay first (a retried redemption must not be judged against the balance it already spent), then
@@ -73,6 +92,8 @@ def idempotent(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, pri
         return previous, False
     try:
         return optimistic(attempt), True
+    except AlreadyDone as done:
+        return done.answer, False
     except DocumentExists:
         # A document stays under the member it was written for (merges do not move documents): `owner`'s,
         # or, written through a merged-away id, the live member's.

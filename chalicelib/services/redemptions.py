@@ -13,7 +13,7 @@ from ..domain.points import InsufficientPoints, LotView, earliest, oldest_open, 
 from ..domain.policy import Scope, authorize, scope_of
 from ..domain.receipts import Redemption
 from ..observability import metrics
-from .ledger_common import fingerprint, idempotent, live_member
+from .ledger_common import fingerprint, idempotent, live_member, replay_at_live_member
 from .ports import LedgerRepository, StoreRepository
 
 
@@ -38,6 +38,7 @@ def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_i
     def attempt() -> dict[str, Any]:
         _, state = live_member(ledger, member_id)
         mid = state.member_id
+        replay_at_live_member(ledger, "redemption", member_id, mid, redemption_id, print_)
         now = clock.now()
         today = clock.business_day(now)
         lots = ledger.open_lots(mid, state.open_lots_from)
