@@ -157,15 +157,20 @@ _LOT_FIELDS = ("source", "earned_on", "expires_on", "original", "remaining", "ex
                "owed", "status")
 
 
+def read_state(member_id: str) -> State:
+    """The member's points state alone (State() when there is none: never credited, or merged away)."""
+    state_items = [i for i in _query(f"{MEMBER}{member_id}", STATE_SK) if i["sk"] == STATE_SK]
+    if not state_items:
+        return State()
+    s = state_items[0]
+    return State(available=s["available"], owed=s["owed"], version=s["version"],
+                 open_lots_from=datetime.fromisoformat(s["open_lots_from"]) if s.get("open_lots_from") else None)
+
+
 def read_books(member_id: str) -> Books:
     """The member's points state and every ledger entry, from the raw items."""
     pk = f"{MEMBER}{member_id}"
-    state_items = [i for i in _query(pk, STATE_SK) if i["sk"] == STATE_SK]
-    state = State()
-    if state_items:
-        s = state_items[0]
-        state = State(available=s["available"], owed=s["owed"], version=s["version"],
-                      open_lots_from=datetime.fromisoformat(s["open_lots_from"]) if s.get("open_lots_from") else None)
+    state = read_state(member_id)
     entries = []
     for i in _query(pk, LEDGER):
         lot = None
@@ -181,8 +186,9 @@ def read_books(member_id: str) -> Books:
     return Books(state=state, entries=entries)
 
 
-def audit_member(member_id: str) -> dict[str, int]:
-    books = read_books(member_id)
+def audit_member(member_id: str, books: Books | None = None) -> dict[str, int]:
+    """`books`: the member's books just read with read_books (saves reading them again)."""
+    books = books or read_books(member_id)
     state, entries, lots = books.state, books.entries, books.lots
     problems = []
     hidden = [e.entry_id for e in lots
@@ -214,10 +220,16 @@ def audit_member(member_id: str) -> dict[str, int]:
     doubled = [ref for ref, n in earned.items() if n > 1]
     if doubled:
         problems.append(f"orders credited twice: {doubled}")
-    redeemed = Counter(e.ref for e in entries if e.kind == "redemption")
+    # Redemption ids are made by clients: after a merge the survivor's ledger may hold its own redemption
+    # and a duplicate's with the same id. The pair (member it was made for, id) names one redemption
+    # (docs/decisions.md 2026-12-02, "Moved items say whose they were").
+    def made_for(e: Entry) -> str:
+        return e.detail.get("redemption_member_id") or e.raw.get("origin_member_id") or member_id
+
+    redeemed = Counter((made_for(e), e.ref) for e in entries if e.kind == "redemption")
     if any(n > 1 for n in redeemed.values()):
         problems.append("a redemption applied twice")
-    cancels = Counter(e.ref for e in entries if e.kind == "redemption_cancel")
+    cancels = Counter((made_for(e), e.ref) for e in entries if e.kind == "redemption_cancel")
     if any(n > 1 for n in cancels.values()):
         problems.append("a redemption cancelled twice")
     refunds = Counter((e.ref, e.detail.get("refund_id")) for e in entries if e.kind == "refund")  # ids per order
