@@ -74,11 +74,19 @@ class AlreadyDone(Exception):  # noqa: N818 - a signal, not an error
 
 def replay_at_live_member(ledger: LedgerRepository, kind: str, named: str, live: str, doc_id: str,
                           print_: str) -> None:
-    """A request made through a merged-away id keeps its document with the live member: its retry, through
-    the same old id, finds it there before it is judged against the balance it already spent. Costs a read
-    only when the id named is not the live member's."""
-    if live != named:
-        answer = replay(ledger, kind, live, doc_id, print_)
+    """A request made through a merged-away id keeps its document with the member that was live then: its
+    retry, through the same old id, finds it along the merge path (that member may have been merged on
+    since) before it is judged against the balance it already spent. Reads only when the id named is not
+    the live member's: one query per hop and one GetItem per member on the path."""
+    current = named
+    for _ in range(MAX_HOPS):
+        if current == live:
+            return
+        head, _ = ledger.load_member(current)
+        if head is None or not head.merged_into:
+            return
+        current = head.merged_into
+        answer = replay(ledger, kind, current, doc_id, print_)
         if answer is not None:
             raise AlreadyDone(answer)
 

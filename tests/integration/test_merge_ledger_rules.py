@@ -14,10 +14,9 @@ What the machine found:
   - a retry through S, while T is the live member and its balance no longer covers the redemption, was judged
     against the balance it had already spent: 409 insufficient_points (fixed in f933ad7: the retry replays
     from the live member first);
-  - still open (strict xfails; the machine steps around them, AVOID_KNOWN_DEFECTS there): after T's own merge
-    into U, a retry through S looks under S and under the live member U, not under T where the document is,
-    and is done again: a second redemption (points spent twice), a second adjustment (points credited
-    twice). The replay does not follow the merge path from the id named, as ledger.find_document does.
+  - after T's own merge into U, a retry through S looked under S and under the live member U, not under T
+    where the document is, and was done again: a second redemption (points spent twice), a second adjustment
+    (points credited twice). Fixed: the replay follows the merge path from the id named.
 """
 from __future__ import annotations
 
@@ -128,22 +127,15 @@ def test_control_in_a_chain_a_cancel_through_the_old_id_finds_the_redemption(cha
     audit_member(chain.survivor)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: in a chain S -> T -> U, a redemption made through S after S's merge is stored with T; its retry "
-    "through S looks under S, then under the live member U, finds nothing and redeems again: 201 and the "
-    "points spent twice (the replay does not follow the merge path that ledger.find_document follows)"))
 def test_in_a_chain_a_retry_through_the_old_id_replays_the_redemption(chain):
     status, again = chain.redeem(chain.source, chain.rid, 40)
-    assert (status, again) == (200, chain.first)  # today: 201, a second redemption of 40
+    assert (status, again) == (200, chain.first)
     assert chain.balance() == 85
     audit_member(chain.survivor)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: the same for adjustments: in a chain S -> T -> U, an adjustment made through S after S's merge "
-    "(stored with T) retried through S is applied again: 201 and the points credited twice"))
 def test_in_a_chain_a_retry_through_the_old_id_replays_the_adjustment(chain, api):
     status, again = api.post(f"/members/{chain.source}/points/adjustments", chain.adjustment, chain.hq)
-    assert (status, again) == (200, chain.adjusted)  # today: 201, a second credit of 25
+    assert (status, again) == (200, chain.adjusted)
     assert chain.balance() == 85
     audit_member(chain.survivor)
