@@ -139,3 +139,27 @@ def test_in_a_chain_a_retry_through_the_old_id_replays_the_adjustment(chain, api
     assert (status, again) == (200, chain.adjusted)
     assert chain.balance() == 85
     audit_member(chain.survivor)
+
+
+def test_in_a_chain_an_id_another_member_used_is_a_new_redemption_through_the_old_id(api, tokens):
+    """T redeemed with X before anything was merged; S -> T -> U. A redemption through S with X and another
+    body is not T's (it writes with the live U, where X is free): 201, never 409 redemption_id_reused.
+    The state machine found it (a replay that followed the merge path judged T's own X a reuse)."""
+    staff, hq = tokens.staff(stores=COUNTER), tokens.hq()
+
+    def member() -> str:
+        status, body = api.post("/members", registration(), staff)
+        assert status == 201, body
+        assert api.post("/orders", order(body["member_id"], amount=10_000), staff)[0] == 201
+        return body["member_id"]
+
+    s, t, u = member(), member(), member()
+    rid = f"X-{uuid.uuid4().hex[:8]}"
+    body = {"redemption_id": rid, "points": 10, "reason": "奶茶", "store_id": "sh-001"}
+    assert api.post(f"/members/{t}/points/redemptions", body, staff)[0] == 201
+    assert api.post(f"/members/{t}/merge", {"source_member_id": s}, hq)[1]["state"] == "done"
+    assert api.post(f"/members/{u}/merge", {"source_member_id": t}, hq)[1]["state"] == "done"
+    status, answer = api.post(f"/members/{s}/points/redemptions", {**body, "points": 20}, staff)
+    assert (status, answer["member_id"], answer["points"]) == (201, u, 20), answer
+    assert api.post(f"/members/{s}/points/redemptions", {**body, "points": 20}, staff) == (200, answer)
+    audit_member(u)
