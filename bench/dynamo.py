@@ -82,7 +82,7 @@ SCENARIOS = [
              lambda cmd: _replay(cmd)),
     Scenario("refund (partial, 5-line order)", lambda n: [_post(m, 5) for m in _shoppers(n)],
              lambda cmd: refunds.refund(cmd.order_id, RefundInput(refund_id="r1", amount=1_000), CLERK,
-                                        bootstrap.ledger(), bootstrap.stores())),
+                                        bootstrap.ledger(), bootstrap.stores(), bootstrap.coupons())),
     Scenario("redeem points (2 open lots, spends both)", lambda n: [_post(m, 5).member_id for m in _shoppers(n)],
              lambda member_id: _redeem(member_id, 50)),
     Scenario(f"redeem points ({HEAVY_LOTS} open lots, spends 2)", lambda n: _heavy(n), lambda m: _redeem(m, 30)),

@@ -77,6 +77,13 @@ def ledger() -> Any:
 
 
 @lru_cache(maxsize=1)
+def coupons() -> Any:
+    from .store.coupons import DynamoCouponRepository
+
+    return DynamoCouponRepository(db())
+
+
+@lru_cache(maxsize=1)
 def tokens() -> Any:
     from .adapters.tokens import TokenService
 
@@ -97,5 +104,5 @@ def wechat() -> Any:
 def reset() -> None:
     """Forget everything built (tests and the local launcher change the environment)."""
     reset_settings()
-    for getter in (dynamodb_client, secrets, db, members, stores, ledger, tokens, wechat):
+    for getter in (dynamodb_client, secrets, db, members, stores, ledger, coupons, tokens, wechat):
         getter.cache_clear()

@@ -5,17 +5,20 @@ program) are defined once in domain/ and listed here as they are; the rest are p
 WeChat codes, small command bodies)."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from ..domain.coupons import CancelInput, ExchangeInput, IssueInput, RedeemInput, TemplateInput
 from ..domain.members import ConsentInput, MemberId, MemberPatch, Phone, Registration, StoreId
 from ..domain.orders import DocId, OrderInput, RefundInput
 from ..domain.program import PointsRules, TierProgram
 from ..domain.stores import StoreInput
 
-__all__ = ["AdjustmentInput", "MemberPatch", "MergeRequest", "OrderInput", "PageQuery", "PhoneBinding", "PhoneQuery",
-           "PointsRules", "RedemptionInput", "RefundInput", "Registration", "StoreInput", "TierProgram", "WeChatLogin"]
+__all__ = ["AdjustmentInput", "CancelInput", "CouponListQuery", "CouponLookupQuery", "ExchangeInput", "IssueInput",
+           "MemberPatch", "MergeRequest", "OrderInput", "PageQuery", "PhoneBinding", "PhoneQuery", "PointsRules",
+           "RedeemInput", "RedemptionInput", "RefundInput", "Registration", "StoreInput", "TemplateInput",
+           "TierProgram", "WeChatLogin"]
 
 PAGE_MAX = 100
 Points = Annotated[StrictInt, Field(ge=1, le=1_000_000_000)]
@@ -69,3 +72,14 @@ class AdjustmentInput(BaseModel):
         if self.points == 0:
             raise ValueError("points must not be 0")
         return self
+
+
+class CouponLookupQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    store_id: StoreId | None = Field(default=None, description="required for counter roles")
+    order_amount: Annotated[int, Field(ge=1, le=10_000_000_000)] | None = Field(
+        default=None, description="fen: the discount it would give")
+
+
+class CouponListQuery(PageQuery):
+    state: Literal["available", "used", "expired"] | None = None

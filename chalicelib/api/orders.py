@@ -48,7 +48,8 @@ def get_order(call: Call, order_id: str) -> OrderView:
        status=201, also=(200,), errors=(404, 409, 422),
        summary="Refund all or part of an order (idempotent by refund_id); reverses its points and tier progress")
 def refund_order(call: Call, order_id: str) -> Reply:
-    done, created = refunds.refund(order_id, call.body, call.principal, bootstrap.ledger(), bootstrap.stores())
+    done, created = refunds.refund(order_id, call.body, call.principal, bootstrap.ledger(), bootstrap.stores(),
+                                    bootstrap.coupons())
     return Reply(RefundView.model_validate(done.model_dump()), 201 if created else 200)
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain.access import Principal, Role
 from ..domain.clock import business_day, now
+from ..domain.coupons import CouponRecord, CouponRedemption, ExchangeResult, IssueResult, Template
 from ..domain.ledger import LedgerEntry
 from ..domain.members import Channel, Gender, Member, MemberStatus, MergeRecord
 from ..domain.orders import Breakdown, OrderRecord
@@ -267,3 +268,47 @@ class TierView(_Out):
     since: datetime | None
     next_tier: NextTier | None
     message: str
+
+
+# ---- coupons ------------------------------------------------------------------------------------------------
+class TemplateView(Template):
+    """A coupon template with its budget counter."""
+
+    model_config = ConfigDict(extra="forbid")
+    issued: int = Field(description="coupons issued from it so far")
+    left: int | None = Field(description="budget left; null = unlimited")
+
+
+class TemplateList(_Out):
+    items: list[TemplateView]
+
+
+class CouponView(CouponRecord):
+    """A coupon: `state` is as of now (an available coupon past its end shows expired at once)."""
+
+
+class CouponCheck(CouponRecord):
+    """A coupon looked up at the counter: who holds it and whether it can be used here for that amount."""
+
+    holder_phone: str | None = Field(description="the holder's masked phone (counter roles); null for the member")
+    usable: bool | None = Field(description="usable at store_id now (null when no store was given)")
+    refusal: str | None = Field(description="why not: the code a redemption would answer")
+    discount: int | None = Field(description="what it would take off order_amount (when given and usable)")
+
+
+class CouponPage(_Out):
+    member_id: str = Field(description="the live member (a merged-away id resolves to its survivor)")
+    items: list[CouponView]
+    next_cursor: str | None = None
+
+
+class IssueView(IssueResult):
+    """The answer to a bulk issue (a replay answers the same body)."""
+
+
+class ExchangeView(ExchangeResult):
+    """The answer to a points exchange (a replay answers the same body)."""
+
+
+class CouponRedemptionView(CouponRedemption):
+    """The answer to a redemption at the counter (a replay answers the same body)."""

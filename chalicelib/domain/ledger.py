@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
-from .orders import Order
+from .coupons import Coupon
+from .orders import Order, OrderCoupon
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class MemberHead:
     status: str  # active | merged | erased
     merged_into: str | None = None
     birth_month: int | None = None
+    phone_masked: str | None = None  # shown to counter staff (the coupon's holder)
 
 
 @dataclass(frozen=True)
@@ -135,3 +137,9 @@ class Change:
     documents: list[Document] = field(default_factory=list)  # each must not exist yet
     rollups: list[tuple[str, date, dict[str, int]]] = field(default_factory=list)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # Coupons written with the points (an exchange issues one; an order posted with coupons closes their
+    # basket; a refund of the whole order restores them): see store/coupons.
+    coupon_issues: list[tuple[Coupon, int | None]] = field(default_factory=list)  # (new coupon, per-member limit)
+    budget_takes: list[tuple[str, bool, int]] = field(default_factory=list)  # (template_id, limited, n)
+    coupon_posting: tuple[str, int, list[OrderCoupon]] | None = None  # (order_id, amount redeemed for, coupons)
+    coupon_restores: list[tuple[Coupon, int]] = field(default_factory=list)  # (restored coupon, version read)

@@ -24,6 +24,19 @@ class OrderLine(BaseModel):
     amount: Fen
 
 
+class OrderCoupon(BaseModel):
+    """A coupon an order is posted with: the code and the discount it was redeemed for at the counter."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=4, max_length=40, pattern=r"^[A-Za-z0-9 -]+$")
+    discount: Fen
+
+    @field_validator("code")
+    @classmethod
+    def _normal(cls, value: str) -> str:  # as the cashier typed it; stored as the coupon is keyed
+        return "".join(ch for ch in value.upper() if ch not in " -")
+
+
 class OrderInput(BaseModel):
     """POST /orders. Exactly one of member_id / phone; amount equals the sum of the lines."""
 
@@ -36,6 +49,9 @@ class OrderInput(BaseModel):
     paid_at: AwareDatetime
     amount: Fen
     items: list[OrderLine] = Field(min_length=1, max_length=200)
+    coupons: list[OrderCoupon] = Field(default=[], max_length=20, description=(
+        "coupons redeemed for this order at the counter: the lines are at their paid amounts (after the "
+        "discounts), and lines + discounts equal the order_amount they were redeemed for"))
 
     @model_validator(mode="after")
     def _rules(self) -> OrderInput:
@@ -43,6 +59,8 @@ class OrderInput(BaseModel):
             raise ValueError("give exactly one of member_id or phone")
         if sum(i.amount for i in self.items) != self.amount:
             raise ValueError("amount must equal the sum of the item amounts")
+        if len({c.code for c in self.coupons}) != len(self.coupons):
+            raise ValueError("a coupon may appear once per order")
         now = clock.now()
         if self.paid_at > now + MAX_CLOCK_SKEW or self.paid_at < now - MAX_BACKDATE:
             raise ValueError("paid_at must be within the last 90 days and not in the future")
@@ -53,7 +71,9 @@ class OrderInput(BaseModel):
         return self
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # An order without coupons keeps the fingerprint it had before orders could carry them (stored
+        # orders are replayed by comparing it).
+        return self.model_dump(mode="json", exclude=set() if self.coupons else {"coupons"})
 
 
 class RefundLine(BaseModel):
@@ -105,6 +125,7 @@ class OrderRecord(BaseModel):
     points_earned: int
     refunded_amount: int = 0
     points_reversed: int = 0
+    coupons: list[OrderCoupon] = []
     breakdown: Breakdown | None
     created_at: datetime
 

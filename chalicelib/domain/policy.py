@@ -111,6 +111,26 @@ POLICY: dict[str, Permission] = {
     "program.put_tiers": Permission({HQ: ANY}, "HQ only"),
     "program.rules": Permission(_all(), "every signed-in caller"),
     "program.put_rules": Permission({HQ: ANY}, "HQ only"),
+    # ---- coupons
+    "coupons.put_template": Permission({HQ: ANY}, "HQ only"),
+    "coupons.read_template": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY, INTEGRATION: ANY},
+                                        "every signed-in caller except members (they see the terms on their "
+                                        "coupons)"),
+    "coupons.issue": Permission({HQ: ANY}, "HQ only, from the template's budget"),
+    "coupons.exchange": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY},
+                                   "the member themself; counter staff of any store (points are spent at the "
+                                   "counter as in points.redeem's member flow); not HQ"),
+    "coupons.read": Permission({MEMBER: SELF, STAFF: STORE, MANAGER: STORE, INTEGRATION: STORE, HQ: ANY},
+                               "the coupon's holder; counter roles and integrations at one of their stores "
+                               "(the query's store_id); HQ"),
+    "coupons.redeem": Permission({STAFF: STORE, MANAGER: STORE, INTEGRATION: STORE, HQ: ANY},
+                                 "counter roles and integrations at one of their stores (the body's store_id); "
+                                 "HQ anywhere"),
+    "coupons.cancel": Permission({STAFF: STORE, MANAGER: STORE, INTEGRATION: STORE, HQ: ANY},
+                                 "at the store the coupon was redeemed at (staff, managers, integrations of it); "
+                                 "HQ"),
+    "coupons.member_list": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY},
+                                      "the member themself; counter staff of any store (as at the counter); HQ"),
 }
 
 

@@ -27,6 +27,8 @@ class Refund(_Receipt):
     owed: int | None
     tier: str | None
     tier_changed: bool
+    coupons_restored: list[str] = Field(default=[], description="coupons back with their holder (whole order "
+                                                                "refunded, coupon still valid)")
     created_at: datetime
 
 

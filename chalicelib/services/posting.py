@@ -108,7 +108,8 @@ def earn_for(cmd: OrderInput, head: MemberHead, state: MemberState, rules: Point
                   debt_paid=debt_paid, breakdown=breakdown.as_dict(), balance_after=grown.balance,
                   tier_before=tier_before.tier_id, tier_after=grown.tier, fingerprint="", created_at=now,
                   earn_entry_id=entry_id, earn_entry_at=now, refunded_amount=refunded_fen,
-                  points_reversed=reversed_before, refunded_lines=refunded.refunded_lines if refunded else {})
+                  points_reversed=reversed_before, refunded_lines=refunded.refunded_lines if refunded else {},
+                  coupons=cmd.coupons)
     detail: dict[str, Any] = {"breakdown": breakdown.as_dict(), "debt_paid": debt_paid}
     if reversed_before:
         detail["reversed_before_attach"] = reversed_before
@@ -137,11 +138,16 @@ def post_order(cmd: OrderInput, actor: Principal, members: MemberRepository, led
         now = clock.now()
         target = _buyer(cmd, members)
         if target is None:
+            if cmd.coupons:
+                raise Invalid("coupons are redeemed for members; this phone is not a member's",
+                              code="coupons_need_member", details=[{"loc": ["body", "coupons"], "msg": "no member"}])
             return _guest(cmd, members, ledger, print_, now)
         head, state = live_member(ledger, target)
         change, order = earn_for(cmd, head, state, program.rules(ledger), tiers, cmd.order_id, now)
         order = order.model_copy(update={"fingerprint": print_})
         change.order = order
+        if cmd.coupons:  # each checked in the same transaction: redeemed for this order, with this discount
+            change.coupon_posting = (cmd.order_id, cmd.amount + sum(c.discount for c in cmd.coupons), cmd.coupons)
         ledger.apply(change)
         return order
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..domain import clock
 from ..domain.access import Principal
+from ..domain.coupons import CouponState
 from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound, StaleRead
 from ..domain.ids import new_id
 from ..domain.ledger import Change, Document, LedgerEntry, MemberState, TierMarker
@@ -25,11 +26,11 @@ from ..domain.receipts import Refund
 from ..observability import metrics
 from . import program
 from .ledger_common import fingerprint, live_member, optimistic
-from .ports import LedgerRepository, StoreRepository
+from .ports import CouponRepository, LedgerRepository, StoreRepository
 
 
 def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepository,
-           stores: StoreRepository) -> tuple[Refund, bool]:
+           stores: StoreRepository, coupons: CouponRepository) -> tuple[Refund, bool]:
     """Reverse what the order gave, in proportion: unspent points removed, spent ones owed, expired ones
     not clawed back; a tier upgrade reverted at once. Idempotent by refund_id (200 + the same answer)."""
     print_ = fingerprint(cmd.model_dump(mode="json"))
@@ -96,6 +97,8 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
                                   "created_at": clock.iso(now)}
         if holder is not None:
             _reverse_member(change, order, cmd, to_reverse, answer, ledger, now, holder[1])
+        if order.coupons and order.refunded_amount + cmd.amount == order.amount:
+            answer["coupons_restored"] = _restore_coupons(change, order, coupons, now)
         change.documents.append(Document(kind="refund", owner=order_id, doc_id=cmd.refund_id,
                                          body={"fingerprint": print_, "answer": answer}))
         ledger.apply(change)
@@ -110,6 +113,24 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
         return again
     metrics.add_metric(name="RefundPosted", unit="Count", value=1)
     return Refund.model_validate(answer), True
+
+
+def _restore_coupons(change: Change, order: Order, coupons: CouponRepository, now: datetime) -> list[str]:
+    """The whole order refunded: its coupons go back to their holder while still valid (a partial refund never
+    restores). Each on the version read, still redeemed for this order: never restored twice."""
+    restored = []
+    for coupon in coupons.coupons([c.code for c in order.coupons]):
+        held = coupon.redemption
+        if coupon.state is not CouponState.USED or held is None or held.order_id != order.order_id:
+            continue
+        if now > coupon.valid_to:
+            continue  # past its end: it stays used (it was, for an order now refunded)
+        change.coupon_restores.append((coupon.model_copy(update={
+            "state": CouponState.AVAILABLE, "redemption": None, "redemption_print": None, "restored_at": now,
+            "released_orders": [*coupon.released_orders, order.order_id][-20:], "version": coupon.version + 1}),
+            coupon.version))
+        restored.append(coupon.code)
+    return sorted(restored)
 
 
 def _reverse_member(change: Change, order: Order, cmd: RefundInput, to_reverse: int, answer: dict[str, Any],

@@ -213,11 +213,11 @@ class Db:
             raise map_client_error(err) from err
         return from_item(resp["Attributes"])
 
-    def batch_get(self, keys: list[dict[str, str]], mapper: Any) -> list[Any]:
+    def batch_get(self, keys: list[dict[str, str]], mapper: Any, consistent: bool = False) -> list[Any]:
         """Up to 100 items by key in one request (retrying the unprocessed rest, as AWS asks)."""
         if not keys:
             return []
-        request = {self.table: {"Keys": [to_item(k) for k in keys]}}
+        request: dict[str, Any] = {self.table: {"Keys": [to_item(k) for k in keys], "ConsistentRead": consistent}}
         found: list[Any] = []
         for _ in range(5):
             try:

@@ -113,7 +113,7 @@ def ledger_sk_from(at_iso: str) -> str:
 
 
 _DOCUMENT_SK = {"redemption": "REDEEM#{}", "redemption_cancel": "REDEEM#{}#CANCEL", "adjustment": "ADJUST#{}",
-                "fact": "FACT#{}"}
+                "fact": "FACT#{}", "exchange": "EXCHANGE#{}"}
 
 
 def document_key(kind: str, owner: str, doc_id: str) -> dict[str, str]:
@@ -158,3 +158,55 @@ def tier_shard(member_id: str) -> str:
 
 def config_key(name: str) -> dict[str, str]:
     return {"pk": "CONFIG", "sk": name}
+
+
+# ---- coupons ----------------------------------------------------------------------------------------------
+TEMPLATE_PREFIX = "CTPL#"
+HQ_LEVEL = "HQ"
+
+
+def template_key(template_id: str) -> dict[str, str]:
+    """Templates sit in the organisation's partition (listed with one query, beside the stores)."""
+    return {"pk": ORG_PK, "sk": f"{TEMPLATE_PREFIX}{template_id}"}
+
+
+def budget_key(template_id: str, level: str = HQ_LEVEL) -> dict[str, str]:
+    """A budget counter of a template: `HQ` is the template's whole budget; the benefit pool adds one item per
+    region (`REGION#<id>`) and store (`STORE#<id>`) in the same partition, taken by the same conditional
+    update (`left` >= n), so levels are added without changing how a take is written."""
+    return {"pk": f"{TEMPLATE_PREFIX}{template_id}", "sk": f"BUDGET#{level}"}
+
+
+def coupon_key(code: str) -> dict[str, str]:
+    """The coupon is keyed by its code: the counter finds it in one GetItem, and the code is unique by this key."""
+    return {"pk": f"COUPON#{code}", "sk": "COUPON"}
+
+
+def member_coupons_pk(member_id: str) -> str:
+    """gsi1 partition of the coupons issued to a member (a merge does not rewrite it: the survivor's list
+    reads its merged-away members' partitions too)."""
+    return f"MCOUPONS#{member_id}"
+
+
+def member_coupons_sk(state: str, valid_to_iso: str, code: str) -> str:
+    return f"{state}#{valid_to_iso}#{code}"
+
+
+def coupon_expiry_bucket(day: date) -> str:
+    """gsi2 partition of the available coupons whose last valid day is `day` (sparse: only available ones)."""
+    return f"CPNEXP#{day.isoformat()}"
+
+
+def coupon_counts_key(member_id: str) -> dict[str, str]:
+    """How many coupons of each template a member was ever issued (per-member limits). Stays put in a merge,
+    which folds it into the survivor's and marks it `merged_into` (so no issue can count on it after)."""
+    return {"pk": member_pk(member_id), "sk": "COUPONS"}
+
+
+def basket_key(order_id: str) -> dict[str, str]:
+    """The coupons redeemed for an order before it is posted, beside the order item's key."""
+    return {"pk": f"ORDER#{order_id}", "sk": "COUPONS"}
+
+
+def issue_key(issue_id: str) -> dict[str, str]:
+    return {"pk": f"CISSUE#{issue_id}", "sk": "ISSUE"}

@@ -15,6 +15,7 @@ from ..domain.errors import Conflict, DocumentExists, StaleRead
 from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
 from ..domain.orders import Breakdown, Order
 from ..domain.receipts import Refund
+from . import coupons as coupon_rows
 from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
 
@@ -58,10 +59,17 @@ class DynamoLedgerRepository:
                                  values={":pk": keys.member_pk(member_id), ":p": keys.PROFILE}, ConsistentRead=True)
         profile = next((i for i in items if i["sk"] == keys.PROFILE), None)
         state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
-        head = None if profile is None else MemberHead(
-            member_id=member_id, status=profile["status"], merged_into=profile.get("merged_into"),
-            birth_month=int(profile["birth_month"]) if profile.get("birth_month") is not None else None)
+        head = None if profile is None else _head(profile)
         return head, (state_from_item(state) if state else MemberState(member_id=member_id))
+
+    def heads(self, member_ids: list[str]) -> dict[str, MemberHead]:
+        """Profile heads of many members, 100 per BatchGetItem (a bulk coupon issue checks 1,000 at once)."""
+        found: dict[str, MemberHead] = {}
+        for start in range(0, len(member_ids), 100):
+            for head in self.db.batch_get([keys.member_profile(m) for m in member_ids[start:start + 100]], _head,
+                                          consistent=True):
+                found[head.member_id] = head
+        return found
 
     def open_lots(self, member_id: str, since: datetime | None) -> list[Lot]:
         """Lots still holding points, read from the state's bound on (older lots hold none); lots past their
@@ -266,18 +274,37 @@ class DynamoLedgerRepository:
             at = clock.iso(clock.now())
             tx.put({**keys.event_key(change.member_id or "-", at), "type": "event", "event_type": event_type,
                     "member_id": change.member_id, "at": at, "data": _compact(data)})
+        for coupon, limit in change.coupon_issues:
+            kinds[coupon_rows.write_coupon(tx, coupon, limit)] = "coupon"
+            kinds[len(tx.actions) - 1] = "coupon_count"
+        for template_id, limited, n in change.budget_takes:
+            kinds[coupon_rows.take_budget(tx, template_id, limited, n)] = "budget"
+        posting = coupon_rows.post_coupons(tx, *change.coupon_posting) if change.coupon_posting else []
+        for coupon, version in change.coupon_restores:
+            kinds[coupon_rows.restore_coupon(tx, coupon, version)] = "coupon_restore"
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
             failed = [kinds.get(i, "?") for i, r in enumerate(cancelled.reasons) if r == "ConditionalCheckFailed"]
+            if "budget" in failed and "order" not in failed:
+                raise Conflict("the template's budget is used up", code="budget_exhausted") from None
+            if "order" not in failed and any(cancelled.failed_at(i) for i in posting):
+                raise coupon_rows.refusal_details(change.coupon_posting[2], cancelled, posting) from None  # type: ignore[index]
             # order_claim failing (attached or refunded meanwhile) is a re-read too: the service looks again
-            documents = [k for k in failed if k not in ("state", "lot", "entry", "order_state", "order_claim")]
+            documents = [k for k in failed if k not in ("state", "lot", "entry", "order_state", "order_claim", "?",
+                                                         "coupon", "coupon_count", "budget", "coupon_restore")]
             if documents:
                 raise DocumentExists(documents[0]) from None
             raise StaleRead() from None
 
 
 # ---- mapping ----------------------------------------------------------------------------------------------
+def _head(profile: dict[str, Any]) -> MemberHead:
+    return MemberHead(member_id=profile["pk"].removeprefix(keys.MEMBER_PREFIX), status=profile["status"],
+                      merged_into=profile.get("merged_into"), phone_masked=profile.get("phone_masked"),
+                      birth_month=int(profile["birth_month"]) if profile.get("birth_month") is not None else None)
+
+
 def _compact(value: Any) -> str:
     """Nested data as compact JSON text: smaller than a DynamoDB map, and every byte is a write unit."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -377,7 +404,8 @@ def _order_item(o: Order) -> dict[str, Any]:
     transaction): lines as compact arrays, and the points breakdown only on the earn ledger entry."""
     item = {**keys.order_key(o.order_id), "type": "order",
             **o.model_dump(mode="json", exclude={"items", "breakdown", "paid_at", "created_at", "attached_at",
-                                                 "refunded_lines", "earn_entry_at"}),
+                                                 "refunded_lines", "earn_entry_at", "coupons"}),
+            "coupons": _compact([[c.code, c.discount] for c in o.coupons]) if o.coupons else None,
             "refunded_lines": _compact(o.refunded_lines) if o.refunded_lines else None,
             "paid_at": clock.iso(o.paid_at), "created_at": clock.iso(o.created_at),
             "attached_at": clock.iso(o.attached_at) if o.attached_at else None,
@@ -393,6 +421,7 @@ def _order(i: dict[str, Any]) -> Order:
     data["items"] = [dict(zip(LINE_FIELDS, line, strict=True)) for line in json.loads(i["items"])]
     data["breakdown"] = None
     data["refunded_lines"] = json.loads(i["refunded_lines"]) if i.get("refunded_lines") else {}
+    data["coupons"] = [{"code": c, "discount": d} for c, d in json.loads(i["coupons"])] if i.get("coupons") else []
     for optional in ("member_id", "balance_after", "tier_before", "tier_after", "guest_phone_hash", "attached_at",
                      "earn_entry_id", "earn_entry_at"):
         data.setdefault(optional, None)

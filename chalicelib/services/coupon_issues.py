@@ -1,0 +1,141 @@
+"""HQ issues coupons of a template to up to 1,000 members at once, from the template's budget.
+
+Three steps, each safe to crash after: (1) the plan (who gets which code, who is skipped and why) and the
+budget it needs, written together; (2) each coupon with its member's count, one small transaction each, in
+parallel; (3) the answer, with the budget of coupons that could not be issued given back. A retry of the
+same issue_id finds the plan and does whatever of (2) and (3) is left; it never issues twice."""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from ..domain import clock
+from ..domain.access import Principal
+from ..domain.coupons import Coupon, CouponState, IssueInput, Template, Terms, new_code
+from ..domain.errors import Conflict, NotFound, StaleRead
+from ..domain.policy import authorize
+from ..observability import metrics
+from .ledger_common import MAX_HOPS, fingerprint
+from .ports import CouponRepository, LedgerRepository
+
+WORKERS = 16  # parallel transactions of one issue: 1,000 coupons in a few seconds, well inside 25 s
+
+
+def usable_template(coupons: CouponRepository, template_id: str) -> Template:
+    template = coupons.get_template(template_id)
+    if template is None:
+        raise NotFound("coupon template not found", code="template_not_found", details={"template_id": template_id})
+    if not template.active:
+        raise Conflict("this coupon template is not active", code="template_inactive",
+                       details={"template_id": template_id})
+    return template
+
+
+def issue(cmd: IssueInput, actor: Principal, coupons: CouponRepository,
+          ledger: LedgerRepository) -> tuple[dict[str, Any], bool]:
+    """The answer (issued codes, skipped members with a reason) and whether this call created it."""
+    authorize("coupons.issue", actor)
+    print_ = fingerprint(cmd.model_dump(mode="json"))
+    for _ in range(3):
+        plan = coupons.get_issue(cmd.issue_id)
+        if plan is not None:
+            if plan["fingerprint"] != print_:
+                raise Conflict("issue_id already used for a different issue", code="issue_id_reused",
+                               details={"issue_id": cmd.issue_id})
+            if plan["status"] == "done":
+                return coupons.issue_answer(cmd.issue_id) or {}, False
+            return _complete(cmd.issue_id, plan, coupons), True
+        template = usable_template(coupons, cmd.template_id)
+        plan = _plan(cmd, template, print_, coupons, ledger)
+        try:
+            coupons.start_issue(cmd.issue_id, plan, template.template_id, template.budget is not None,
+                                len(plan["planned"]))
+        except StaleRead:  # a twin wrote its plan first (or the template changed): look again
+            continue
+        return _complete(cmd.issue_id, plan | {"status": "pending"}, coupons), True
+    raise Conflict("this issue kept changing under concurrent requests; retry", code="issue_conflict")
+
+
+def _live(ledger: LedgerRepository, member_ids: list[str]) -> dict[str, tuple[str | None, str]]:
+    """Each id -> (the live member it is now, following merges; or None and why: unknown or erased)."""
+    resolved: dict[str, tuple[str | None, str]] = {}
+    current = {m: m for m in member_ids}
+    for _ in range(MAX_HOPS):
+        heads = ledger.heads(sorted(set(current.values())))
+        following: dict[str, str] = {}
+        for asked, now in current.items():
+            head = heads.get(now)
+            if head is None:
+                resolved[asked] = (None, "unknown_member")
+            elif head.status == "merged" and head.merged_into:
+                following[asked] = head.merged_into
+            else:
+                resolved[asked] = (now, "") if head.status == "active" else (None, "erased")
+        current = following
+        if not current:
+            break
+    for asked in current:
+        resolved[asked] = (None, "unknown_member")  # a merge chain longer than any real one
+    return resolved
+
+
+def _plan(cmd: IssueInput, template: Template, print_: str, coupons: CouponRepository,
+          ledger: LedgerRepository) -> dict[str, Any]:
+    now = clock.to_ms(clock.now())
+    live = _live(ledger, list(dict.fromkeys(cmd.member_ids)))
+    counts = coupons.counts(sorted({m for m, _ in live.values() if m}), template.template_id)
+    planned: list[list[str]] = []
+    skipped: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for asked in cmd.member_ids:
+        member, why = live[asked]
+        if member is None:
+            skipped.append({"member_id": asked, "reason": why})
+        elif member in seen:
+            skipped.append({"member_id": asked, "reason": "duplicate"})
+        elif template.per_member_limit is not None and counts[member][0] >= template.per_member_limit:
+            skipped.append({"member_id": asked, "reason": "limit_reached"})
+        else:
+            seen.add(member)
+            planned.append([asked, member, new_code()])
+    valid_from, valid_to = template.window(now)
+    return {"fingerprint": print_, "template_id": template.template_id, "template_version": template.version,
+            "terms": template.terms().model_dump(mode="json"), "valid_from": clock.iso(valid_from),
+            "valid_to": clock.iso(valid_to), "limit": template.per_member_limit,
+            "limited": template.budget is not None, "issued_at": clock.iso(now), "planned": planned,
+            "skipped": skipped, "requested": len(cmd.member_ids)}
+
+
+def _complete(issue_id: str, plan: dict[str, Any], coupons: CouponRepository) -> dict[str, Any]:
+    terms = Terms.model_validate(plan["terms"])
+    issued_at = datetime.fromisoformat(plan["issued_at"])
+
+    def one(row: list[str]) -> tuple[list[str], str]:
+        asked, member, code = row
+        coupon = Coupon(code=code, template_id=plan["template_id"], member_id=member, terms=terms,
+                        valid_from=datetime.fromisoformat(plan["valid_from"]),
+                        valid_to=datetime.fromisoformat(plan["valid_to"]), state=CouponState.AVAILABLE,
+                        source=f"issue:{issue_id}", issued_at=issued_at)
+        outcome = coupons.issue_coupon(coupon, plan["limit"])
+        if outcome == "limit":  # reached since the plan was made (another issue, an exchange, a merge)
+            outcome = "limit_reached"
+        if outcome == "exists":  # issued by an earlier attempt of this issue, or (2^-68) another coupon's code
+            found = coupons.get_coupon(code)
+            outcome = "issued" if found is not None and found.source == coupon.source else "code_collision"
+        return row, outcome
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        outcomes = list(pool.map(one, plan["planned"]))
+    issued = [{"member_id": row[1], "code": row[2], **({"requested_as": row[0]} if row[0] != row[1] else {})}
+              for row, outcome in outcomes if outcome == "issued"]
+    skipped = plan["skipped"] + [{"member_id": row[0], "reason": outcome} for row, outcome in outcomes
+                                 if outcome != "issued"]
+    answer = {"issue_id": issue_id, "template_id": plan["template_id"], "requested": plan["requested"],
+              "issued_count": len(issued), "issued": issued, "skipped": skipped,
+              "valid_from": plan["valid_from"], "valid_to": plan["valid_to"], "created_at": plan["issued_at"]}
+    if coupons.finish_issue(issue_id, answer, plan["template_id"], plan["limited"],
+                            len(plan["planned"]) - len(issued)):
+        metrics.add_metric(name="CouponsIssued", unit="Count", value=len(issued))
+        return answer
+    return coupons.issue_answer(issue_id) or answer  # a twin finished first: its answer is the answer

@@ -1,0 +1,90 @@
+"""A member exchanges points for a coupon: the points spent (soonest-expiring lots first) and the coupon
+issued in one transaction, so neither happens without the other."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain import clock
+from ..domain.access import Principal
+from ..domain.coupons import Coupon, CouponState, ExchangeInput, new_code
+from ..domain.errors import Conflict, StaleRead
+from ..domain.ids import new_id
+from ..domain.ledger import Change, Document, LedgerEntry
+from ..domain.points import InsufficientPoints, LotView, oldest_open, plan_consumption
+from ..domain.policy import authorize
+from ..observability import metrics
+from .coupon_issues import usable_template
+from .ledger_common import fingerprint, idempotent, live_member, replay_at_live_member
+from .ports import CouponRepository, LedgerRepository
+
+# Items besides the lots: state, entry, document, coupon, member count, budget (one transaction: 100).
+MAX_LOTS = 90
+
+
+def exchange(member_id: str, cmd: ExchangeInput, actor: Principal, ledger: LedgerRepository,
+             coupons: CouponRepository) -> tuple[dict[str, Any], bool]:
+    authorize("coupons.exchange", actor, member_id=member_id)
+    print_ = fingerprint(cmd.model_dump(mode="json"))
+
+    def attempt() -> dict[str, Any]:
+        _, state = live_member(ledger, member_id)
+        mid = state.member_id
+        replay_at_live_member(ledger, "exchange", member_id, mid, cmd.exchange_id, print_)
+        template = usable_template(coupons, cmd.template_id)
+        price = template.points_price
+        if price is None:
+            raise Conflict("this coupon cannot be exchanged for points", code="not_exchangeable",
+                           details={"template_id": cmd.template_id})
+        count, merged = coupons.counts([mid], template.template_id)[mid]
+        if merged:
+            raise StaleRead()  # merged away since it was read: the survivor exchanges
+        if template.per_member_limit is not None and count >= template.per_member_limit:
+            raise Conflict("this member already holds as many of these coupons as allowed", code="limit_reached",
+                           details={"per_member_limit": template.per_member_limit})
+        budget = coupons.budget(template.template_id)
+        if budget.left is not None and budget.left < 1:
+            raise Conflict("the template's budget is used up", code="budget_exhausted", details={"left": 0})
+        now = clock.to_ms(clock.now())
+        today = clock.business_day(now)
+        lots = ledger.open_lots(mid, state.open_lots_from)
+        spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
+        if price > spendable:
+            raise Conflict("not enough points", code="insufficient_points",
+                           details={"balance": spendable, "requested": price})
+        try:
+            plan = plan_consumption([LotView(lot.lot_id, lot.expires_on, lot.remaining) for lot in lots], price, today)
+        except InsufficientPoints as short:
+            raise Conflict("not enough points", code="insufficient_points",
+                           details={"balance": short.available, "requested": price}) from None
+        if len(plan) > MAX_LOTS:
+            raise Conflict("the points are spread over too many lots for one exchange", code="too_many_lots",
+                           details={"lots": len(plan), "max": MAX_LOTS})
+        by_id = {lot.lot_id: lot for lot in lots}
+        updated = [(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan]
+        after = {**by_id, **{lot.lot_id: lot for lot, _ in updated}}
+        spent = state.evolve(version=state.version + 1, available=state.available - price,
+                             open_lots_from=oldest_open(after.values(), now))
+        valid_from, valid_to = template.window(now)
+        coupon = Coupon(code=new_code(), template_id=template.template_id, member_id=mid, terms=template.terms(),
+                        valid_from=valid_from, valid_to=valid_to, state=CouponState.AVAILABLE,
+                        source=f"exchange:{cmd.exchange_id}", issued_at=now)
+        takes = [{"lot_id": view.lot_id, "earned_at": clock.iso(by_id[view.lot_id].at),
+                  "expires_on": view.expires_on.isoformat(), "points": take} for view, take in plan]
+        answer = {"exchange_id": cmd.exchange_id, "member_id": mid, "template_id": template.template_id,
+                  "points": price, "lots": takes, "balance": spent.balance, "created_at": clock.iso(now),
+                  "coupon": coupon.record(now).model_dump(mode="json")}
+        ledger.apply(Change(
+            member_id=mid, state=spent, expected_version=state.version, updated_lots=updated,
+            entries=[LedgerEntry(entry_id=new_id(), member_id=mid, at=now, kind="exchange", points=-price,
+                                 balance_after=spent.balance, ref=cmd.exchange_id,
+                                 detail={"template_id": template.template_id, "code": coupon.code, "lots": takes})],
+            documents=[Document(kind="exchange", owner=mid, doc_id=cmd.exchange_id,
+                                body={"fingerprint": print_, "answer": answer})],
+            coupon_issues=[(coupon, template.per_member_limit)],
+            budget_takes=[(template.template_id, template.budget is not None, 1)]))
+        return answer
+
+    answer, created = idempotent(ledger, "exchange", member_id, cmd.exchange_id, print_, attempt)
+    if created:
+        metrics.add_metric(name="PointsExchanged", unit="Count", value=answer["points"])
+    return answer, created

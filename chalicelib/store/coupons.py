@@ -1,0 +1,357 @@
+"""Coupon templates, their budget counters, coupons, the per-order basket and bulk issues in DynamoDB.
+
+Every write that must hold a rule is a conditional write: a coupon is put only where its code is free, a
+budget taken only while `left` covers it, a member's count raised only below the limit and only while that
+member is live, a coupon redeemed or released only at the version that was read."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from ..domain import clock
+from ..domain.coupons import Basket, Coupon, CouponState, Template
+from ..domain.errors import Conflict, Invalid, StaleRead
+from ..domain.orders import OrderCoupon
+from . import keys
+from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Budget:
+    issued: int
+    left: int | None  # None: unlimited
+
+
+def _count_attr(template_id: str) -> str:
+    return f"c_{template_id}"
+
+
+class DynamoCouponRepository:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    # ---- templates and budgets ---------------------------------------------------------------------
+    def get_template(self, template_id: str) -> Template | None:
+        item = self.db.get(keys.template_key(template_id))
+        return _template(item) if item else None
+
+    def list_templates(self) -> list[Template]:
+        return [_template(i) for i in self.db.query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            values={":pk": keys.ORG_PK, ":p": keys.TEMPLATE_PREFIX})]
+
+    def budget(self, template_id: str, level: str = keys.HQ_LEVEL) -> Budget:
+        item = self.db.get(keys.budget_key(template_id, level)) or {}
+        return Budget(issued=item.get("issued", 0), left=item.get("left"))
+
+    def put_template(self, template: Template, expected_version: int, issued: int) -> None:
+        """The template and its budget counter together: `left` = budget − issued, on the `issued` read (an
+        issue meanwhile makes this a re-read)."""
+        tx = self.db.tx()
+        item = {**keys.template_key(template.template_id), "type": "coupon_template",
+                "body": _json(template.model_dump(mode="json")), "version": template.version}
+        if expected_version:
+            tx.put(item, condition="version = :v", values={":v": expected_version})
+        else:
+            tx.put(item, condition="attribute_not_exists(pk)")
+        budget = keys.budget_key(template.template_id)
+        condition = "attribute_not_exists(issued) OR issued = :i"
+        if template.budget is None:
+            tx.update(budget, "SET template_id = :t REMOVE #limit, #left", condition=condition,
+                      names={"#limit": "limit", "#left": "left"},
+                      values={":t": template.template_id, ":i": issued})
+        else:
+            tx.update(budget, "SET template_id = :t, #limit = :b, #left = :l", condition=condition,
+                      names={"#limit": "limit", "#left": "left"},
+                      values={":t": template.template_id, ":b": template.budget, ":l": template.budget - issued,
+                              ":i": issued})
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            raise StaleRead() from None
+
+    # ---- coupons -----------------------------------------------------------------------------------
+    def get_coupon(self, code: str) -> Coupon | None:
+        item = self.db.get(keys.coupon_key(code))
+        return _coupon(item) if item else None
+
+    def coupon_at_counter(self, code: str, order_id: str) -> tuple[Coupon | None, Basket | None, bool]:
+        """The coupon, the order's basket and whether the order is posted: one BatchGetItem."""
+        found: dict[str, dict[str, Any]] = {}
+        for item in self.db.batch_get([keys.coupon_key(code), keys.basket_key(order_id), keys.order_key(order_id)],
+                                      lambda i: i, consistent=True):
+            found[item["sk"]] = item
+        coupon = _coupon(found["COUPON"]) if "COUPON" in found else None
+        basket = _basket(found["COUPONS"]) if "COUPONS" in found else None
+        return coupon, basket, "ORDER" in found
+
+    def coupons(self, codes: list[str]) -> list[Coupon]:
+        return self.db.batch_get([keys.coupon_key(c) for c in codes], _coupon, consistent=True)
+
+    def hold(self, coupon: Coupon, expected_version: int, basket: Basket, basket_version: int) -> None:
+        """A redemption (or its release): the coupon and the order's basket at the versions read, while the
+        order is not posted."""
+        tx = self.db.tx()
+        tx.put(coupon_item(coupon), condition="version = :v", values={":v": expected_version})
+        if basket_version:
+            tx.put(basket_item(basket), condition="version = :v", values={":v": basket_version})
+        else:
+            tx.put(basket_item(basket), condition="attribute_not_exists(pk)")
+        posted = tx.check(keys.order_key(basket.order_id), "attribute_not_exists(pk)")
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(posted):
+                raise Conflict("the order has already been posted", code="order_posted",
+                               details={"order_id": basket.order_id}) from None
+            raise StaleRead() from None
+
+    def release_after_posting(self, coupon: Coupon, expected_version: int) -> None:
+        """The order was posted without this coupon: it goes back, the basket stays as the order's record."""
+        tx = self.db.tx()
+        tx.put(coupon_item(coupon), condition="version = :v", values={":v": expected_version})
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            raise StaleRead() from None
+
+    def member_coupons(self, member_ids: list[str], state: str | None, cursor: str | None, limit: int,
+                       valid_after: str = "") -> tuple[list[Coupon], str | None]:
+        """A member's coupons (`member_ids`: the member and everyone merged into them), by state then validity
+        end; `valid_after` (ISO time) leaves out coupons whose validity ended before it. One member: one
+        paginated query. A merge family: every partition read, merged, then paged by the last sort key (a
+        family holds a few hundred coupons at most)."""
+        prefix = f"{state}#" if state else ""
+        values = {":lo": prefix + valid_after, ":hi": prefix + "~"}
+        condition = "gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi"
+        if len(member_ids) == 1:
+            pk = keys.member_coupons_pk(member_ids[0])
+            start = decode_cursor(cursor, expect={"gsi1pk": pk})
+            items, last = self.db.query(IndexName=keys.GSI_LOOKUP, KeyConditionExpression=condition,
+                                        values={":p": pk, **values}, Limit=limit, start=start)
+            return [_coupon(i) for i in items], encode_cursor(
+                {k: last[k] for k in ("pk", "sk", "gsi1pk", "gsi1sk")} if last else None)
+        after = decode_cursor(cursor, expect={"family": member_ids[0]}) if cursor else None
+        everything = sorted((i for m in member_ids for i in self.db.query_all(
+            IndexName=keys.GSI_LOOKUP, KeyConditionExpression=condition,
+            values={":p": keys.member_coupons_pk(m), **values})), key=lambda i: i["gsi1sk"])
+        if after:
+            everything = [i for i in everything if i["gsi1sk"] > after.get("gsi1sk", "")]
+        page = everything[:limit]
+        more = len(everything) > limit
+        return [_coupon(i) for i in page], encode_cursor(
+            {"family": member_ids[0], "gsi1sk": page[-1]["gsi1sk"]}) if more else None
+
+    def due_coupons(self, day: date) -> Iterator[Coupon]:
+        """Available coupons whose last valid day is `day` (the sparse expiry index)."""
+        for item in self.db.query_all(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :p",
+                                      values={":p": keys.coupon_expiry_bucket(day)}):
+            yield _coupon(item)
+
+    def expire(self, coupon: Coupon) -> bool:
+        """Mark an available coupon expired (False: it changed meanwhile: used, or already expired)."""
+        expired = coupon.model_copy(update={"state": CouponState.EXPIRED, "version": coupon.version + 1})
+        tx = self.db.tx()
+        tx.put(coupon_item(expired), condition="version = :v AND #s = :a", names={"#s": "state"},
+               values={":v": coupon.version, ":a": CouponState.AVAILABLE.value})
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            return False
+        return True
+
+    # ---- per-member counts -------------------------------------------------------------------------
+    def counts(self, member_ids: list[str], template_id: str) -> dict[str, tuple[int, bool]]:
+        """Per member: coupons of the template ever issued to them, and whether the count was folded into a
+        survivor (the member was merged away meanwhile)."""
+        out: dict[str, tuple[int, bool]] = {m: (0, False) for m in member_ids}
+        attr = _count_attr(template_id)
+        for start in range(0, len(member_ids), 100):
+            for item in self.db.batch_get([keys.coupon_counts_key(m) for m in member_ids[start:start + 100]],
+                                          lambda i: i, consistent=True):
+                out[item["pk"].removeprefix(keys.MEMBER_PREFIX)] = (item.get(attr, 0), "merged_into" in item)
+        return out
+
+    # ---- bulk issues -------------------------------------------------------------------------------
+    def get_issue(self, issue_id: str) -> dict[str, Any] | None:
+        item = self.db.get(keys.issue_key(issue_id))
+        return json.loads(item["body"]) | {"status": item["status"]} if item else None
+
+    def start_issue(self, issue_id: str, body: dict[str, Any], template_id: str, limited: bool, n: int) -> None:
+        """The plan (members and their codes) and the budget it takes, together: a crash after this leaves
+        a plan the retry completes, never budget taken without a record of what it was taken for."""
+        tx = self.db.tx()
+        tx.put({**keys.issue_key(issue_id), "type": "coupon_issue", "status": "pending", "body": _json(body)},
+               condition="attribute_not_exists(pk)")
+        budget = take_budget(tx, template_id, limited, n)
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(budget):
+                left = self.budget(template_id).left
+                raise Conflict("the template's budget cannot cover this issue", code="budget_exhausted",
+                               details={"left": left, "requested": n}) from None
+            raise StaleRead() from None  # a twin wrote the plan first: the caller reads it
+
+    def issue_coupon(self, coupon: Coupon, limit: int | None) -> str:
+        """One coupon of a bulk issue: 'issued', 'exists' (this code is already a coupon) or 'limit' (the
+        member reached the limit, or was merged away, since the plan was made)."""
+        tx = self.db.tx()
+        put = write_coupon(tx, coupon, limit)
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            return "exists" if cancelled.failed_at(put) else "limit"
+        return "issued"
+
+    def finish_issue(self, issue_id: str, answer: dict[str, Any], template_id: str, limited: bool,
+                     returned: int) -> bool:
+        """Record the answer and give back the budget of coupons the plan could not issue; False if a twin
+        finished first."""
+        tx = self.db.tx()
+        tx.update(keys.issue_key(issue_id), "SET #s = :done, answer = :a", condition="#s = :pending",
+                  names={"#s": "status"}, values={":done": "done", ":a": _json(answer), ":pending": "pending"})
+        if returned:
+            give_back_budget(tx, template_id, limited, returned)
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            return False
+        return True
+
+    def issue_answer(self, issue_id: str) -> dict[str, Any] | None:
+        item = self.db.get(keys.issue_key(issue_id))
+        return json.loads(item["answer"]) if item and item.get("answer") else None
+
+
+# ---- transaction pieces (also used by the ledger's one write) ----------------------------------------------
+def take_budget(tx: Tx, template_id: str, limited: bool, n: int, level: str = keys.HQ_LEVEL) -> int:
+    """Take n from a budget level: counted always, refused when `left` would go below 0. `limited` is what the
+    template said when read; a template edited meanwhile fails the condition (a re-read)."""
+    if not limited:
+        return tx.update(keys.budget_key(template_id, level), "ADD issued :n",
+                         condition="attribute_not_exists(#left)", names={"#left": "left"}, values={":n": n})
+    return tx.update(keys.budget_key(template_id, level), "ADD issued :n, #left :neg",
+                     condition="#left >= :n", names={"#left": "left"}, values={":n": n, ":neg": -n})
+
+
+def give_back_budget(tx: Tx, template_id: str, limited: bool, n: int, level: str = keys.HQ_LEVEL) -> int:
+    if not limited:
+        return tx.update(keys.budget_key(template_id, level), "ADD issued :neg", values={":neg": -n})
+    return tx.update(keys.budget_key(template_id, level), "ADD issued :neg, #left :n",
+                     condition="attribute_exists(#left)", names={"#left": "left"}, values={":n": n, ":neg": -n})
+
+
+def write_coupon(tx: Tx, coupon: Coupon, limit: int | None) -> int:
+    """A new coupon and its member's count: the code must be free; the count below the limit; the member's
+    count not folded into a survivor. Returns the coupon put's index."""
+    put = tx.put(coupon_item(coupon), condition="attribute_not_exists(pk)")
+    attr = {"#c": _count_attr(coupon.template_id)}
+    condition = "attribute_not_exists(merged_into)"
+    values: dict[str, Any] = {":one": 1, ":zero": 0}
+    if limit is not None:
+        condition += " AND (attribute_not_exists(#c) OR #c < :limit)"
+        values[":limit"] = limit
+    tx.update(keys.coupon_counts_key(coupon.member_id), "SET #c = if_not_exists(#c, :zero) + :one ADD v :one",
+              condition=condition, names=attr, values=values)
+    return put
+
+
+def post_coupons(tx: Tx, order_id: str, order_amount: int, coupons: list[OrderCoupon]) -> list[int]:
+    """An order posted with coupons: each was redeemed for this order with this discount, they are all the
+    basket holds, and the basket was redeemed for this order amount; then the basket is closed."""
+    indexes = [tx.update(keys.basket_key(order_id), "SET posted = :t ADD version :one",
+                         condition="posted = :f AND order_amount = :a AND size(coupons) = :n",
+                         values={":t": True, ":f": False, ":a": order_amount, ":n": len(coupons), ":one": 1})]
+    for c in coupons:
+        indexes.append(tx.check(keys.coupon_key(c.code), "#s = :used AND redeemed_order = :o AND discount = :d",
+                                names={"#s": "state"}, values={":used": "used", ":o": order_id, ":d": c.discount}))
+    return indexes
+
+
+def restore_coupon(tx: Tx, coupon: Coupon, expected_version: int) -> int:
+    return tx.put(coupon_item(coupon), condition="version = :v", values={":v": expected_version})
+
+
+def fold_counts(db: Db, tx: Tx, source_id: str, target_id: str) -> None:
+    """A merge's step 1: the source's per-template counts join the survivor's, and the source's item is marked
+    merged so no issue counts on it after (it is created marked if the source never had one)."""
+    source = db.get(keys.coupon_counts_key(source_id)) or {}
+    target = db.get(keys.coupon_counts_key(target_id)) or {}
+    tx.update(keys.coupon_counts_key(source_id), "SET merged_into = :t",
+              condition="attribute_not_exists(merged_into) AND " +
+                        ("v = :v" if "v" in source else "attribute_not_exists(v)"),
+              values={":t": target_id, **({":v": source["v"]} if "v" in source else {})})
+    counts = {k: v for k, v in source.items() if k.startswith("c_")}
+    if not counts:
+        return
+    names = {f"#c{i}": k for i, k in enumerate(counts)}
+    values: dict[str, Any] = {f":n{i}": n for i, n in enumerate(counts.values())}
+    values[":one"] = 1
+    tx.update(keys.coupon_counts_key(target_id),
+              "ADD " + ", ".join(f"#c{i} :n{i}" for i in range(len(counts))) + ", v :one",
+              condition="attribute_not_exists(merged_into) AND " +
+                        ("v = :tv" if "v" in target else "attribute_not_exists(v)"),
+              names=names, values={**values, **({":tv": target["v"]} if "v" in target else {})})
+
+
+# ---- mapping ----------------------------------------------------------------------------------------------
+def coupon_item(c: Coupon) -> dict[str, Any]:
+    valid_to = clock.iso(c.valid_to)
+    item: dict[str, Any] = {
+        **keys.coupon_key(c.code), "type": "coupon", "code": c.code, "template_id": c.template_id,
+        "member_id": c.member_id, "terms": _json(c.terms.model_dump(mode="json", exclude_defaults=True)),
+        "valid_from": clock.iso(c.valid_from), "valid_to": valid_to, "state": c.state.value, "source": c.source,
+        "issued_at": clock.iso(c.issued_at), "version": c.version,
+        "released_orders": _json(c.released_orders) if c.released_orders else None,
+        "restored_at": clock.iso(c.restored_at) if c.restored_at else None, "released_store": c.released_store,
+        "gsi1pk": keys.member_coupons_pk(c.member_id),
+        "gsi1sk": keys.member_coupons_sk(c.state.value, valid_to, c.code),
+    }
+    if c.redemption is not None:
+        item.update(redemption=_json(c.redemption.model_dump(mode="json")), redeemed_order=c.redemption.order_id,
+                    discount=c.redemption.discount, redemption_print=c.redemption_print)
+    if c.state is CouponState.AVAILABLE:  # sparse: only available coupons wait for the daily sweep
+        item.update(gsi2pk=keys.coupon_expiry_bucket(clock.business_day(c.valid_to)), gsi2sk=c.code)
+    return item
+
+
+def _coupon(i: dict[str, Any]) -> Coupon:
+    return Coupon(code=i["code"], template_id=i["template_id"], member_id=i["member_id"],
+                  terms=json.loads(i["terms"]), valid_from=datetime.fromisoformat(i["valid_from"]),
+                  valid_to=datetime.fromisoformat(i["valid_to"]), state=i["state"], source=i["source"],
+                  issued_at=datetime.fromisoformat(i["issued_at"]),
+                  redemption=json.loads(i["redemption"]) if i.get("redemption") else None,
+                  redemption_print=i.get("redemption_print"),
+                  released_orders=json.loads(i.get("released_orders") or "[]"),
+                  restored_at=datetime.fromisoformat(i["restored_at"]) if i.get("restored_at") else None,
+                  released_store=i.get("released_store"),
+                  version=i["version"])
+
+
+def basket_item(b: Basket) -> dict[str, Any]:
+    return {**keys.basket_key(b.order_id), "type": "coupon_basket", "order_id": b.order_id,
+            "order_amount": b.order_amount, "coupons": b.coupons, "posted": b.posted, "version": b.version}
+
+
+def _basket(i: dict[str, Any]) -> Basket:
+    return Basket(order_id=i["order_id"], order_amount=i["order_amount"], coupons=i.get("coupons", []),
+                  posted=i.get("posted", False), version=i["version"])
+
+
+def _template(i: dict[str, Any]) -> Template:
+    return Template.model_validate(json.loads(i["body"]))
+
+
+def refusal_details(coupons: list[OrderCoupon], cancelled: TxCancelled, indexes: list[int]) -> Invalid:
+    """Why an order's coupons did not match what was redeemed for it (the basket first, then each code)."""
+    failed = [c.code for c, i in zip(coupons, indexes[1:], strict=True) if cancelled.failed_at(i)]
+    return Invalid("the order's coupons do not match what was redeemed for this order", code="coupons_not_redeemed",
+                   details={"codes": failed, "basket": cancelled.failed_at(indexes[0])})
