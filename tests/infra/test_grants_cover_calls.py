@@ -155,3 +155,32 @@ def test_tier_review_calls_are_granted(fresh_table, api, tokens, record):  # noq
     assert reviewed[0] == 1
     granted = _granted(_spec("tier-review").dynamodb)
     assert recorder.calls and recorder.calls <= granted, recorder.calls - granted
+
+
+def test_coupon_expiry_calls_are_granted(fresh_table, api, tokens, record):  # noqa: ANN001
+    from datetime import timedelta
+
+    from chalicelib import bootstrap
+    from chalicelib.cli import _LocalContext
+    from chalicelib.domain import clock
+    from functions.coupon_expiry import handler
+    from testkit.support import registration
+
+    hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
+    api.put("/stores/sh-001", {"name": "s", "region_id": "east", "city": "上海", "store_type": "standard"}, hq)
+    member = api.post("/members", registration(), staff)[1]["member_id"]
+    codes = {}
+    for days in (0, 4):  # one coupon to expire, one to tell about (its last day is 3 days after the run)
+        assert api.put(f"/coupon-templates/t{days}", {"name": "券", "kind": "cash", "value": 500,
+                                                      "valid_days": days}, hq)[0] == 201
+        answer = api.post("/coupon-issues", {"issue_id": f"i{days}", "template_id": f"t{days}",
+                                             "member_ids": [member]}, hq)[1]
+        codes[days] = answer["issued"][0]["code"]
+    coupon = bootstrap.coupons().get_coupon(codes[0])
+    today = clock.business_day(coupon.valid_to) + timedelta(days=1)
+
+    recorder = record()
+    result = handler({"date": today.isoformat()}, _LocalContext("coupon-expiry"))
+    assert result == {"coupons_expired": 1, "expiring_facts": 1}
+    granted = _granted(_spec("coupon-expiry").dynamodb)
+    assert recorder.calls and recorder.calls <= granted, recorder.calls - granted
