@@ -31,22 +31,22 @@ TAG = "coupons"
 @route("/coupon-templates/{template_id}", "PUT", op="coupons.put_template", tag=TAG, body=TemplateInput,
        response=TemplateView, status=200, also=(201,), errors=(409, 422),
        summary="Create or replace a coupon template (coupons already issued keep their terms)")
-def put_template(call: Call, template_id: str) -> Reply:
+def put_coupon_template(call: Call, template_id: str) -> Reply:
     template, issued, left, created = coupon_templates.put_template(template_id, call.body, call.principal,
                                                                     bootstrap.coupons())
     return Reply(TemplateView(**template.model_dump(), issued=issued, left=left), 201 if created else 200)
 
 
-@route("/coupon-templates", "GET", op="coupons.read_template", tag=TAG, response=TemplateList,
+@route("/coupon-templates", "GET", op="coupons.list_templates", tag=TAG, response=TemplateList,
        summary="Every coupon template with its budget")
-def list_templates(call: Call) -> TemplateList:
+def list_coupon_templates(call: Call) -> TemplateList:
     items = coupon_templates.list_templates(call.principal, bootstrap.coupons())
     return TemplateList(items=[TemplateView(**t.model_dump(), issued=issued, left=left) for t, issued, left in items])
 
 
 @route("/coupon-templates/{template_id}", "GET", op="coupons.read_template", tag=TAG, response=TemplateView,
        errors=(404,), summary="One coupon template with its budget")
-def get_template(call: Call, template_id: str) -> TemplateView:
+def get_coupon_template(call: Call, template_id: str) -> TemplateView:
     template, issued, left = coupon_templates.get_template(template_id, call.principal, bootstrap.coupons())
     return TemplateView(**template.model_dump(), issued=issued, left=left)
 
@@ -55,7 +55,7 @@ def get_template(call: Call, template_id: str) -> TemplateView:
        also=(200,), errors=(404, 409),
        summary="Issue a template's coupons to up to 1,000 members (idempotent by issue_id; budget exhausted: 409, "
                "nothing issued; unknown, erased or over-limit members skipped with a reason)")
-def issue(call: Call) -> Reply:
+def issue_coupons(call: Call) -> Reply:
     answer, created = coupon_issues.issue(call.body, call.principal, bootstrap.coupons(), bootstrap.ledger())
     return Reply(IssueView.model_validate(answer), 201 if created else 200)
 
@@ -63,7 +63,7 @@ def issue(call: Call) -> Reply:
 @route("/members/{member_id}/points/exchanges", "POST", op="coupons.exchange", tag=TAG, body=ExchangeInput,
        response=ExchangeView, status=201, also=(200,), errors=(404, 409),
        summary="Exchange points for a coupon: points spent and coupon issued in one transaction (idempotent)")
-def exchange(call: Call, member_id: str) -> Reply:
+def exchange_points(call: Call, member_id: str) -> Reply:
     answer, created = exchanges.exchange(member_id, call.body, call.principal, bootstrap.ledger(),
                                          bootstrap.coupons())
     return Reply(ExchangeView.model_validate(answer), 201 if created else 200)
@@ -71,7 +71,7 @@ def exchange(call: Call, member_id: str) -> Reply:
 
 @route("/coupons/{code}", "GET", op="coupons.read", tag=TAG, query=CouponLookupQuery, response=CouponCheck,
        errors=(404, 422), summary="A coupon at the counter: terms, holder, state, and whether it can be used here")
-def lookup(call: Call, code: str) -> CouponCheck:
+def lookup_coupon(call: Call, code: str) -> CouponCheck:
     q: CouponLookupQuery = call.query
     coupon, phone, refusal, discount = coupon_counter.lookup(
         code, q.store_id, q.order_amount, call.principal, bootstrap.coupons(), bootstrap.stores(), bootstrap.ledger())
@@ -82,7 +82,7 @@ def lookup(call: Call, code: str) -> CouponCheck:
 @route("/coupons/{code}/redeem", "POST", op="coupons.redeem", tag=TAG, body=RedeemInput,
        response=CouponRedemptionView, status=201, also=(200,), errors=(404, 409, 422),
        summary="Redeem a coupon for an order, exactly once (the same order and body again: 200, the same answer)")
-def redeem(call: Call, code: str) -> Reply:
+def redeem_coupon(call: Call, code: str) -> Reply:
     answer, created = coupon_counter.redeem(code, call.body, call.principal, bootstrap.coupons(), bootstrap.stores(),
                                             bootstrap.ledger())
     return Reply(CouponRedemptionView.model_validate(answer.model_dump()), 201 if created else 200)
@@ -91,14 +91,14 @@ def redeem(call: Call, code: str) -> Reply:
 @route("/coupons/{code}/redemption/cancel", "POST", op="coupons.cancel", tag=TAG, body=CancelInput,
        response=CouponView, errors=(404, 409),
        summary="Release a coupon redeemed for a sale that was abandoned (posted with it: 409 order_posted)")
-def cancel(call: Call, code: str) -> CouponView:
+def cancel_coupon_redemption(call: Call, code: str) -> CouponView:
     coupon = coupon_counter.cancel(code, call.body.order_id, call.principal, bootstrap.coupons(), bootstrap.stores())
     return CouponView.model_validate(coupon.record(now()).model_dump())
 
 
 @route("/members/{member_id}/coupons", "GET", op="coupons.member_list", tag=TAG, query=CouponListQuery,
        response=CouponPage, errors=(404, 422), summary="A member's coupons (with those of members merged into them)")
-def member_coupons(call: Call, member_id: str) -> CouponPage:
+def list_member_coupons(call: Call, member_id: str) -> CouponPage:
     q: CouponListQuery = call.query
     live, items, cursor = coupon_views.member_coupons(member_id, q.state, q.cursor, q.limit, call.principal,
                                                       bootstrap.members(), bootstrap.coupons())

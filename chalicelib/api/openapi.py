@@ -1,12 +1,14 @@
 """OpenAPI 3.1 from the recorded route contracts and their pydantic models (JSON Schema 2020-12, which
 3.1 uses as is). Error responses and security are documented per route.
 
-Request schemas say what the validation accepts, no more: no `default: null` (an absent field already
-means none, and openapi-typescript at its default settings turns any `default` into a required property),
+Request schemas say what the validation accepts, no more: no `default` keyword (an absent field takes its
+default, and openapi-typescript at its default settings turns any `default` into a required property; a
+non-null default is said in the field's description instead),
 no null where the use case refuses it, a phone's pattern, cursors as the text we issue. tests/api/
 test_openapi_typescript.py compiles a front-end client against the document with that toolchain."""
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Any
@@ -46,8 +48,13 @@ class ContractSchema(GenerateJsonSchema):
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
         json_schema = super().default_schema(schema)
-        if self.mode == "validation" and "default" in json_schema and json_schema["default"] is None:
+        if self.mode == "validation" and "default" in json_schema:
+            default = json_schema["default"]
             json_schema = {k: v for k, v in json_schema.items() if k != "default"}
+            if default is not None:
+                said = f"Left out: {json.dumps(default, ensure_ascii=False)}."
+                json_schema["description"] = f"{json_schema['description']} {said}" \
+                    if json_schema.get("description") else said
         return json_schema
 
     def function_after_schema(self, schema: core_schema.AfterValidatorFunctionSchema) -> JsonSchemaValue:

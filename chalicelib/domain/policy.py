@@ -116,6 +116,8 @@ POLICY: dict[str, Permission] = {
     "coupons.read_template": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY, INTEGRATION: ANY},
                                         "every signed-in caller except members (they see the terms on their "
                                         "coupons)"),
+    "coupons.list_templates": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY, INTEGRATION: ANY},
+                                         "as coupons.read_template"),
     "coupons.issue": Permission({HQ: ANY}, "HQ only, from the template's budget"),
     "coupons.exchange": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY},
                                    "the member themself; counter staff of any store (points are spent at the "

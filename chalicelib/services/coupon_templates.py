@@ -42,7 +42,7 @@ def get_template(template_id: str, actor: Principal, coupons: CouponRepository) 
 
 def list_templates(actor: Principal, coupons: CouponRepository) -> list[tuple[Template, int, int | None]]:
     """Every template with its budget (a brand keeps tens of templates: one GetItem each)."""
-    authorize("coupons.read_template", actor)
+    authorize("coupons.list_templates", actor)
     out = []
     for template in sorted(coupons.list_templates(), key=lambda t: t.template_id):
         budget = coupons.budget(template.template_id)

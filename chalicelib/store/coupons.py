@@ -129,7 +129,7 @@ class DynamoCouponRepository:
         paginated query. A merge family: every partition read, merged, then paged by the last sort key (a
         family holds a few hundred coupons at most)."""
         prefix = f"{state}#" if state else ""
-        values = {":lo": prefix + valid_after, ":hi": prefix + "~"}
+        values = {":lo": prefix + valid_after or " ", ":hi": prefix + "~"}  # (key values may not be empty)
         condition = "gsi1pk = :p AND gsi1sk BETWEEN :lo AND :hi"
         if len(member_ids) == 1:
             pk = keys.member_coupons_pk(member_ids[0])

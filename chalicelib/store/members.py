@@ -12,6 +12,7 @@ from ..domain.ids import new_id
 from ..domain.ledger import MemberState
 from ..domain.members import AuditEntry, Channel, Consent, Member, MemberStatus, MergeRecord
 from ..domain.phone import mask_phone
+from . import coupons as coupon_rows
 from . import keys
 from .db import Db, Tx, TxCancelled
 from .ledger import state_from_item, state_item
@@ -332,6 +333,7 @@ class DynamoMemberRepository:
             if folded.tier and folded.tier != folded_lowest:
                 tx.put({"pk": keys.member_pk(tid), "sk": keys.TIER_MARKER, "type": "tier_marker", "member_id": tid,
                         "tier": folded.tier, "gsi2pk": keys.tier_shard(tid), "gsi2sk": tid})
+        coupon_rows.fold_counts(self.db, tx, sid, tid)  # per-member coupon limits count both members' coupons
         self._audit(tx, tid, audit)
         try:
             self.db.commit(tx)

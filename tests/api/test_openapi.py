@@ -55,7 +55,27 @@ def _examples(api, tokens):
     api.post(f"/members/{buyer}/points/redemptions", {"redemption_id": "doc-r0", "points": 5, "reason": "doc",
                                                       "store_id": "sh-001"}, staff)
     tiers, rules = api.get("/tiers", hq)[1], api.get("/points/rules", hq)[1]
+    tpl, sale = f"doc-{uuid.uuid4().hex[:8]}", f"doc-sale-{uuid.uuid4().hex[:8]}"
+    cash = {"name": "无门槛5元", "kind": "cash", "value": 500, "valid_days": 7, "points_price": 10, "stackable": True}
+    assert api.put(f"/coupon-templates/{tpl}", cash, hq)[0] == 201
+    code = api.post("/coupon-issues", {"issue_id": f"doc-{uuid.uuid4().hex[:8]}", "template_id": tpl,
+                                       "member_ids": [buyer]}, hq)[1]["issued"][0]["code"]
     return [
+        ("/coupon-templates/{template_id}", "PUT", f"/coupon-templates/{tpl}-2",
+         {**cash, "kind": "discount", "value": None, "pct": 85, "cap": 2_000, "budget": 100}, hq),
+        ("/coupon-templates", "GET", "/coupon-templates", None, staff),
+        ("/coupon-templates/{template_id}", "GET", f"/coupon-templates/{tpl}", None, staff),
+        ("/coupon-issues", "POST", "/coupon-issues",
+         {"issue_id": f"doc-{uuid.uuid4().hex[:8]}", "template_id": tpl, "member_ids": [buyer, m]}, hq),
+        ("/members/{member_id}/points/exchanges", "POST", f"/members/{buyer}/points/exchanges",
+         {"exchange_id": "doc-x", "template_id": tpl}, staff),
+        ("/coupons/{code}", "GET", f"/coupons/{code}?store_id=sh-001&order_amount=1000", None, staff),
+        ("/coupons/{code}/redeem", "POST", f"/coupons/{code}/redeem",
+         {"member_id": buyer, "store_id": "sh-001", "order_id": sale, "order_amount": 1_000,
+          "lines": [{"sku": "a", "amount": 600}, {"sku": "b", "amount": 400}]}, staff),
+        ("/coupons/{code}/redemption/cancel", "POST", f"/coupons/{code}/redemption/cancel", {"order_id": sale},
+         staff),
+        ("/members/{member_id}/coupons", "GET", f"/members/{buyer}/coupons?limit=5", None, staff),
         ("/orders", "POST", "/orders", order(buyer, amount=1_000), staff),
         ("/orders/preview", "POST", "/orders/preview", order(buyer, amount=2_000), staff),
         ("/orders/{order_id}", "GET", f"/orders/{bought['order_id']}", None, staff),
