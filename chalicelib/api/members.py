@@ -6,7 +6,7 @@ from ..domain import clock
 from ..services import members as svc
 from ..services import merges, privacy
 from .inputs import MemberPatch, MergeRequest, PhoneQuery, Registration
-from .responses import ErasedView, ExportView, HeldOrderView, MemberList, MemberView, MergeView
+from .responses import CouponView, ErasedView, ExportView, HeldOrderView, MemberList, MemberView, MergeView
 from .routing import Call, Reply, route
 
 TAG = "members"
@@ -55,10 +55,11 @@ def merge_member(call: Call, member_id: str) -> MergeView:
        summary="Everything held on the member: profile, records, orders with their refunds, the phone's guest "
                "orders (PIPL access right)")
 def export_member(call: Call, member_id: str) -> ExportView:
-    held = privacy.export(member_id, call.principal, bootstrap.members(), bootstrap.ledger())
+    held = privacy.export(member_id, call.principal, bootstrap.members(), bootstrap.ledger(), bootstrap.coupons())
     return ExportView(member=MemberView.of(held.member, call.principal), records=held.records,
                       orders=[HeldOrderView.of(h.order, h.refunds) for h in held.orders],
                       guest_orders=[HeldOrderView.of(h.order, h.refunds) for h in held.guest_orders],
+                      coupons=[CouponView.model_validate(c.record(clock.now()).model_dump()) for c in held.coupons],
                       exported_at=clock.now())
 
 

@@ -104,6 +104,8 @@ class ExportView(_Out):
     guest_orders: list[HeldOrderView] = Field(
         default_factory=list, description="orders placed under the member's phone(s) as a guest and never attached "
                                           "(paid more than 30 days before the phone registered)")
+    coupons: list[CouponView] = Field(default_factory=list, description="every coupon issued to the member "
+                                                                        "(and to members merged into them)")
     exported_at: datetime
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.access import Principal
+from ..domain.coupons import Coupon
 from ..domain.errors import NotFound
 from ..domain.members import Member, MemberStatus
 from ..domain.orders import Order
@@ -12,7 +13,9 @@ from ..domain.policy import authorize
 from ..domain.receipts import Refund
 from ..observability import audit as audit_line
 from .members import audit_entry, resolve
-from .ports import LedgerRepository, MemberRepository
+from .ports import CouponRepository, LedgerRepository, MemberRepository
+
+PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,11 @@ class Export:
     records: list[dict[str, Any]]
     orders: list[HeldOrder]
     guest_orders: list[HeldOrder]
+    coupons: list[Coupon]
 
 
-def export(member_id: str, actor: Principal, members: MemberRepository, ledger: LedgerRepository) -> Export:
+def export(member_id: str, actor: Principal, members: MemberRepository, ledger: LedgerRepository,
+           coupons: CouponRepository) -> Export:
     """Everything we hold on the person (PIPL Art. 45). Orders are found through the purchase-history index
     (they live under the order, not the member), guest orders through the phone's lookup key: no scan."""
     authorize("members.export", actor, member_id=member_id)
@@ -52,8 +57,12 @@ def export(member_id: str, actor: Principal, members: MemberRepository, ledger: 
             if order is not None and order.member_id is None and order.order_id not in order_ids:
                 guests.append(HeldOrder(order, refunds))
     guests.sort(key=lambda held: held.order.paid_at, reverse=True)
+    held_coupons, cursor = coupons.member_coupons(owners, None, None, PAGE)  # every state, the family's too
+    while cursor:
+        more, cursor = coupons.member_coupons(owners, None, cursor, PAGE)
+        held_coupons += more
     audit_line("member.export", actor=actor.sub, role=actor.role.value, member_id=member.member_id)
-    return Export(member=member, records=records, orders=orders, guest_orders=guests)
+    return Export(member=member, records=records, orders=orders, guest_orders=guests, coupons=held_coupons)
 
 
 def erase(member_id: str, actor: Principal, members: MemberRepository) -> str:

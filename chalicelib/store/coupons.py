@@ -259,8 +259,9 @@ def write_coupon(tx: Tx, coupon: Coupon, limit: int | None) -> int:
     if limit is not None:
         condition += " AND (attribute_not_exists(#c) OR #c < :limit)"
         values[":limit"] = limit
-    tx.update(keys.coupon_counts_key(coupon.member_id), "SET #c = if_not_exists(#c, :zero) + :one ADD v :one",
-              condition=condition, names=attr, values=values)
+    tx.update(keys.coupon_counts_key(coupon.member_id),
+              "SET #c = if_not_exists(#c, :zero) + :one, #type = :type ADD v :one", condition=condition,
+              names={**attr, "#type": "type"}, values={**values, ":type": "coupon_counts"})
     return put
 
 
@@ -285,10 +286,10 @@ def fold_counts(db: Db, tx: Tx, source_id: str, target_id: str) -> None:
     merged so no issue counts on it after (it is created marked if the source never had one)."""
     source = db.get(keys.coupon_counts_key(source_id)) or {}
     target = db.get(keys.coupon_counts_key(target_id)) or {}
-    tx.update(keys.coupon_counts_key(source_id), "SET merged_into = :t",
+    tx.update(keys.coupon_counts_key(source_id), "SET merged_into = :t, #type = :type",
               condition="attribute_not_exists(merged_into) AND " +
-                        ("v = :v" if "v" in source else "attribute_not_exists(v)"),
-              values={":t": target_id, **({":v": source["v"]} if "v" in source else {})})
+                        ("v = :v" if "v" in source else "attribute_not_exists(v)"), names={"#type": "type"},
+              values={":t": target_id, ":type": "coupon_counts", **({":v": source["v"]} if "v" in source else {})})
     counts = {k: v for k, v in source.items() if k.startswith("c_")}
     if not counts:
         return
@@ -296,10 +297,11 @@ def fold_counts(db: Db, tx: Tx, source_id: str, target_id: str) -> None:
     values: dict[str, Any] = {f":n{i}": n for i, n in enumerate(counts.values())}
     values[":one"] = 1
     tx.update(keys.coupon_counts_key(target_id),
-              "ADD " + ", ".join(f"#c{i} :n{i}" for i in range(len(counts))) + ", v :one",
+              "SET #type = :type ADD " + ", ".join(f"#c{i} :n{i}" for i in range(len(counts))) + ", v :one",
               condition="attribute_not_exists(merged_into) AND " +
                         ("v = :tv" if "v" in target else "attribute_not_exists(v)"),
-              names=names, values={**values, **({":tv": target["v"]} if "v" in target else {})})
+              names={**names, "#type": "type"},
+              values={**values, ":type": "coupon_counts", **({":tv": target["v"]} if "v" in target else {})})
 
 
 # ---- mapping ----------------------------------------------------------------------------------------------

@@ -106,3 +106,12 @@ def test_exchange_spends_points_and_issues(api, tokens, staff, member):
     assert answer["points"] == 100 and answer["balance"] == 200 and answer["coupon"]["state"] == "available"
     assert api.post(f"/members/{member}/points/exchanges", body, tokens.member(member)) == (200, answer)
     assert api.get(f"/members/{member}/points", tokens.hq())[1]["balance"] == 200
+
+
+def test_export_lists_the_members_coupons(api, tokens, member):
+    t = tid()
+    api.put(f"/coupon-templates/{t}", template(kind="cash", value=500, min_spend=0), tokens.hq())
+    code = issue_one(api, tokens, t, member)
+    status, export = api.get(f"/members/{member}/export", tokens.member(member))
+    assert status == 200 and [c["code"] for c in export["coupons"]] == [code]
+    assert {r["type"] for r in export["records"]} >= {"coupon_counts"}
