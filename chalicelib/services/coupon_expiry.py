@@ -17,7 +17,7 @@ from ..domain.errors import DocumentExists
 from ..domain.ledger import Change, Document
 from ..observability import metrics
 from .expiry import EXPIRY_LOOKBACK_DAYS
-from .ledger_common import MAX_HOPS
+from .ledger_common import live_members
 from .ports import CouponRepository, LedgerRepository
 
 # The days swept, as the points job does: an available coupon can sit in a past day's bucket because the job
@@ -75,7 +75,7 @@ def _expiring_facts(coupons: CouponRepository, ledger: LedgerRepository, today: 
     day = today + timedelta(days=EXPIRING_NOTICE_DAYS)
     written = 0
     for page in _pages(coupons.due_coupons(day)):
-        holders = _live_holders(ledger, sorted({c.member_id for c in page}))
+        holders = {m: live for m, (live, _) in live_members(ledger, sorted({c.member_id for c in page})).items()}
         told = [(c, holder) for c in page if (holder := holders.get(c.member_id))]  # not an erased holder
         written += sum(pool.map(lambda told_one: _tell(ledger, *told_one, day), told))
     return written
@@ -93,24 +93,3 @@ def _tell(ledger: LedgerRepository, coupon: Coupon, holder: str, day: date) -> b
     except DocumentExists:
         return False  # told on an earlier run
     return True
-
-
-def _live_holders(ledger: LedgerRepository, member_ids: list[str]) -> dict[str, str | None]:
-    """Each id -> the live member holding its coupons now (following merges), or None (erased, unknown):
-    one BatchGetItem of profiles per hop for the whole page."""
-    resolved: dict[str, str | None] = {}
-    current = {m: m for m in member_ids}
-    for _ in range(MAX_HOPS):
-        if not current:
-            break
-        heads = ledger.heads(sorted(set(current.values())))
-        following: dict[str, str] = {}
-        for asked, now in current.items():
-            head = heads.get(now)
-            if head is not None and head.status == "merged" and head.merged_into:
-                following[asked] = head.merged_into
-            else:
-                resolved[asked] = now if head is not None and head.status == "active" else None
-        current = following
-    resolved.update({asked: None for asked in current})  # a merge chain longer than any real one
-    return resolved

@@ -16,7 +16,7 @@ from ..domain.coupons import Coupon, CouponState, IssueInput, Template, Terms, n
 from ..domain.errors import Conflict, NotFound, StaleRead
 from ..domain.policy import authorize
 from ..observability import metrics
-from .ledger_common import MAX_HOPS, fingerprint
+from .ledger_common import fingerprint, live_members
 from .ports import CouponRepository, LedgerRepository
 
 WORKERS = 16  # parallel transactions of one issue: 1,000 coupons in a few seconds, well inside 25 s
@@ -57,33 +57,10 @@ def issue(cmd: IssueInput, actor: Principal, coupons: CouponRepository,
     raise Conflict("this issue kept changing under concurrent requests; retry", code="issue_conflict")
 
 
-def _live(ledger: LedgerRepository, member_ids: list[str]) -> dict[str, tuple[str | None, str]]:
-    """Each id -> (the live member it is now, following merges; or None and why: unknown or erased)."""
-    resolved: dict[str, tuple[str | None, str]] = {}
-    current = {m: m for m in member_ids}
-    for _ in range(MAX_HOPS):
-        heads = ledger.heads(sorted(set(current.values())))
-        following: dict[str, str] = {}
-        for asked, now in current.items():
-            head = heads.get(now)
-            if head is None:
-                resolved[asked] = (None, "unknown_member")
-            elif head.status == "merged" and head.merged_into:
-                following[asked] = head.merged_into
-            else:
-                resolved[asked] = (now, "") if head.status == "active" else (None, "erased")
-        current = following
-        if not current:
-            break
-    for asked in current:
-        resolved[asked] = (None, "unknown_member")  # a merge chain longer than any real one
-    return resolved
-
-
 def _plan(cmd: IssueInput, template: Template, print_: str, coupons: CouponRepository,
           ledger: LedgerRepository) -> dict[str, Any]:
     now = clock.to_ms(clock.now())
-    live = _live(ledger, list(dict.fromkeys(cmd.member_ids)))
+    live = live_members(ledger, list(dict.fromkeys(cmd.member_ids)))
     counts = coupons.counts(sorted({m for m, _ in live.values() if m}), template.template_id)
     planned: list[list[str]] = []
     skipped: list[dict[str, str]] = []

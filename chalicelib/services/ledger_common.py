@@ -47,6 +47,29 @@ def live_member(ledger: LedgerRepository, member_id: str,
     raise NotFound("member not found", code="member_not_found", details={"member_id": member_id})
 
 
+def live_members(ledger: LedgerRepository, member_ids: list[str]) -> dict[str, tuple[str | None, str]]:
+    """Many members at once, following merges: each id -> (the live member it is now, "") or (None, why:
+    "unknown_member" or "erased"). One BatchGetItem of profiles per 100 ids and per hop."""
+    resolved: dict[str, tuple[str | None, str]] = {}
+    current = {m: m for m in member_ids}
+    for _ in range(MAX_HOPS):
+        if not current:
+            break
+        heads = ledger.heads(sorted(set(current.values())))
+        following: dict[str, str] = {}
+        for asked, now in current.items():
+            head = heads.get(now)
+            if head is None:
+                resolved[asked] = (None, "unknown_member")
+            elif head.status == "merged" and head.merged_into:
+                following[asked] = head.merged_into
+            else:
+                resolved[asked] = (now, "") if head.status == "active" else (None, "erased")
+        current = following
+    resolved.update({asked: (None, "unknown_member") for asked in current})  # longer than any real chain
+    return resolved
+
+
 def fingerprint(fields: dict[str, Any]) -> str:
     """Same request body -> same fingerprint: a retried id with a different body is a 409, not a replay."""
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()).digest()
