@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..domain.access import Principal, Role
+from ..domain.coupons import IssueInput, TemplateInput
 from ..domain.members import Registration
 from ..domain.stores import StoreInput
 
@@ -24,20 +25,37 @@ MEMBERS = [
     dict(phone="13900000005", channel="app", store_id="sz-001"),
 ]
 
+TEMPLATES = {
+    "welcome-5": dict(name="新会员无门槛5元", kind="cash", value=500, valid_days=30, per_member_limit=1,
+                      stackable=True),
+    "spend-200-30": dict(name="满200减30", kind="threshold", value=3_000, min_spend=20_000, valid_days=14,
+                         budget=1_000),
+    "tea-85": dict(name="奶茶85折", kind="discount", pct=85, cap=2_000, valid_days=7, points_price=300,
+                   store_scope="regions", region_ids=["east"]),
+    "cake-gift": dict(name="生日小蛋糕", kind="gift", gift={"name": "小蛋糕", "cost": 800}, valid_days=30,
+                      points_price=500),
+}
+
 SEEDER = Principal(sub="seed", role=Role.HQ)
 
 
 def seed() -> dict[str, int]:
     from .. import bootstrap
-    from ..services import members, stores
+    from ..services import coupon_issues, coupon_templates, members, stores
 
     for store_id, fields in STORES.items():
         hours = HOURS if fields["store_type"] != "online" else {}
         stores.put_store(store_id, StoreInput.model_validate({**fields, "business_hours": hours}), SEEDER,
                          bootstrap.stores())
-    created = 0
+    created, member_ids = 0, []
     for m in MEMBERS:
-        _, new = members.register(Registration.model_validate({**m, "consent": {"marketing": True}}), SEEDER,
-                                  bootstrap.members(), bootstrap.stores())
+        member, new = members.register(Registration.model_validate({**m, "consent": {"marketing": True}}), SEEDER,
+                                       bootstrap.members(), bootstrap.stores())
         created += int(new)
-    return {"stores": len(STORES), "members_created": created}
+        member_ids.append(member.member_id)
+    for template_id, terms in TEMPLATES.items():
+        coupon_templates.put_template(template_id, TemplateInput.model_validate(terms), SEEDER, bootstrap.coupons())
+    issued, _ = coupon_issues.issue(IssueInput(issue_id="demo-welcome", template_id="welcome-5", member_ids=member_ids),
+                                    SEEDER, bootstrap.coupons(), bootstrap.ledger())
+    return {"stores": len(STORES), "members_created": created, "coupon_templates": len(TEMPLATES),
+            "welcome_coupons": issued["issued_count"]}
