@@ -4,6 +4,7 @@ Each scenario prepares its own fresh data first (not measured), then runs the us
 """
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -14,9 +15,22 @@ from typing import Any
 from chalicelib import bootstrap
 from chalicelib.domain import clock
 from chalicelib.domain.access import Principal, Role
+from chalicelib.domain.coupons import ExchangeInput, IssueInput, RedeemInput, TemplateInput
 from chalicelib.domain.members import Registration
-from chalicelib.domain.orders import OrderInput, RefundInput
-from chalicelib.services import expiry, guest_orders, points_views, posting, program, redemptions, refunds
+from chalicelib.domain.orders import OrderCoupon, OrderInput, RefundInput
+from chalicelib.services import (
+    coupon_counter,
+    coupon_issues,
+    coupon_templates,
+    exchanges,
+    expiry,
+    guest_orders,
+    points_views,
+    posting,
+    program,
+    redemptions,
+    refunds,
+)
 from chalicelib.services import members as svc
 from testkit.support import unique_phone
 
@@ -25,6 +39,7 @@ from .capacity import CapacityMeter, Usage
 STORE = "sh-001"
 # A counter clerk of the store: the caller the hot paths (register, look up) are built for.
 CLERK = Principal(sub="bench-clerk", role=Role.STAFF, store_ids=frozenset({STORE}))
+HQ = Principal(sub="bench-hq", role=Role.HQ)
 
 
 @dataclass
@@ -32,6 +47,7 @@ class Scenario:
     label: str
     prepare: Callable[[int], list[Any]]  # n -> one argument per measured run (fresh data, made unmeasured)
     run: Callable[[Any], None]
+    per_run: int = 1  # what a row reports per: a bulk issue's run issues 1,000 coupons, the row is per coupon
 
 
 def _registration(phone: str, channel: str = "store") -> Registration:
@@ -60,6 +76,8 @@ def _lookup(phone: str, *, expect_found: bool) -> None:
 
 
 HEAVY_LOTS = 30  # a regular: a month of daily teas, none spent yet
+BULK = 1_000  # members in one bulk issue (the most one request takes)
+BULK_LABEL = "coupon: bulk issue to 1,000 members, per coupon"
 
 SCENARIOS = [
     Scenario("register (new phone)", lambda n: [unique_phone() for _ in range(n)],
@@ -97,6 +115,15 @@ SCENARIOS = [
              lambda m: bootstrap.ledger().member_orders(m, None, 20)),
     Scenario("nightly expiry: one member's due lot (after the index query)", lambda n: _shoppers(n),
              lambda m: _expire(m)),
+    Scenario("coupon: redeem at the counter (5 lines)", lambda n: _coupons_at_counter(n),
+             lambda arg: _redeem_coupon(*arg)),
+    Scenario("coupon: points exchange (2 open lots)", lambda n: _exchange_template() and _shoppers(n),
+             lambda m: _exchange(m)),
+    Scenario("post order with 1 coupon (5 lines)", lambda n: _redeemed_orders(n, 1), lambda cmd: _post_cmd(cmd)),
+    Scenario("post order with 2 stacked coupons (5 lines)", lambda n: _redeemed_orders(n, 2),
+             lambda cmd: _post_cmd(cmd)),
+    Scenario(BULK_LABEL, lambda n: _bulk_template() and [_bulk_members()],
+             lambda members: _bulk_issue(members, workers=1), per_run=BULK),
 ]
 
 
@@ -152,6 +179,133 @@ def _replay(cmd: OrderInput) -> None:
         raise RuntimeError("a replay created an order")
 
 
+# ---- coupons -------------------------------------------------------------------------------------------------
+_templates: dict[str, str] = {}
+
+
+def _template(name: str, **terms: Any) -> str:
+    """A template made once per benchmark run (unlimited budget, no per-member limit)."""
+    if name not in _templates:
+        template_id = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        coupon_templates.put_template(template_id, TemplateInput(name=name, valid_days=30, **terms), HQ,
+                                      bootstrap.coupons())
+        _templates[name] = template_id
+    return _templates[name]
+
+
+def _cash_template() -> str:
+    return _template("cash5", kind="cash", value=500, stackable=True)
+
+
+def _issue(template_id: str, member_ids: list[str], workers: int | None = None) -> list[str]:
+    """One coupon per member; `workers` as the bulk issue runs them in parallel (1: one at a time, so the
+    capacity meter, which follows one request at a time, sizes every write)."""
+    default = coupon_issues.WORKERS
+    coupon_issues.WORKERS = workers or default
+    try:
+        answer, created = coupon_issues.issue(
+            IssueInput(issue_id=f"bench-{uuid.uuid4().hex[:12]}", template_id=template_id, member_ids=member_ids),
+            HQ, bootstrap.coupons(), bootstrap.ledger())
+    finally:
+        coupon_issues.WORKERS = default
+    if not created or answer["issued_count"] != len(member_ids):
+        raise RuntimeError(f"expected {len(member_ids)} coupons issued, got {answer['issued_count']}")
+    by_member = {row["member_id"]: row["code"] for row in answer["issued"]}
+    return [by_member[m] for m in member_ids]
+
+
+def _members(n: int) -> list[str]:
+    return [_register(unique_phone(), expect_created=True) for _ in range(n)]
+
+
+def _coupons_at_counter(n: int) -> list[tuple[str, str]]:
+    members = _members(n)
+    return list(zip(_issue(_cash_template(), members, workers=1), members, strict=True))
+
+
+def _lines(lines: int) -> list[dict[str, Any]]:
+    return [{"sku": f"SKU-{i:04d}", "amount": 2_000} for i in range(lines)]
+
+
+def _redeem_coupon(code: str, member_id: str, order_id: str | None = None) -> list[int]:
+    """Redeem at the counter for a 5-line order of ¥100; the discount's share of each line."""
+    cmd = RedeemInput(member_id=member_id, store_id=STORE, order_id=order_id or f"bench-{uuid.uuid4().hex[:16]}",
+                      order_amount=10_000, lines=_lines(5))
+    answer, created = coupon_counter.redeem(code, cmd, CLERK, bootstrap.coupons(), bootstrap.stores(),
+                                            bootstrap.ledger())
+    if not created or not answer.discount or answer.lines is None:
+        raise RuntimeError("the coupon was not redeemed")
+    return [line.discount for line in answer.lines]
+
+
+def _exchange_template() -> str:
+    return _template("exchange", kind="cash", value=300, points_price=10)
+
+
+def _exchange(member_id: str) -> None:
+    template_id = _exchange_template()
+    me = Principal(sub=member_id, role=Role.MEMBER, member_id=member_id)
+    answer, created = exchanges.exchange(member_id, ExchangeInput(exchange_id=f"x-{uuid.uuid4().hex[:10]}",
+                                                                  template_id=template_id),
+                                         me, bootstrap.ledger(), bootstrap.coupons())
+    if not created or answer["points"] != 10:
+        raise RuntimeError("the exchange did not happen")
+
+
+def _redeemed_orders(n: int, coupons: int) -> list[OrderInput]:
+    """Shoppers with `coupons` stackable coupons redeemed at the counter for a 5-line order of ¥100: the order
+    as the POS then posts it (lines at their paid amounts, the coupons with their discounts)."""
+    shoppers = _shoppers(n)
+    templates = [_cash_template(), _template("cash3", kind="cash", value=300, stackable=True)][:coupons]
+    codes = [_issue(t, shoppers, workers=1) for t in templates]
+    orders = []
+    for i, member_id in enumerate(shoppers):
+        cmd = _order(member_id, 5)
+        paid = [item.amount for item in cmd.items]
+        used = []
+        for per_template in codes:
+            shares = _redeem_coupon(per_template[i], member_id, cmd.order_id)
+            paid = [p - s for p, s in zip(paid, shares, strict=True)]
+            used.append(OrderCoupon(code=per_template[i], discount=sum(shares)))
+        items = [{**item.model_dump(mode="json"), "amount": p} for item, p in zip(cmd.items, paid, strict=True)]
+        orders.append(OrderInput.model_validate({**cmd.model_dump(mode="json"), "items": items, "amount": sum(paid),
+                                                 "coupons": [c.model_dump() for c in used]}))
+    return orders
+
+
+def _post_cmd(cmd: OrderInput) -> None:
+    if not posting.post_order(cmd, CLERK, bootstrap.members(), bootstrap.ledger(), bootstrap.stores()).created:
+        raise RuntimeError("order was not created")
+
+
+_bulk: list[str] = []
+
+
+def _bulk_members() -> list[str]:
+    """The 1,000 members every bulk issue goes to (registered once: each issue is of another template)."""
+    if not _bulk:
+        _bulk.extend(_members(BULK))
+    return _bulk
+
+
+def _bulk_template() -> str:
+    return _template("bulk", kind="cash", value=500)
+
+
+def _bulk_issue(members: list[str], workers: int | None = None) -> None:
+    _issue(_bulk_template(), members, workers)
+
+
+def bulk_issue_seconds() -> float:
+    """Local wall time of one bulk issue to 1,000 members as the API runs it (in parallel), with no meter on
+    the client (the meter's own reads and its one-request-at-a-time sizing would slow it)."""
+    members = _bulk_members()
+    _template("bulk-timed", kind="cash", value=500)
+    start = time.perf_counter()
+    _issue(_templates["bulk-timed"], members)
+    return time.perf_counter() - start
+
+
 def measure(runs: int) -> list[tuple[str, Usage]]:
     """Average usage per call of each scenario (requests, RCU and WCU divided by `runs`)."""
     # Build the repositories (which loads the secret bundle) before anything is counted.
@@ -159,6 +313,7 @@ def measure(runs: int) -> list[tuple[str, Usage]]:
     bootstrap.stores()
     program.tiers(bootstrap.ledger())  # the program configuration is cached per container
     program.rules(bootstrap.ledger())
+    _bulk_members()  # 1,000 registrations, made before the meter is on (it would triple their requests)
     results = []
     with CapacityMeter(bootstrap.dynamodb_client()) as meter:
         for scenario in SCENARIOS:
@@ -167,8 +322,10 @@ def measure(runs: int) -> list[tuple[str, Usage]]:
             for arg in args:
                 scenario.run(arg)
             total = meter.take()
-            per = len(args)
+            per = len(args) * scenario.per_run
             results.append((scenario.label, Usage(
                 requests=Counter({op: count / per for op, count in total.requests.items()}),
                 rcu=total.rcu / per, wcu=total.wcu / per)))
-    return results
+    seconds = bulk_issue_seconds()
+    return [(f"{label} (one issue: {seconds:.1f} s locally)" if label == BULK_LABEL else label, usage)
+            for label, usage in results]
