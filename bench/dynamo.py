@@ -20,6 +20,7 @@ from chalicelib.domain.members import Registration
 from chalicelib.domain.orders import OrderCoupon, OrderInput, RefundInput
 from chalicelib.services import (
     coupon_counter,
+    coupon_expiry,
     coupon_issues,
     coupon_templates,
     exchanges,
@@ -122,6 +123,9 @@ SCENARIOS = [
     Scenario("post order with 1 coupon (5 lines)", lambda n: _redeemed_orders(n, 1), lambda cmd: _post_cmd(cmd)),
     Scenario("post order with 2 stacked coupons (5 lines)", lambda n: _redeemed_orders(n, 2),
              lambda cmd: _post_cmd(cmd)),
+    Scenario("nightly coupon expiry: one due coupon (after the index query)",
+             lambda n: [bootstrap.coupons().get_coupon(code) for code, _ in _coupons_at_counter(n)],
+             lambda coupon: _expire_coupon(coupon)),
     Scenario(BULK_LABEL, lambda n: _bulk_template() and [_bulk_members()],
              lambda members: _bulk_issue(members, workers=1), per_run=BULK),
 ]
@@ -236,6 +240,12 @@ def _redeem_coupon(code: str, member_id: str, order_id: str | None = None) -> li
     if not created or not answer.discount or answer.lines is None:
         raise RuntimeError("the coupon was not redeemed")
     return [line.discount for line in answer.lines]
+
+
+def _expire_coupon(coupon: Any) -> None:
+    """As the nightly job does for each coupon its expiry index names, on a day after the coupon's last day."""
+    if not coupon_expiry._expire(bootstrap.coupons(), coupon, clock.business_day(coupon.valid_to) + timedelta(days=1)):
+        raise RuntimeError("the coupon was not expired")
 
 
 def _exchange_template() -> str:
