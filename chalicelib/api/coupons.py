@@ -56,7 +56,8 @@ def get_coupon_template(call: Call, template_id: str) -> TemplateView:
        summary="Issue a template's coupons to up to 1,000 members (idempotent by issue_id; budget exhausted: 409, "
                "nothing issued; unknown, erased or over-limit members skipped with a reason)")
 def issue_coupons(call: Call) -> Reply:
-    answer, created = coupon_issues.issue(call.body, call.principal, bootstrap.coupons(), bootstrap.ledger())
+    answer, created = coupon_issues.issue(call.body, call.principal, bootstrap.coupons(), bootstrap.ledger(),
+                                          bootstrap.stores())
     return Reply(IssueView.model_validate(answer), 201 if created else 200)
 
 

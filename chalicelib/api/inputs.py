@@ -5,6 +5,7 @@ program) are defined once in domain/ and listed here as they are; the rest are p
 WeChat codes, small command bodies)."""
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
@@ -12,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from ..domain.coupons import CancelInput, ExchangeInput, IssueInput, RedeemInput, TemplateInput
 from ..domain.members import ConsentInput, MemberId, MemberPatch, Phone, Registration, StoreId
 from ..domain.orders import DocId, OrderInput, RefundInput
+from ..domain.pool import AllocationInput
 from ..domain.program import PointsRules, TierProgram
 from ..domain.stores import StoreInput
 
-__all__ = ["AdjustmentInput", "CancelInput", "CouponListQuery", "CouponLookupQuery", "ExchangeInput", "IssueInput",
+__all__ = ["AdjustmentInput", "AllocationInput", "CancelInput", "CouponListQuery", "CouponLookupQuery", "ExchangeInput",
+           "IssueInput",
            "MemberPatch", "MergeRequest", "OrderInput", "PageQuery", "PhoneBinding", "PhoneQuery", "PointsRules",
            "RedeemInput", "RedemptionInput", "RefundInput", "Registration", "StoreInput", "TemplateInput",
            "TierProgram", "WeChatLogin"]
@@ -83,3 +86,23 @@ class CouponLookupQuery(BaseModel):
 
 class CouponListQuery(PageQuery):
     state: Literal["available", "used", "expired"] | None = None
+
+
+class PoolQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    store_id: StoreId | None = None
+    region_id: StoreId | None = Field(default=None, description="a region manager's own region when left out")
+
+
+class StatsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    store_id: StoreId | None = None
+    region_id: StoreId | None = None
+    from_: date = Field(alias="from", description="first business day (Asia/Shanghai), YYYY-MM-DD")
+    to: date = Field(description="last business day, inclusive; at most 366 days after from")
+
+
+class SettlementQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    month: str = Field(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM (business month)")
+    store_id: StoreId | None = None

@@ -16,6 +16,7 @@ from ..domain.members import Channel, Gender, Member, MemberStatus, MergeRecord
 from ..domain.orders import Breakdown, OrderRecord
 from ..domain.phone import mask_phone
 from ..domain.points import rolling_total
+from ..domain.pool import Allocation, DayStats, PoolLine, SettlementRow
 from ..domain.program import Tier
 from ..domain.receipts import Adjustment, LotTake, Redemption, Refund
 from ..domain.stores import Store
@@ -314,3 +315,36 @@ class ExchangeView(ExchangeResult):
 
 class CouponRedemptionView(CouponRedemption):
     """The answer to a redemption at the counter (a replay answers the same body)."""
+
+
+# ---- the benefit pool and coupon numbers -------------------------------------------------------------------
+class AllocationView(Allocation):
+    """The answer to an allocation (a replay answers the same body)."""
+
+
+class PoolView(_Out):
+    level: str = Field(description="HQ, REGION#<id> or STORE#<id>")
+    items: list[PoolLine]
+
+
+class StatsView(_Out):
+    template_id: str
+    level: str = Field(description="the issuing level counted: HQ means the whole brand")
+    first_day: date = Field(description="the query's from")
+    last_day: date = Field(description="the query's to")
+    issued: int
+    redeemed: int
+    redemption_rate_bp: int = Field(description="redeemed / issued in basis points (0 when nothing was issued)")
+    discount: int
+    gift_cost: int
+    sales: int
+    days: list[DayStats] = Field(description="days with any activity (the rest are zero)")
+
+
+class SettlementView(_Out):
+    month: str
+    level: str
+    rows: list[SettlementRow]
+    count: int
+    discount: int
+    gift_cost: int

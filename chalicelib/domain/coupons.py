@@ -142,8 +142,15 @@ class IssueInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     issue_id: DocId
     template_id: TemplateId
-    member_ids: list[MemberId] = Field(min_length=1,
-                                                                                         max_length=MAX_ISSUE)
+    member_ids: list[MemberId] = Field(min_length=1, max_length=MAX_ISSUE)
+    store_id: StoreId | None = Field(default=None, description="issue from this store's quota (its manager)")
+    region_id: StoreId | None = Field(default=None, description="issue from this region's quota (its manager)")
+
+    @model_validator(mode="after")
+    def _one_level(self) -> IssueInput:
+        if self.store_id is not None and self.region_id is not None:
+            raise ValueError("give store_id or region_id, not both")
+        return self
 
 
 class ExchangeInput(BaseModel):
@@ -215,6 +222,7 @@ class CouponRecord(BaseModel):
     valid_to: datetime
     state: CouponState
     source: str = Field(description="issue:<issue_id> or exchange:<exchange_id>")
+    issuer: str = Field(default="HQ", description="issued from: HQ (the budget), REGION#<id> or STORE#<id> (a quota)")
     issued_at: datetime
     redemption: CouponRedemption | None = None
     restored_at: datetime | None = Field(default=None, description="when a whole-order refund gave it back")
@@ -257,6 +265,7 @@ class IssueResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
     issue_id: str
     template_id: str
+    issuer: str = Field(default="HQ", description="the level the coupons were issued from")
     requested: int
     issued_count: int
     issued: list[IssuedCoupon]
@@ -292,7 +301,8 @@ class Basket(BaseModel):
     model_config = ConfigDict(extra="forbid")
     order_id: str
     order_amount: int
-    coupons: list[dict[str, Any]] = Field(default=[], description="[{code, discount, stackable}] in order")
+    coupons: list[dict[str, Any]] = Field(default=[], description="[{code, discount, stackable, template_id, issuer, "
+                                                                  "gift_cost}] in the order redeemed")
     posted: bool = False
     version: int = 0
 

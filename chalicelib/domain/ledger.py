@@ -11,6 +11,7 @@ from typing import Any
 
 from .coupons import Coupon
 from .orders import Order, OrderCoupon
+from .pool import CouponUse
 
 
 @dataclass(frozen=True)
@@ -143,3 +144,5 @@ class Change:
     budget_takes: list[tuple[str, bool, int]] = field(default_factory=list)  # (template_id, limited, n)
     coupon_posting: tuple[str, int, list[OrderCoupon]] | None = None  # (order_id, amount redeemed for, coupons)
     coupon_restores: list[tuple[Coupon, int]] = field(default_factory=list)  # (restored coupon, version read)
+    # the numbers (stats, settlement): (use, +1 posted with the order / -1 given back by its whole refund)
+    coupon_uses: list[tuple[CouponUse, int]] = field(default_factory=list)

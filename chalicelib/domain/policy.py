@@ -118,7 +118,9 @@ POLICY: dict[str, Permission] = {
                                         "coupons)"),
     "coupons.list_templates": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY, INTEGRATION: ANY},
                                          "as coupons.read_template"),
-    "coupons.issue": Permission({HQ: ANY}, "HQ only, from the template's budget"),
+    "coupons.issue": Permission({HQ: ANY, REGION: STORE, MANAGER: STORE},
+                                "HQ from the template's budget (or any quota); a region manager from their "
+                                "region's quota, a store manager from their store's (store_id / region_id)"),
     "coupons.exchange": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY},
                                    "the member themself; counter staff of any store (points are spent at the "
                                    "counter as in points.redeem's member flow); not HQ"),
@@ -131,6 +133,19 @@ POLICY: dict[str, Permission] = {
     "coupons.cancel": Permission({STAFF: STORE, MANAGER: STORE, INTEGRATION: STORE, HQ: ANY},
                                  "at the store the coupon was redeemed at (staff, managers, integrations of it); "
                                  "HQ"),
+    "coupons.stats": Permission({HQ: ANY, REGION: STORE, MANAGER: STORE},
+                                "HQ (any level, or the whole brand); a region manager their region's quota and "
+                                "its stores'; a store manager their store's"),
+    "coupons.settlement": Permission({HQ: ANY, REGION: STORE, MANAGER: STORE},
+                                     "HQ all rows; a region manager the rows their region's stores issued or "
+                                     "redeemed; a store manager their store's, as issuer or redeemer"),
+    # ---- the benefit pool
+    "pool.allocate": Permission({HQ: ANY, REGION: STORE},
+                                "HQ from the budget to regions and stores; a region manager from their region's "
+                                "allocation to its stores"),
+    "pool.read": Permission({HQ: ANY, REGION: STORE, MANAGER: STORE, STAFF: STORE},
+                            "HQ any level; a region manager their region and its stores; store managers and staff "
+                            "their stores"),
     "coupons.member_list": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY},
                                       "the member themself; counter staff of any store (as at the counter); HQ"),
 }

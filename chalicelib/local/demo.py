@@ -56,6 +56,6 @@ def seed() -> dict[str, int]:
     for template_id, terms in TEMPLATES.items():
         coupon_templates.put_template(template_id, TemplateInput.model_validate(terms), SEEDER, bootstrap.coupons())
     issued, _ = coupon_issues.issue(IssueInput(issue_id="demo-welcome", template_id="welcome-5", member_ids=member_ids),
-                                    SEEDER, bootstrap.coupons(), bootstrap.ledger())
+                                    SEEDER, bootstrap.coupons(), bootstrap.ledger(), bootstrap.stores())
     return {"stores": len(STORES), "members_created": created, "coupon_templates": len(TEMPLATES),
             "welcome_coupons": issued["issued_count"]}

@@ -132,8 +132,10 @@ def redeem(raw_code: str, cmd: RedeemInput, actor: Principal, coupons: CouponRep
         used = coupon.model_copy(update={"state": CouponState.USED, "redemption": answer, "redemption_print": print_,
                                          "version": coupon.version + 1})
         held = basket or Basket(order_id=cmd.order_id, order_amount=cmd.order_amount)
-        held = held.model_copy(update={"coupons": [*held.coupons, {"code": code, "discount": discount,
-                                                                  "stackable": coupon.terms.stackable}],
+        entry = {"code": code, "discount": discount, "stackable": coupon.terms.stackable,
+                 "template_id": coupon.template_id, "issuer": coupon.issuer,
+                 "gift_cost": coupon.terms.gift.cost if coupon.terms.gift else 0}
+        held = held.model_copy(update={"coupons": [*held.coupons, entry],
                                        "version": held.version + 1})
         coupons.hold(used, coupon.version, held, basket.version if basket else 0)
         return answer, True

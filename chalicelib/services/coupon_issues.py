@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from ..domain import clock
-from ..domain.access import Principal
+from ..domain.access import Principal, Role
 from ..domain.coupons import Coupon, CouponState, IssueInput, Template, Terms, new_code
-from ..domain.errors import Conflict, NotFound, StaleRead
-from ..domain.policy import authorize
+from ..domain.errors import Conflict, Forbidden, Invalid, NotFound, StaleRead
+from ..domain.policy import StoreRef, allow_role, authorize
+from ..domain.pool import HQ, level_of
 from ..observability import metrics
 from .ledger_common import fingerprint, live_members
-from .ports import CouponRepository, LedgerRepository
+from .ports import CouponRepository, LedgerRepository, StoreRepository
 
 WORKERS = 16  # parallel transactions of one issue: 1,000 coupons in a few seconds, well inside 25 s
 
@@ -32,11 +33,31 @@ def usable_template(coupons: CouponRepository, template_id: str) -> Template:
     return template
 
 
-def issue(cmd: IssueInput, actor: Principal, coupons: CouponRepository,
-          ledger: LedgerRepository) -> tuple[dict[str, Any], bool]:
-    """The answer (issued codes, skipped members with a reason) and whether this call created it."""
-    authorize("coupons.issue", actor)
-    print_ = fingerprint(cmd.model_dump(mode="json"))
+def _level(cmd: IssueInput, actor: Principal, stores: StoreRepository | None) -> str:
+    """Where the coupons come from: HQ's budget, or the quota of the region or store named (its manager's;
+    HQ may issue from any level). A manager must name their quota."""
+    if cmd.store_id is not None:
+        store = stores.get(cmd.store_id) if stores is not None else None
+        if store is None:
+            raise Invalid("unknown store", code="unknown_store",
+                          details=[{"loc": ["body", "store_id"], "msg": "no such store"}])
+        authorize("coupons.issue", actor, store=store)
+    elif cmd.region_id is not None:
+        authorize("coupons.issue", actor, store=StoreRef("", cmd.region_id))
+    else:
+        allow_role("coupons.issue", actor)
+        if actor.role is not Role.HQ:
+            raise Forbidden("managers issue from their store's or region's quota: name it (store_id or region_id)",
+                            code="quota_required")
+    return level_of(cmd.store_id, cmd.region_id)
+
+
+def issue(cmd: IssueInput, actor: Principal, coupons: CouponRepository, ledger: LedgerRepository,
+          stores: StoreRepository | None = None) -> tuple[dict[str, Any], bool]:
+    """The answer (issued codes, skipped members with a reason) and whether this call created it. `stores`
+    is read only to issue from a store's quota."""
+    level = _level(cmd, actor, stores)
+    print_ = fingerprint(cmd.model_dump(mode="json", exclude_none=True))
     for _ in range(3):
         plan = coupons.get_issue(cmd.issue_id)
         if plan is not None:
@@ -47,10 +68,10 @@ def issue(cmd: IssueInput, actor: Principal, coupons: CouponRepository,
                 return coupons.issue_answer(cmd.issue_id) or {}, False
             return _complete(cmd.issue_id, plan, coupons), True
         template = usable_template(coupons, cmd.template_id)
-        plan = _plan(cmd, template, print_, coupons, ledger)
+        plan = _plan(cmd, template, print_, coupons, ledger, level)
         try:
-            coupons.start_issue(cmd.issue_id, plan, template.template_id, template.budget is not None,
-                                len(plan["planned"]))
+            coupons.start_issue(cmd.issue_id, plan, template.template_id, plan["limited"], len(plan["planned"]),
+                                level)
         except StaleRead:  # a twin wrote its plan first (or the template changed): look again
             continue
         return _complete(cmd.issue_id, plan | {"status": "pending"}, coupons), True
@@ -58,7 +79,7 @@ def issue(cmd: IssueInput, actor: Principal, coupons: CouponRepository,
 
 
 def _plan(cmd: IssueInput, template: Template, print_: str, coupons: CouponRepository,
-          ledger: LedgerRepository) -> dict[str, Any]:
+          ledger: LedgerRepository, level: str) -> dict[str, Any]:
     now = clock.to_ms(clock.now())
     live = live_members(ledger, list(dict.fromkeys(cmd.member_ids)))
     counts = coupons.counts(sorted({m for m, _ in live.values() if m}), template.template_id)
@@ -80,7 +101,8 @@ def _plan(cmd: IssueInput, template: Template, print_: str, coupons: CouponRepos
     return {"fingerprint": print_, "template_id": template.template_id, "template_version": template.version,
             "terms": template.terms().model_dump(mode="json"), "valid_from": clock.iso(valid_from),
             "valid_to": clock.iso(valid_to), "limit": template.per_member_limit,
-            "limited": template.budget is not None, "issued_at": clock.iso(now), "planned": planned,
+            "limited": template.budget is not None or level != HQ, "level": level,
+            "issued_at": clock.iso(now), "planned": planned,
             "skipped": skipped, "requested": len(cmd.member_ids)}
 
 
@@ -93,7 +115,7 @@ def _complete(issue_id: str, plan: dict[str, Any], coupons: CouponRepository) ->
         coupon = Coupon(code=code, template_id=plan["template_id"], member_id=member, terms=terms,
                         valid_from=datetime.fromisoformat(plan["valid_from"]),
                         valid_to=datetime.fromisoformat(plan["valid_to"]), state=CouponState.AVAILABLE,
-                        source=f"issue:{issue_id}", issued_at=issued_at)
+                        source=f"issue:{issue_id}", issuer=plan.get("level", HQ), issued_at=issued_at)
         outcome = coupons.issue_coupon(coupon, plan["limit"])
         if outcome == "limit":  # reached since the plan was made (another issue, an exchange, a merge)
             outcome = "limit_reached"
@@ -108,11 +130,13 @@ def _complete(issue_id: str, plan: dict[str, Any], coupons: CouponRepository) ->
               for row, outcome in outcomes if outcome == "issued"]
     skipped = plan["skipped"] + [{"member_id": row[0], "reason": outcome} for row, outcome in outcomes
                                  if outcome != "issued"]
-    answer = {"issue_id": issue_id, "template_id": plan["template_id"], "requested": plan["requested"],
+    answer = {"issue_id": issue_id, "template_id": plan["template_id"], "issuer": plan.get("level", HQ),
+              "requested": plan["requested"],
               "issued_count": len(issued), "issued": issued, "skipped": skipped,
               "valid_from": plan["valid_from"], "valid_to": plan["valid_to"], "created_at": plan["issued_at"]}
     if coupons.finish_issue(issue_id, answer, plan["template_id"], plan["limited"],
-                            len(plan["planned"]) - len(issued)):
+                            len(plan["planned"]) - len(issued), plan.get("level", HQ),
+                            clock.business_day(issued_at)):
         metrics.add_metric(name="CouponsIssued", unit="Count", value=len(issued))
         return answer
     return coupons.issue_answer(issue_id) or answer  # a twin finished first: its answer is the answer

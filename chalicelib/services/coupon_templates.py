@@ -18,15 +18,18 @@ def put_template(template_id: str, cmd: TemplateInput, actor: Principal,
 
     def attempt() -> tuple[Template, int, int | None, bool]:
         current = coupons.get_template(template_id)
-        issued = coupons.budget(template_id).issued
-        if cmd.budget is not None and cmd.budget < issued:
-            raise Conflict("the budget cannot go below the coupons already issued from it",
-                           code="budget_below_issued", details={"issued": issued, "budget": cmd.budget})
+        budget = coupons.budget(template_id)
+        issued = budget.issued
+        if cmd.budget is not None and cmd.budget < issued + budget.allocated:
+            raise Conflict("the budget cannot go below what was issued from it and allocated to regions and stores",
+                           code="budget_below_issued",
+                           details={"issued": issued, "allocated": budget.allocated, "budget": cmd.budget})
         version = current.version if current else 0
         template = Template(**cmd.model_dump(), template_id=template_id, version=version + 1,
                             updated_at=clock.to_ms(clock.now()), updated_by=actor.sub)
-        coupons.put_template(template, version, issued)
-        return template, issued, None if cmd.budget is None else cmd.budget - issued, current is None
+        coupons.put_template(template, version, budget)
+        left = None if cmd.budget is None else cmd.budget - issued - budget.allocated
+        return template, issued, left, current is None
 
     return optimistic(attempt)
 

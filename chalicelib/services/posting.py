@@ -23,6 +23,7 @@ from ..domain.points import (
     tier_progress,
 )
 from ..domain.policy import authorize
+from ..domain.pool import CouponUse
 from ..domain.program import PointsRules, TierProgram
 from ..observability import metrics
 from . import program
@@ -148,6 +149,7 @@ def post_order(cmd: OrderInput, actor: Principal, members: MemberRepository, led
         change.order = order
         if cmd.coupons:  # each checked in the same transaction: redeemed for this order, with this discount
             change.coupon_posting = (cmd.order_id, cmd.amount + sum(c.discount for c in cmd.coupons), cmd.coupons)
+            change.coupon_uses = [(use, 1) for use in _coupon_uses(cmd, ledger)]
         ledger.apply(change)
         return order
 
@@ -162,6 +164,21 @@ def post_order(cmd: OrderInput, actor: Principal, members: MemberRepository, led
     metrics.add_metric(name="OrderPosted", unit="Count", value=1)
     metrics.add_metric(name="PointsEarned", unit="Count", value=order.points_earned)
     return Posted(order, True, _name(tiers, order.tier_before), _name(tiers, order.tier_after))
+
+
+def _coupon_uses(cmd: OrderInput, ledger: LedgerRepository) -> list[CouponUse]:
+    """What the order's coupons add to their templates' numbers, from what the counter redeemed for it (the
+    basket: template, issuer, gift cost). The transaction still checks each code against its coupon."""
+    basket = ledger.order_basket(cmd.order_id)
+    held = {c["code"]: c for c in basket.coupons} if basket else {}
+    missing = [c.code for c in cmd.coupons if c.code not in held]
+    if missing:
+        raise Invalid("the order's coupons do not match what was redeemed for this order",
+                      code="coupons_not_redeemed", details={"codes": missing, "basket": basket is None})
+    day = clock.business_day(cmd.paid_at)
+    return [CouponUse(code=c.code, template_id=held[c.code].get("template_id", ""),
+                      issuer=held[c.code].get("issuer", "HQ"), store_id=cmd.store_id, day=day, discount=c.discount,
+                      gift_cost=held[c.code].get("gift_cost", 0), sales=cmd.amount) for c in cmd.coupons]
 
 
 def _buyer(cmd: OrderInput, members: MemberRepository) -> str | None:

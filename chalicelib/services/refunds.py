@@ -22,6 +22,7 @@ from ..domain.points import (
     tier_progress,
 )
 from ..domain.policy import Scope, StoreRef, authorize, scope_of
+from ..domain.pool import CouponUse
 from ..domain.receipts import Refund
 from ..observability import metrics
 from . import program
@@ -129,6 +130,11 @@ def _restore_coupons(change: Change, order: Order, coupons: CouponRepository, no
             "state": CouponState.AVAILABLE, "redemption": None, "redemption_print": None, "restored_at": now,
             "released_orders": [*coupon.released_orders, order.order_id][-20:], "version": coupon.version + 1}),
             coupon.version))
+        # out of the numbers of the day and month the order counted it in
+        change.coupon_uses.append((CouponUse(
+            code=coupon.code, template_id=coupon.template_id, issuer=coupon.issuer, store_id=order.store_id,
+            day=clock.business_day(order.paid_at), discount=held.discount,
+            gift_cost=coupon.terms.gift.cost if coupon.terms.gift else 0, sales=order.amount), -1))
         restored.append(coupon.code)
     return sorted(restored)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from ..domain import clock
 from ..domain.coupons import Basket, Coupon, CouponState, Template
-from ..domain.errors import Conflict, Invalid, StaleRead
+from ..domain.errors import Conflict, DocumentExists, Invalid, StaleRead
 from ..domain.orders import OrderCoupon
+from ..domain.pool import STAT_SHARDS, CouponUse, month_of, shard
 from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
 
@@ -25,8 +26,22 @@ def _json(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Budget:
+    """A budget level's counters. HQ: `allocated` went out to regions and stores. A region: `allocated` came
+    in from HQ, `sub_allocated` went out to its stores. A store: `from_hq` + `from_region` came in."""
+
     issued: int
-    left: int | None  # None: unlimited
+    left: int | None  # None: unlimited (an HQ budget without a limit)
+    allocated: int = 0
+    sub_allocated: int = 0
+    from_hq: int = 0
+    from_region: int = 0
+    limit: int | None = None
+
+
+def _budget(item: dict[str, Any]) -> Budget:
+    return Budget(issued=item.get("issued", 0), left=item.get("left"), allocated=item.get("allocated", 0),
+                  sub_allocated=item.get("sub_allocated", 0), from_hq=item.get("from_hq", 0),
+                  from_region=item.get("from_region", 0), limit=item.get("limit"))
 
 
 def _count_attr(template_id: str) -> str:
@@ -48,12 +63,11 @@ class DynamoCouponRepository:
             values={":pk": keys.ORG_PK, ":p": keys.TEMPLATE_PREFIX})]
 
     def budget(self, template_id: str, level: str = keys.HQ_LEVEL) -> Budget:
-        item = self.db.get(keys.budget_key(template_id, level)) or {}
-        return Budget(issued=item.get("issued", 0), left=item.get("left"))
+        return _budget(self.db.get(keys.budget_key(template_id, level)) or {})
 
-    def put_template(self, template: Template, expected_version: int, issued: int) -> None:
-        """The template and its budget counter together: `left` = budget − issued, on the `issued` read (an
-        issue meanwhile makes this a re-read)."""
+    def put_template(self, template: Template, expected_version: int, budget: Budget) -> None:
+        """The template and its budget counter together: `left` = budget − issued − allocated, on the counters
+        read (an issue or allocation meanwhile makes this a re-read)."""
         tx = self.db.tx()
         item = {**keys.template_key(template.template_id), "type": "coupon_template",
                 "body": _json(template.model_dump(mode="json")), "version": template.version}
@@ -61,17 +75,20 @@ class DynamoCouponRepository:
             tx.put(item, condition="version = :v", values={":v": expected_version})
         else:
             tx.put(item, condition="attribute_not_exists(pk)")
-        budget = keys.budget_key(template.template_id)
-        condition = "attribute_not_exists(issued) OR issued = :i"
+        key = keys.budget_key(template.template_id)
+        condition = "(attribute_not_exists(issued) OR issued = :i) AND " \
+                    "(attribute_not_exists(allocated) OR allocated = :a)"
+        values: dict[str, Any] = {":t": template.template_id, ":i": budget.issued, ":a": budget.allocated,
+                                  ":g": keys.pool_lookup_pk(keys.HQ_LEVEL), ":lv": keys.HQ_LEVEL}
+        index = "template_id = :t, gsi1pk = :g, gsi1sk = :t, #level = :lv"
         if template.budget is None:
-            tx.update(budget, "SET template_id = :t REMOVE #limit, #left", condition=condition,
-                      names={"#limit": "limit", "#left": "left"},
-                      values={":t": template.template_id, ":i": issued})
+            tx.update(key, f"SET {index} REMOVE #limit, #left", condition=condition,
+                      names={"#limit": "limit", "#left": "left", "#level": "level"}, values=values)
         else:
-            tx.update(budget, "SET template_id = :t, #limit = :b, #left = :l", condition=condition,
-                      names={"#limit": "limit", "#left": "left"},
-                      values={":t": template.template_id, ":b": template.budget, ":l": template.budget - issued,
-                              ":i": issued})
+            tx.update(key, f"SET {index}, #limit = :b, #left = :l", condition=condition,
+                      names={"#limit": "limit", "#left": "left", "#level": "level"},
+                      values={**values, ":b": template.budget,
+                              ":l": template.budget - budget.issued - budget.allocated})
         try:
             self.db.commit(tx)
         except TxCancelled:
@@ -89,7 +106,7 @@ class DynamoCouponRepository:
                                       lambda i: i, consistent=True):
             found[item["sk"]] = item
         coupon = _coupon(found["COUPON"]) if "COUPON" in found else None
-        basket = _basket(found["COUPONS"]) if "COUPONS" in found else None
+        basket = basket_from_item(found["COUPONS"]) if "COUPONS" in found else None
         return coupon, basket, "ORDER" in found
 
     def coupons(self, codes: list[str]) -> list[Coupon]:
@@ -184,20 +201,24 @@ class DynamoCouponRepository:
         item = self.db.get(keys.issue_key(issue_id))
         return json.loads(item["body"]) | {"status": item["status"]} if item else None
 
-    def start_issue(self, issue_id: str, body: dict[str, Any], template_id: str, limited: bool, n: int) -> None:
+    def start_issue(self, issue_id: str, body: dict[str, Any], template_id: str, limited: bool, n: int,
+                    level: str = keys.HQ_LEVEL) -> None:
         """The plan (members and their codes) and the budget it takes, together: a crash after this leaves
         a plan the retry completes, never budget taken without a record of what it was taken for."""
         tx = self.db.tx()
         tx.put({**keys.issue_key(issue_id), "type": "coupon_issue", "status": "pending", "body": _json(body)},
                condition="attribute_not_exists(pk)")
-        budget = take_budget(tx, template_id, limited, n)
+        budget = take_budget(tx, template_id, limited, n, level)
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
             if cancelled.failed_at(budget):
-                left = self.budget(template_id).left
-                raise Conflict("the template's budget cannot cover this issue", code="budget_exhausted",
-                               details={"left": left, "requested": n}) from None
+                left = self.budget(template_id, level).left
+                if level == keys.HQ_LEVEL:
+                    raise Conflict("the template's budget cannot cover this issue", code="budget_exhausted",
+                                   details={"left": left, "requested": n}) from None
+                raise Conflict("the quota cannot cover this issue", code="quota_exhausted",
+                               details={"level": level, "left": left or 0, "requested": n}) from None
             raise StaleRead() from None  # a twin wrote the plan first: the caller reads it
 
     def issue_coupon(self, coupon: Coupon, limit: int | None) -> str:
@@ -212,14 +233,16 @@ class DynamoCouponRepository:
         return "issued"
 
     def finish_issue(self, issue_id: str, answer: dict[str, Any], template_id: str, limited: bool,
-                     returned: int) -> bool:
+                     returned: int, level: str = keys.HQ_LEVEL, day: date | None = None) -> bool:
         """Record the answer and give back the budget of coupons the plan could not issue; False if a twin
         finished first."""
         tx = self.db.tx()
         tx.update(keys.issue_key(issue_id), "SET #s = :done, answer = :a", condition="#s = :pending",
                   names={"#s": "status"}, values={":done": "done", ":a": _json(answer), ":pending": "pending"})
         if returned:
-            give_back_budget(tx, template_id, limited, returned)
+            give_back_budget(tx, template_id, limited, returned, level)
+        if answer["issued_count"] and day is not None:  # the day's numbers, once, with the answer
+            count_issued(tx, template_id, level, day, answer["issued_count"], shard(issue_id))
         try:
             self.db.commit(tx)
         except TxCancelled:
@@ -229,6 +252,83 @@ class DynamoCouponRepository:
     def issue_answer(self, issue_id: str) -> dict[str, Any] | None:
         item = self.db.get(keys.issue_key(issue_id))
         return json.loads(item["answer"]) if item and item.get("answer") else None
+
+    # ---- the benefit pool --------------------------------------------------------------------------
+    def get_allocation(self, allocation_id: str) -> dict[str, Any] | None:
+        item = self.db.get(keys.allocation_key(allocation_id))
+        return json.loads(item["body"]) if item else None
+
+    def allocate(self, allocation_id: str, body: dict[str, Any], template_id: str, source: str,
+                 source_limited: bool, target: str, quantity: int) -> None:
+        """Move quota from `source` (HQ's budget or a region's allocation) to `target` (a region or store), or
+        back when `quantity` < 0, with the allocation's document: one transaction, each side conditioned so
+        that no level ever gives more than it has left (nor takes back more than the target has unissued)."""
+        tx = self.db.tx()
+        doc = tx.put({**keys.allocation_key(allocation_id), "type": "allocation", "template_id": template_id,
+                      "source": source, "target": target, "quantity": quantity, "body": _json(body)},
+                     condition="attribute_not_exists(pk)")
+        out = "allocated" if source == keys.HQ_LEVEL else "sub_allocated"
+        received = {"REGION": "allocated", "STORE": "from_hq" if source == keys.HQ_LEVEL else "from_region"}[
+            target.split("#", 1)[0]]
+        n = abs(quantity)
+        sign = 1 if quantity > 0 else -1
+        names = {"#left": "left", "#in": received, "#level": "level"}
+        if quantity > 0:
+            if source_limited:
+                src = tx.update(keys.budget_key(template_id, source), "ADD #out :n, #left :neg",
+                                condition="#left >= :n", names={"#out": out, "#left": "left"},
+                                values={":n": n, ":neg": -n})
+            else:
+                src = tx.update(keys.budget_key(template_id, source), "ADD #out :n",
+                                condition="attribute_exists(pk) AND attribute_not_exists(#left)",
+                                names={"#out": out, "#left": "left"}, values={":n": n})
+            tgt = tx.update(keys.budget_key(template_id, target),
+                            "SET template_id = :t, gsi1pk = :g, gsi1sk = :t, #level = :lv ADD #in :n, #left :n",
+                            names=names, values={":t": template_id, ":g": keys.pool_lookup_pk(target),
+                                                 ":lv": target, ":n": n})
+        else:
+            tgt = tx.update(keys.budget_key(template_id, target), "ADD #in :neg, #left :neg",
+                            condition="#left >= :n AND #in >= :n", names={"#in": received, "#left": "left"},
+                            values={":n": n, ":neg": -n})
+            if source_limited:
+                src = tx.update(keys.budget_key(template_id, source), "ADD #out :neg, #left :n",
+                                condition="attribute_exists(#left)", names={"#out": out, "#left": "left"},
+                                values={":n": n, ":neg": -n})
+            else:
+                src = tx.update(keys.budget_key(template_id, source), "ADD #out :neg",
+                                condition="attribute_not_exists(#left)", names={"#out": out, "#left": "left"},
+                                values={":neg": -n})
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(doc):
+                raise DocumentExists("allocation") from None
+            if sign > 0 and cancelled.failed_at(src):
+                left = self.budget(template_id, source).left
+                raise Conflict("not enough unallocated quota left at the source", code="quota_exhausted",
+                               details={"level": source, "left": left, "requested": n}) from None
+            if sign < 0 and cancelled.failed_at(tgt):
+                raise Conflict("the target has less unissued quota from this source than returned",
+                               code="return_exceeds_quota", details={"level": target, "requested": n}) from None
+            raise StaleRead() from None  # the template's budget was made limited/unlimited meanwhile
+
+    def pool(self, level: str) -> list[tuple[str, Budget]]:
+        """Every template's counters at one level: one query of the lookup index."""
+        return [(i["template_id"], _budget(i)) for i in self.db.query_all(
+            IndexName=keys.GSI_LOOKUP, KeyConditionExpression="gsi1pk = :p",
+            values={":p": keys.pool_lookup_pk(level)})]
+
+    def stats(self, template_id: str, levels: list[str], first: date, last: date) -> list[dict[str, Any]]:
+        """The day rows of a template for the given levels, first..last: one query per level."""
+        return [i for level in levels for i in self.db.query_all(
+            KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+            values={":p": keys.coupon_stats_key(template_id, level, first)["pk"], ":a": first.isoformat(),
+                    ":b": last.isoformat()})]
+
+    def settlement(self, month: str) -> list[dict[str, Any]]:
+        """Every settlement row of a month, shard by shard (the caller adds the shards' rows up)."""
+        return [i for n in range(STAT_SHARDS) for i in self.db.query_all(
+            KeyConditionExpression="pk = :p", values={":p": keys.settlement_pk(month, n)})]
 
 
 # ---- transaction pieces (also used by the ledger's one write) ----------------------------------------------
@@ -247,6 +347,38 @@ def give_back_budget(tx: Tx, template_id: str, limited: bool, n: int, level: str
         return tx.update(keys.budget_key(template_id, level), "ADD issued :neg", values={":neg": -n})
     return tx.update(keys.budget_key(template_id, level), "ADD issued :neg, #left :n",
                      condition="attribute_exists(#left)", names={"#left": "left"}, values={":n": n, ":neg": -n})
+
+
+def _stat(tx: Tx, template_id: str, level: str, day: date, deltas: dict[str, int]) -> None:
+    names = {f"#f{i}": f for i, f in enumerate(deltas)}
+    values: dict[str, Any] = {f":d{i}": v for i, v in enumerate(deltas.values())}
+    tx.update(keys.coupon_stats_key(template_id, level, day),
+              "SET template_id = :t, #level = :l, #day = :day ADD " +
+              ", ".join(f"#f{i} :d{i}" for i in range(len(deltas))),
+              names={**names, "#level": "level", "#day": "day"},
+              values={**values, ":t": template_id, ":l": level, ":day": day.isoformat()})
+
+
+def count_issued(tx: Tx, template_id: str, level: str, day: date, n: int, shard_no: int) -> None:
+    """Coupons issued on `day` from `level`: that level's row and one brand-wide shard."""
+    for lv in (level, f"ALL#{shard_no}"):
+        _stat(tx, template_id, lv, day, {"issued": n})
+
+
+def count_redemption(tx: Tx, used: CouponUse, sign: int) -> None:
+    """A coupon used on a posted order (sign 1), or given back by the order's whole refund (sign -1): its
+    template's day (the order's paid day), brand-wide shard, and the month's settlement row."""
+    deltas = {"redeemed": sign, "discount": sign * used.discount, "gift_cost": sign * used.gift_cost,
+              "sales": sign * used.sales}
+    for lv in (used.issuer, f"ALL#{shard(used.code)}"):
+        _stat(tx, used.template_id, lv, used.day, deltas)
+    month = month_of(used.day)
+    tx.update(keys.settlement_key(month, shard(used.code), used.template_id, used.issuer, used.store_id),
+              "SET template_id = :t, issuer = :i, redeemer = :r, #month = :m "
+              "ADD #count :n, discount :d, gift_cost :g",
+              names={"#month": "month", "#count": "count"},
+              values={":t": used.template_id, ":i": used.issuer, ":r": used.store_id, ":m": month, ":n": sign,
+                      ":d": sign * used.discount, ":g": sign * used.gift_cost})
 
 
 def write_coupon(tx: Tx, coupon: Coupon, limit: int | None) -> int:
@@ -311,7 +443,7 @@ def coupon_item(c: Coupon) -> dict[str, Any]:
         **keys.coupon_key(c.code), "type": "coupon", "code": c.code, "template_id": c.template_id,
         "member_id": c.member_id, "terms": _json(c.terms.model_dump(mode="json", exclude_defaults=True)),
         "valid_from": clock.iso(c.valid_from), "valid_to": valid_to, "state": c.state.value, "source": c.source,
-        "issued_at": clock.iso(c.issued_at), "version": c.version,
+        "issuer": c.issuer, "issued_at": clock.iso(c.issued_at), "version": c.version,
         "released_orders": _json(c.released_orders) if c.released_orders else None,
         "restored_at": clock.iso(c.restored_at) if c.restored_at else None, "released_store": c.released_store,
         "gsi1pk": keys.member_coupons_pk(c.member_id),
@@ -329,6 +461,7 @@ def _coupon(i: dict[str, Any]) -> Coupon:
     return Coupon(code=i["code"], template_id=i["template_id"], member_id=i["member_id"],
                   terms=json.loads(i["terms"]), valid_from=datetime.fromisoformat(i["valid_from"]),
                   valid_to=datetime.fromisoformat(i["valid_to"]), state=i["state"], source=i["source"],
+                  issuer=i.get("issuer", "HQ"),
                   issued_at=datetime.fromisoformat(i["issued_at"]),
                   redemption=json.loads(i["redemption"]) if i.get("redemption") else None,
                   redemption_print=i.get("redemption_print"),
@@ -343,7 +476,7 @@ def basket_item(b: Basket) -> dict[str, Any]:
             "order_amount": b.order_amount, "coupons": b.coupons, "posted": b.posted, "version": b.version}
 
 
-def _basket(i: dict[str, Any]) -> Basket:
+def basket_from_item(i: dict[str, Any]) -> Basket:
     return Basket(order_id=i["order_id"], order_amount=i["order_amount"], coupons=i.get("coupons", []),
                   posted=i.get("posted", False), version=i["version"])
 

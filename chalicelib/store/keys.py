@@ -210,3 +210,29 @@ def basket_key(order_id: str) -> dict[str, str]:
 
 def issue_key(issue_id: str) -> dict[str, str]:
     return {"pk": f"CISSUE#{issue_id}", "sk": "ISSUE"}
+
+
+# ---- the benefit pool and coupon numbers ------------------------------------------------------------------
+def pool_lookup_pk(level: str) -> str:
+    """gsi1 partition of a level's budget items (one per template): the pool read of a store or region."""
+    return f"POOL#{level}"
+
+
+def allocation_key(allocation_id: str) -> dict[str, str]:
+    """An allocation's idempotency document (and the pool's history: the auditor sums them)."""
+    return {"pk": f"ALLOC#{allocation_id}", "sk": "ALLOC"}
+
+
+def coupon_stats_key(template_id: str, level: str, day: date) -> dict[str, str]:
+    """A template's numbers for one day, for coupons issued from one level; level `ALL#<shard>` is the
+    brand-wide total spread over shards (a busy template's every redemption writes it)."""
+    return {"pk": f"CSTAT#{template_id}#{level}", "sk": day.isoformat()}
+
+
+def settlement_key(month: str, shard: int, template_id: str, issuer: str, redeemer: str) -> dict[str, str]:
+    """A month's settlement row (template, issuing level, redeeming store), its partition spread over shards."""
+    return {"pk": f"SETTLE#{month}#{shard}", "sk": f"{template_id}#{issuer}#{redeemer}"}
+
+
+def settlement_pk(month: str, shard: int) -> str:
+    return f"SETTLE#{month}#{shard}"

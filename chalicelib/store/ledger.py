@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..domain import clock
+from ..domain.coupons import Basket
 from ..domain.errors import Conflict, DocumentExists, StaleRead
 from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
 from ..domain.orders import Breakdown, Order
@@ -127,6 +128,11 @@ class DynamoLedgerRepository:
                 return None
             member_id = profile["merged_into"]
         return None
+
+    def order_basket(self, order_id: str) -> Basket | None:
+        """The coupons redeemed at the counter for this order (beside the order's key; see store/coupons)."""
+        item = self.db.get(keys.basket_key(order_id))
+        return coupon_rows.basket_from_item(item) if item else None
 
     def member_orders(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[Order], str | None]:
         """Purchase history, newest *paid* first (a POS that syncs late posts out of order): one query of the
@@ -282,6 +288,8 @@ class DynamoLedgerRepository:
         posting = coupon_rows.post_coupons(tx, *change.coupon_posting) if change.coupon_posting else []
         for coupon, version in change.coupon_restores:
             kinds[coupon_rows.restore_coupon(tx, coupon, version)] = "coupon_restore"
+        for use, sign in change.coupon_uses:
+            coupon_rows.count_redemption(tx, use, sign)
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
