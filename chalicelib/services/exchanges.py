@@ -17,7 +17,7 @@ from .coupon_issues import usable_template
 from .ledger_common import fingerprint, idempotent, live_member, replay_at_live_member
 from .ports import CouponRepository, LedgerRepository
 
-# Items besides the lots: state, entry, document, coupon, member count, budget (one transaction: 100).
+# Items besides the lots: state, entry, document, coupon, member count, budget, 2 day stats (at most 100).
 MAX_LOTS = 90
 
 

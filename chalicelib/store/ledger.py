@@ -15,6 +15,7 @@ from ..domain.coupons import Basket
 from ..domain.errors import Conflict, DocumentExists, StaleRead
 from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
 from ..domain.orders import Breakdown, Order
+from ..domain.pool import shard as stat_shard
 from ..domain.receipts import Refund
 from . import coupons as coupon_rows
 from . import keys
@@ -283,6 +284,8 @@ class DynamoLedgerRepository:
         for coupon, limit in change.coupon_issues:
             kinds[coupon_rows.write_coupon(tx, coupon, limit)] = "coupon"
             kinds[len(tx.actions) - 1] = "coupon_count"
+            coupon_rows.count_issued(tx, coupon.template_id, coupon.issuer, clock.business_day(coupon.issued_at), 1,
+                                     stat_shard(coupon.code))
         for template_id, limited, n in change.budget_takes:
             kinds[coupon_rows.take_budget(tx, template_id, limited, n)] = "budget"
         posting = coupon_rows.post_coupons(tx, *change.coupon_posting) if change.coupon_posting else []
