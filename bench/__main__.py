@@ -169,7 +169,8 @@ def targets_section(results: list[tuple[str, Usage]]) -> str:
         f"{number(measured[REDEEM].wcu)} WCU",
         "   (one BatchGetItem: the coupon, the order's basket and whether the order is posted; one transaction:",
         "   the coupon on its version, the basket, a check that the order is not posted yet). Posting with",
-        "   coupons adds to that order's transaction the basket closed and a check per coupon.",
+        "   coupons reads the basket (GetItem) and adds to the order's transaction the basket closed, a check per",
+        "   coupon and its stats and settlement counters.",
     ])
 
 
