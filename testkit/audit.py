@@ -264,3 +264,259 @@ def audit_member(member_id: str, books: Books | None = None) -> dict[str, int]:
     assert not problems, f"member {member_id}: " + "; ".join(problems)
     return {"balance": state.balance, "available": state.available, "owed": state.owed, "lots": len(lots),
             "entries": len(entries), "orders": len(earned), "redemptions": len(redeemed)}
+
+
+# ---- coupons ----------------------------------------------------------------------------------------------
+# The coupon layout, written down again on purpose (see chalicelib/store/keys.py and store/coupons.py):
+#   ORG / CTPL#<t>                       the template: body (JSON text: budget, per_member_limit, ...)
+#   CTPL#<t> / BUDGET#HQ                 its budget counter: issued; limit and left while the budget is limited
+#   COUPON#<code> / COUPON               a coupon: template_id, member_id (whom it was issued to: a merge does not
+#                                        rewrite it), state, valid_to (ISO), source (issue:<id> | exchange:<id>),
+#                                        version, redemption (JSON text), redeemed_order, discount while used,
+#                                        released_orders (JSON text); gsi1pk MCOUPONS#<member> and gsi1sk
+#                                        <state>#<valid_to>#<code>; gsi2pk CPNEXP#<last valid day> (Asia/Shanghai)
+#                                        and gsi2sk <code> only while available
+#   MEMBER#<m> / COUPONS                 per template c_<t>: coupons ever issued to m, plus those of members folded
+#                                        into m by merges; merged_into once m is merged away (then frozen)
+#   ORDER#<o> / COUPONS                  the order's basket: coupons [{code, discount, stackable}], posted, version
+#   CISSUE#<id> / ISSUE                  a bulk issue: body (JSON plan: template_id, planned [[asked, member, code]],
+#                                        skipped, requested), status pending|done, answer (JSON) once done
+#   MEMBER#<m> / LEDGER#...  kind=exchange  points exchanged: ref = exchange id, detail.code = the coupon's code
+SHANGHAI = "Asia/Shanghai"
+COUPON_SK, COUNTS_SK, BASKET_SK, ISSUE_SK, BUDGET_HQ = "COUPON", "COUPONS", "COUPONS", "ISSUE", "BUDGET#HQ"
+
+
+def _scan(client: Any, table: str) -> list[dict[str, Any]]:
+    """Every item a coupon audit reads, in one paginated Scan (a test table holds a few thousand items)."""
+    params: dict[str, Any] = {
+        "TableName": table, "ConsistentRead": True,
+        "FilterExpression": "#ty IN (:coupon, :tpl, :issue, :basket) OR sk = :counts OR sk = :budget "
+                            "OR (#ty = :ledger AND kind = :exchange) OR sk = :profile",
+        "ExpressionAttributeNames": {"#ty": "type"},
+        "ExpressionAttributeValues": {
+            ":coupon": {"S": "coupon"}, ":tpl": {"S": "coupon_template"}, ":issue": {"S": "coupon_issue"},
+            ":basket": {"S": "coupon_basket"}, ":counts": {"S": COUNTS_SK}, ":budget": {"S": BUDGET_HQ},
+            ":ledger": {"S": "ledger"}, ":exchange": {"S": "exchange"}, ":profile": {"S": "PROFILE"}}}
+    items: list[dict[str, Any]] = []
+    while True:
+        page = client.scan(**params)
+        items += [decode_item(i) for i in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            return items
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _day(iso_time: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromisoformat(iso_time).astimezone(ZoneInfo(SHANGHAI)).date().isoformat()
+
+
+def audit_coupons(template_ids: list[str] | set[str] | None = None, *, allow_pending: bool = False,
+                  client: Any = None, table: str | None = None) -> dict[str, Any]:
+    """The coupon invariants over the raw items of `template_ids` (None: every template in the table):
+
+    - budget: `issued` == the template's coupons (plus what pending issue plans took and have not issued yet,
+      when `allow_pending`; otherwise a pending plan is itself a finding), `left` == limit - issued >= 0 when
+      limited, no `left` when unlimited;
+    - per-member counts: c_<t> of every member == coupons of t issued to that member and to every member
+      folded into it by merges (transitively); a member merged away has its counts marked merged_into the
+      same survivor as its profile; a member holding coupons has a counts item;
+    - each coupon: used <=> it carries a redemption of itself whose order's basket lists it once with the same
+      discount; in the expiry index (gsi2) of its valid_to's day iff available; gsi1 keys match its member,
+      state and valid_to; expired only after valid_to;
+    - baskets: no code twice; a basket whose order was never posted lists only coupons held for that order;
+    - issues: a finished issue's answer lists exactly the coupons made with its source, every requested member
+      exactly once (issued or skipped), each coupon with the member the plan named;
+    - exchanges: every exchange coupon has exactly one exchange ledger entry naming its code, and every
+      exchange entry's code is a coupon.
+
+    Returns counts (coupons by state, templates, pending issues) for the caller's own assertions."""
+    client, table = client or _client(), table or _table()
+    items = _scan(client, table)
+    wanted = set(template_ids) if template_ids is not None else None
+    templates: dict[str, dict[str, Any]] = {}
+    budgets: dict[str, dict[str, Any]] = {}
+    coupons: dict[str, dict[str, Any]] = {}
+    counts: dict[str, dict[str, Any]] = {}
+    baskets: dict[str, dict[str, Any]] = {}
+    issues: dict[str, dict[str, Any]] = {}
+    profiles: dict[str, dict[str, Any]] = {}
+    exchange_entries: list[dict[str, Any]] = []
+    for i in items:
+        pk, sk, kind = i["pk"], i["sk"], i.get("type")
+        if kind == "coupon_template":
+            body = json.loads(i["body"])
+            templates[body["template_id"]] = body
+        elif sk == BUDGET_HQ and pk.startswith("CTPL#"):
+            budgets[pk.removeprefix("CTPL#")] = i
+        elif kind == "coupon" and sk == COUPON_SK:
+            coupons[i["code"]] = i
+        elif kind == "coupon_basket":
+            baskets[i["order_id"]] = i
+        elif kind == "coupon_issue":
+            issues[pk.removeprefix("CISSUE#")] = i
+        elif sk == COUNTS_SK and pk.startswith(MEMBER):
+            counts[pk.removeprefix(MEMBER)] = i
+        elif sk == "PROFILE" and pk.startswith(MEMBER):
+            profiles[pk.removeprefix(MEMBER)] = i
+        elif kind == "ledger" and i.get("kind") == "exchange":
+            exchange_entries.append(i)
+    scope = set(templates) | set(budgets) if wanted is None else wanted
+    missing = sorted(t for t in scope if t not in templates)
+    problems: list[str] = [f"template {t} has no template item" for t in missing]
+    mine = {code: c for code, c in coupons.items() if c["template_id"] in scope}
+    now = datetime.now().astimezone()
+
+    # ---- issues (first: a pending plan explains budget taken ahead of its coupons) ----
+    by_source: dict[str, list[str]] = {}
+    for code, c in mine.items():
+        by_source.setdefault(c["source"], []).append(code)
+    pending_taken: Counter[str] = Counter()
+    pending = 0
+    for issue_id, item in issues.items():
+        plan = json.loads(item["body"])
+        t = plan["template_id"]
+        if t not in scope:
+            continue
+        made = by_source.get(f"issue:{issue_id}", [])
+        planned = {row[2]: row for row in plan["planned"]}
+        for code in made:
+            if code not in planned:
+                problems.append(f"issue {issue_id}: coupon {code} is not in its plan")
+            elif mine[code]["member_id"] != planned[code][1]:
+                problems.append(f"issue {issue_id}: coupon {code} went to {mine[code]['member_id']}, "
+                                f"the plan named {planned[code][1]}")
+        if item["status"] != "done":
+            pending += 1
+            pending_taken[t] += len(plan["planned"]) - len(made)
+            if not allow_pending:
+                problems.append(f"issue {issue_id} is still pending: budget taken for a plan never completed")
+            continue
+        answer = json.loads(item["answer"])
+        listed = [r["code"] for r in answer["issued"]]
+        if len(set(listed)) != len(listed) or set(listed) != set(made):
+            problems.append(f"issue {issue_id}: the answer lists {sorted(listed)}, the table holds {sorted(made)}")
+        if answer["issued_count"] != len(listed):
+            problems.append(f"issue {issue_id}: issued_count {answer['issued_count']} != {len(listed)} listed")
+        asked = Counter([r.get("requested_as") or r["member_id"] for r in answer["issued"]] +
+                        [s["member_id"] for s in answer["skipped"]])
+        requested = Counter([row[0] for row in plan["planned"]] + [s["member_id"] for s in plan["skipped"]])
+        if asked != requested or sum(asked.values()) != plan["requested"]:
+            problems.append(f"issue {issue_id}: the answer does not list every requested member exactly once")
+
+    # ---- budgets ----
+    per_template = Counter(c["template_id"] for c in mine.values())
+    for t in sorted(scope):
+        b = budgets.get(t)
+        if b is None:
+            problems.append(f"template {t} has no budget counter")
+            continue
+        issued, expected = b.get("issued", 0), per_template[t] + pending_taken[t]
+        if issued != expected:
+            problems.append(f"template {t}: budget issued {issued}, coupons {per_template[t]}"
+                            + (f" + {pending_taken[t]} taken by pending plans" if pending_taken[t] else ""))
+        limit = templates.get(t, {}).get("budget")
+        if limit is None:
+            if "left" in b or "limit" in b:
+                problems.append(f"template {t} is unlimited but its counter has limit/left {b}")
+        elif b.get("limit") != limit or b.get("left") != limit - issued or b.get("left", -1) < 0:
+            problems.append(f"template {t}: limit {b.get('limit')} left {b.get('left')} issued {issued}, "
+                            f"budget {limit}")
+
+    # ---- per-member counts, folded along merges ----
+    direct: dict[str, Counter[str]] = {}
+    for c in mine.values():
+        direct.setdefault(c["member_id"], Counter())[c["template_id"]] += 1
+    folded_into: dict[str, list[str]] = {}
+    for m, item in counts.items():
+        if item.get("merged_into"):
+            folded_into.setdefault(item["merged_into"], []).append(m)
+
+    def expected_counts(m: str, seen: frozenset[str] = frozenset()) -> Counter[str]:
+        if m in seen:
+            problems.append(f"member counts fold in a cycle through {m}")
+            return Counter()
+        total = Counter(direct.get(m, Counter()))
+        for s in folded_into.get(m, []):
+            total += expected_counts(s, seen | {m})
+        return total
+
+    involved = set(direct) | {m for m, i in counts.items() if any(f"c_{t}" in i for t in scope)}
+    for m in sorted(involved):
+        want, item = expected_counts(m), counts.get(m, {})
+        for t in scope:
+            if item.get(f"c_{t}", 0) != want[t]:
+                problems.append(f"member {m}: count c_{t} = {item.get(f'c_{t}', 0)}, coupons say {want[t]}")
+        profile = profiles.get(m)
+        if profile is not None and profile.get("status") == "merged" \
+                and item.get("merged_into") != profile.get("merged_into"):
+            problems.append(f"member {m} merged into {profile.get('merged_into')} but its coupon counts say "
+                            f"merged_into={item.get('merged_into')}")
+        if item.get("merged_into") and (profile is None or profile.get("status") != "merged"):
+            problems.append(f"member {m}: coupon counts merged_into {item['merged_into']}, profile not merged")
+
+    # ---- each coupon, and the baskets ----
+    states: Counter[str] = Counter()
+    for code, c in mine.items():
+        state, valid_to = c["state"], c["valid_to"]
+        states[state] += 1
+        if c.get("gsi1pk") != f"MCOUPONS#{c['member_id']}" or c.get("gsi1sk") != f"{state}#{valid_to}#{code}":
+            problems.append(f"coupon {code}: member index keys {c.get('gsi1pk')} {c.get('gsi1sk')} do not match")
+        bucket = f"CPNEXP#{_day(valid_to)}"
+        if state == "available" and (c.get("gsi2pk") != bucket or c.get("gsi2sk") != code):
+            problems.append(f"coupon {code} is available but not in the expiry index {bucket}")
+        if state != "available" and ("gsi2pk" in c or "gsi2sk" in c):
+            problems.append(f"coupon {code} is {state} but still in the expiry index")
+        if state == "expired" and datetime.fromisoformat(valid_to) >= now:
+            problems.append(f"coupon {code} expired before its valid_to {valid_to}")
+        if state not in ("available", "used", "expired"):
+            problems.append(f"coupon {code}: unknown state {state}")
+        redemption = json.loads(c["redemption"]) if c.get("redemption") else None
+        if state != "used":
+            if redemption is not None or "redeemed_order" in c or "discount" in c:
+                problems.append(f"coupon {code} is {state} but carries a redemption")
+            continue
+        if redemption is None:
+            problems.append(f"coupon {code} is used without a redemption")
+            continue
+        order_id, discount = redemption["order_id"], redemption["discount"]
+        if redemption["code"] != code or c.get("redeemed_order") != order_id or c.get("discount") != discount \
+                or redemption["amount_after"] != redemption["amount_before"] - discount or discount < 0:
+            problems.append(f"coupon {code}: its redemption does not add up {redemption}")
+        held = [x for x in baskets.get(order_id, {}).get("coupons", []) if x["code"] == code]
+        if len(held) != 1 or held[0]["discount"] != discount:
+            problems.append(f"coupon {code} is used for order {order_id} but its basket lists it {held}")
+    with_coupons = [o for o, b in baskets.items() if any(x["code"] in mine for x in b.get("coupons", []))]
+    orders = _orders(with_coupons) if with_coupons else {}
+    for order_id in with_coupons:
+        listed = [x["code"] for x in baskets[order_id].get("coupons", [])]
+        if len(set(listed)) != len(listed):
+            problems.append(f"basket of order {order_id} lists a coupon twice: {listed}")
+        if order_id in orders:
+            continue  # posted (with or without them): the basket stays as the order's record
+        for code in listed:
+            c = mine.get(code) or coupons.get(code)
+            if c is None or c["state"] != "used" or c.get("redeemed_order") != order_id:
+                problems.append(f"basket of unposted order {order_id} lists {code}, which is not held for it")
+
+    # ---- exchanges ----
+    entries_by_code: dict[str, list[dict[str, Any]]] = {}
+    for e in exchange_entries:
+        detail = json.loads(e["detail"]) if e.get("detail") else {}
+        if detail.get("template_id") in scope:
+            entries_by_code.setdefault(detail.get("code", ""), []).append(e)
+            if detail.get("code") not in mine:
+                problems.append(f"exchange {e['ref']} spent points for a coupon that does not exist")
+    for code, c in mine.items():
+        if c["source"].startswith("exchange:"):
+            found = entries_by_code.get(code, [])
+            if len(found) != 1 or found[0]["ref"] != c["source"].removeprefix("exchange:"):
+                problems.append(f"coupon {code} from {c['source']} has {len(found)} exchange entries")
+        elif not c["source"].startswith("issue:"):
+            problems.append(f"coupon {code}: unknown source {c['source']}")
+        elif c["source"].removeprefix("issue:") not in issues:
+            problems.append(f"coupon {code} from {c['source']}: no such issue")
+
+    assert not problems, "coupons: " + "; ".join(problems)
+    return {"templates": len(scope), "coupons": len(mine), "pending_issues": pending, **dict(states)}
