@@ -17,7 +17,7 @@ from ..domain.coupons import (
     normalize_code,
     split,
 )
-from ..domain.errors import Conflict, DomainError, Invalid, NotFound
+from ..domain.errors import Conflict, DomainError, Invalid, NotFound, StaleRead
 from ..domain.policy import StoreRef, allow_role, authorize
 from ..domain.stores import Store
 from ..observability import metrics
@@ -109,6 +109,11 @@ def redeem(raw_code: str, cmd: RedeemInput, actor: Principal, coupons: CouponRep
                 raise Conflict("this coupon was redeemed for this order with a different request",
                                code="redemption_conflict", details={"order_id": cmd.order_id})
             return done, False
+        if coupon.state is CouponState.AVAILABLE and basket is not None and not basket.posted and \
+                any(c["code"] == code for c in basket.coupons):
+            # BatchGetItem reads each item on its own: a twin's redemption landed between the two reads (a basket
+            # holds a code only while its coupon is used for that order). Read both again.
+            raise StaleRead()
         if posted and coupon.state is CouponState.AVAILABLE:
             raise Conflict("the order has already been posted", code="order_posted",
                            details={"order_id": cmd.order_id})

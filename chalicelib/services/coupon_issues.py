@@ -30,6 +30,10 @@ def usable_template(coupons: CouponRepository, template_id: str) -> Template:
     if not template.active:
         raise Conflict("this coupon template is not active", code="template_inactive",
                        details={"template_id": template_id})
+    if template.valid_to is not None and template.valid_to <= clock.now():
+        raise Conflict("this template's validity window has ended: its coupons could never be used",
+                       code="template_ended", details={"template_id": template_id,
+                                                       "valid_to": clock.iso(template.valid_to)})
     return template
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..domain.errors import Conflict, DocumentExists, NotFound, StaleRead, Unavailable
+from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound, StaleRead, Unavailable
 from ..domain.ledger import MemberHead, MemberState
 from .ports import LedgerRepository
 
@@ -123,17 +123,30 @@ def idempotent(ledger: LedgerRepository, kind: str, owner: str, doc_id: str, pri
     previous = replay(ledger, kind, owner, doc_id, print_)
     if previous is not None:
         return previous, False
-    try:
-        return optimistic(attempt), True
-    except AlreadyDone as done:
-        return done.answer, False
-    except DocumentExists:
+
+    def stored() -> dict[str, Any] | None:
         # A document stays under the member it was written for (merges do not move documents): `owner`'s,
         # or, written through a merged-away id, the live member's.
         answer = replay(ledger, kind, owner, doc_id, print_)
         if answer is None and kind != "refund":
             live = live_member(ledger, owner, erased_ok=True)[1].member_id
             answer = replay(ledger, kind, live, doc_id, print_) if live != owner else None
+        return answer
+
+    try:
+        return optimistic(attempt), True
+    except AlreadyDone as done:
+        return done.answer, False
+    except DocumentExists:
+        answer = stored()
+        if answer is None:
+            raise
+        return answer, False
+    except (Conflict, Invalid):
+        # Refused on what it read (not enough points, over a limit): a twin of this very request may have
+        # written between the first replay check and that read, and spent what this one would have. Its
+        # answer is this request's answer.
+        answer = stored()
         if answer is None:
             raise
         return answer, False

@@ -26,7 +26,7 @@ from ..domain.pool import CouponUse
 from ..domain.receipts import Refund
 from ..observability import metrics
 from . import program
-from .ledger_common import fingerprint, live_member, optimistic
+from .ledger_common import AlreadyDone, fingerprint, live_member, optimistic
 from .ports import CouponRepository, LedgerRepository, StoreRepository
 
 
@@ -66,6 +66,8 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
             raise NotFound("order not found", code="order_not_found", details={"order_id": order_id})
         authorize("orders.refund", actor, store=store_of(order))
         left = order.amount - order.refunded_amount
+        if cmd.amount > left and (twin := replay()) is not None:
+            raise AlreadyDone(twin[0].model_dump(mode="json"))  # a twin of this refund emptied the order
         if cmd.amount > left:
             raise Invalid("refund exceeds what remains of the order", code="refund_exceeds_order",
                           details={"refundable": left, "requested": cmd.amount})
@@ -107,6 +109,8 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
 
     try:
         answer = optimistic(attempt)
+    except AlreadyDone as twin:
+        return Refund.model_validate(twin.answer), False
     except DocumentExists:
         again = replay()
         if again is None:

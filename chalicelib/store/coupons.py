@@ -174,15 +174,14 @@ class DynamoCouponRepository:
 
     def expire(self, coupon: Coupon) -> bool:
         """Mark an available coupon expired (False: it changed meanwhile: used, or already expired)."""
-        expired = coupon.model_copy(update={"state": CouponState.EXPIRED, "version": coupon.version + 1})
-        tx = self.db.tx()
-        tx.put(coupon_item(expired), condition="version = :v AND #s = :a", names={"#s": "state"},
-               values={":v": coupon.version, ":a": CouponState.AVAILABLE.value})
-        try:
-            self.db.commit(tx)
-        except TxCancelled:
-            return False
-        return True
+        expired = CouponState.EXPIRED.value
+        done = self.db.update(
+            keys.coupon_key(coupon.code), "SET #s = :e, version = :nv, gsi1sk = :g REMOVE gsi2pk, gsi2sk",
+            condition="version = :v AND #s = :a", names={"#s": "state"},
+            values={":e": expired, ":nv": coupon.version + 1, ":v": coupon.version,
+                    ":a": CouponState.AVAILABLE.value,
+                    ":g": keys.member_coupons_sk(expired, clock.iso(coupon.valid_to), coupon.code)})
+        return done is not None
 
     # ---- per-member counts -------------------------------------------------------------------------
     def counts(self, member_ids: list[str], template_id: str) -> dict[str, tuple[int, bool]]:
@@ -206,12 +205,14 @@ class DynamoCouponRepository:
         """The plan (members and their codes) and the budget it takes, together: a crash after this leaves
         a plan the retry completes, never budget taken without a record of what it was taken for."""
         tx = self.db.tx()
-        tx.put({**keys.issue_key(issue_id), "type": "coupon_issue", "status": "pending", "body": _json(body)},
-               condition="attribute_not_exists(pk)")
+        plan = tx.put({**keys.issue_key(issue_id), "type": "coupon_issue", "status": "pending", "body": _json(body)},
+                      condition="attribute_not_exists(pk)")
         budget = take_budget(tx, template_id, limited, n, level)
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
+            if cancelled.failed_at(plan):
+                raise StaleRead() from None  # a twin wrote its plan (and took the budget) first: the caller reads it
             if cancelled.failed_at(budget):
                 left = self.budget(template_id, level).left
                 if level == keys.HQ_LEVEL:

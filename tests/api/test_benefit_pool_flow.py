@@ -25,8 +25,9 @@ def people(api, tokens):
 
 
 def allocate(api, token, template_id, scope, scope_id, quantity, allocation_id=None):
-    return api.post("/benefit-pool/allocations", {"allocation_id": allocation_id or uid("a"), "template_id": template_id,
-                                                  "scope": scope, "scope_id": scope_id, "quantity": quantity}, token)
+    body = {"allocation_id": allocation_id or uid("a"), "template_id": template_id, "scope": scope,
+            "scope_id": scope_id, "quantity": quantity}
+    return api.post("/benefit-pool/allocations", body, token)
 
 
 def line(pool, template_id):

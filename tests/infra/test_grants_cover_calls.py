@@ -101,6 +101,38 @@ def test_points_expiry_calls_are_granted(fresh_table, api, tokens, record):  # n
     assert recorder.calls and recorder.calls <= granted, recorder.calls - granted
 
 
+def _coupon_calls(api, hq, staff, member):  # noqa: ANN001
+    """Every coupon and pool route once, the counter's transactions (ConditionCheck) included."""
+    import uuid
+
+    from testkit.ledger import order
+
+    t = f"g-{uuid.uuid4().hex[:8]}"
+    statuses = [api.put(f"/coupon-templates/{t}", {"name": "g", "kind": "cash", "value": 100, "valid_days": 3,
+                                                   "points_price": 10, "stackable": True, "budget": 50}, hq)[0],
+                api.get("/coupon-templates", staff)[0], api.get(f"/coupon-templates/{t}", staff)[0]]
+    status, issued = api.post("/coupon-issues", {"issue_id": t, "template_id": t, "member_ids": [member]}, hq)
+    code = issued["issued"][0]["code"]
+    bought = order(member, amount=1_000)
+    redeem = {"member_id": member, "store_id": "sh-001", "order_id": bought["order_id"], "order_amount": 1_000}
+    statuses += [status, api.get(f"/coupons/{code}?store_id=sh-001", staff)[0],
+                 api.post(f"/coupons/{code}/redeem", {**redeem, "order_id": f"{t}-gone"}, staff)[0],
+                 api.post(f"/coupons/{code}/redemption/cancel", {"order_id": f"{t}-gone"}, staff)[0],
+                 api.post(f"/coupons/{code}/redeem", redeem, staff)[0]]
+    bought["items"][0]["amount"] -= 100
+    bought["amount"] -= 100
+    statuses += [api.post("/orders", {**bought, "coupons": [{"code": code, "discount": 100}]}, staff)[0],
+                 api.post(f"/orders/{bought['order_id']}/refunds", {"refund_id": "all", "amount": 900}, staff)[0],
+                 api.post(f"/members/{member}/points/exchanges", {"exchange_id": t, "template_id": t}, staff)[0],
+                 api.get(f"/members/{member}/coupons", staff)[0],
+                 api.post("/benefit-pool/allocations", {"allocation_id": t, "template_id": t, "scope": "store",
+                                                        "scope_id": "sh-001", "quantity": 2}, hq)[0],
+                 api.get("/benefit-pool?store_id=sh-001", hq)[0],
+                 api.get(f"/coupon-templates/{t}/stats?from=2026-01-01&to=2026-12-31", hq)[0],
+                 api.get("/coupons/settlement?month=2026-12", hq)[0]]
+    return statuses
+
+
 def test_api_calls_are_granted(api, tokens, record):  # noqa: ANN001
     from testkit.ledger import order
     from testkit.support import registration, unique_phone
@@ -127,8 +159,9 @@ def test_api_calls_are_granted(api, tokens, record):  # noqa: ANN001
                  api.post(f"/members/{target}/points/adjustments",
                           {"adjustment_id": "a1", "points": 10, "reason": "补偿"}, hq)[0],
                  api.put("/points/rules", api.get("/points/rules", hq)[1], hq)[0],
-                 api.put("/tiers", api.get("/tiers", hq)[1], hq)[0],
-                 api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[0],
+                 api.put("/tiers", api.get("/tiers", hq)[1], hq)[0]]
+    statuses += _coupon_calls(api, hq, staff, target)
+    statuses += [api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[0],
                  api.get(f"/members/{target}/export", hq)[0], api.delete(f"/members/{target}", hq)[0]]
     assert all(s < 300 for s in statuses), statuses
     granted = _granted(stack.load_api().dynamodb)

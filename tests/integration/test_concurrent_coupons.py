@@ -21,7 +21,6 @@ from chalicelib import bootstrap
 from chalicelib.domain import coupons as coupon_rules
 from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.coupons import ExchangeInput, IssueInput, RedeemInput
-from chalicelib.domain.errors import Conflict, Invalid
 from chalicelib.domain.members import Registration
 from chalicelib.domain.orders import RefundInput
 from chalicelib.services import coupon_counter, coupon_issues, exchanges, refunds
@@ -111,22 +110,6 @@ def _basket(stack, order_id: str) -> list[str]:
     return [c["code"] for c in decode_item(raw)["coupons"]] if raw else []
 
 
-def _torn_read(status: int, answer: dict[str, Any], code: str) -> bool:
-    """BUG 1 (see test_a_redeem_twin_whose_read_straddles_the_winner_replays_it): a twin of a redemption that
-    read the coupon before the winner's write and the order's basket after it is refused `not_stackable`, naming
-    the very coupon it redeems. The races below tolerate exactly this answer (and nothing else); drop this with
-    the fix."""
-    return (status, answer.get("code"), answer.get("details")) == (409, "not_stackable", {"codes": [code]})
-
-
-def _refund_twin_refused(status: int, answer: dict[str, Any]) -> bool:
-    """BUG 2 (see test_a_refund_twin_that_reads_the_order_after_the_winner_replays_it): a twin of a whole
-    refund that reads the order after the winner's write is refused `refund_exceeds_order` instead of replaying
-    its own refund. Tolerated in the race below (only this answer); drop this with the fix."""
-    return (status, answer.get("code"), answer.get("details", {}).get("refundable")) == \
-        (422, "refund_exceeds_order", 0)
-
-
 def _posted_with(member_id: str, code: str, redeemed: dict[str, Any], discount: int) -> dict[str, Any]:
     """The order the POS posts after redeeming `code` for it: the paid amount and the coupon it carries."""
     body = order(member_id, amount=redeemed["order_amount"] - discount)
@@ -166,7 +149,7 @@ def test_one_code_retried_sixteen_times_for_one_order_answers_one_redemption(liv
         body = _redeem_body(m)
         answers = _at_once([lambda: _post(live, f"/coupons/{code}/redeem", body, staff)] * THREADS)
 
-        answered = [(s, a) for s, a in answers if not _torn_read(s, a, code)]
+        answered = answers
         assert sorted(s for s, _ in answered) == [200] * (len(answered) - 1) + [201], answers
         assert all(a == answered[0][1] for _, a in answered), "a replay answered something else than the first"
         assert answered[0][1]["discount"] == 500 and answered[0][1]["order_id"] == body["order_id"]
@@ -294,7 +277,7 @@ def test_identical_whole_refunds_at_once_restore_the_coupon_once(live, api, toke
         refund = {"refund_id": f"r-{uuid.uuid4().hex[:8]}", "amount": 9_500}
         answers = _at_once([lambda: _post(live, f"/orders/{order_id}/refunds", refund, staff)] * THREADS)
 
-        answered = [(s, a) for s, a in answers if not _refund_twin_refused(s, a)]
+        answered = answers
         assert sorted(s for s, _ in answered) == [200] * (len(answered) - 1) + [201], answers
         assert all(a == answered[0][1] for _, a in answered)
         assert answered[0][1]["coupons_restored"] == [code]
@@ -366,8 +349,7 @@ def test_a_redeem_replay_racing_its_cancel_leaves_the_coupon_held_once_or_releas
         answers = _at_once([cancel, replay] * 4)
 
         assert all(s == 200 for s, _ in answers[0::2]), answers
-        assert all(s in (200, 201) and a["discount"] == 500 or _torn_read(s, a, code) for s, a in answers[1::2]), \
-            answers
+        assert all(s in (200, 201) and a["discount"] == 500 for s, a in answers[1::2]), answers
         item = _coupon_item(stack, code)
         held = _basket(stack, body["order_id"])
         assert (item["state"], held) in [("used", [code]), ("available", [])], (item, held)
@@ -385,7 +367,7 @@ def test_a_redeem_replay_after_its_cancel_holds_the_coupon_again_once(live, api,
     assert status == 201
     assert api.post(f"/coupons/{code}/redemption/cancel", {"order_id": body["order_id"]}, staff)[0] == 200
     answers = _at_once([lambda: _post(live, f"/coupons/{code}/redeem", body, staff)] * THREADS)
-    answered = [(s, a) for s, a in answers if not _torn_read(s, a, code)]
+    answered = answers
     assert sorted(s for s, _ in answered) == [200] * (len(answered) - 1) + [201], answers
     assert all(a == answered[0][1] for _, a in answered) and answered[0][1]["redeemed_at"] > first["redeemed_at"]
     item = _coupon_item(stack, code)
@@ -605,11 +587,6 @@ def _one_created(answers: list[tuple[Any, bool]]) -> None:
     assert sorted([a_created, b_created]) == [False, True] and a == b, answers
 
 
-@pytest.mark.xfail(strict=True, raises=Conflict, reason=(
-    "BUG 1 services/coupon_counter.py redeem(): coupon_at_counter (store/coupons.py) reads the coupon and the "
-    "order's basket with one BatchGetItem, which is not a snapshot; a twin that read the coupon before the "
-    "winner's write and the basket after it fails check_use with 409 not_stackable naming its own code, before "
-    "its conditional write could send it round again to the replay"))
 def test_a_redeem_twin_whose_read_straddles_the_winner_replays_it(api, tokens, monkeypatch):
     t, m, code = _one_coupon(api, tokens)
     cmd = RedeemInput(**_redeem_body(m))
@@ -633,10 +610,6 @@ def test_a_redeem_twin_whose_read_straddles_the_winner_replays_it(api, tokens, m
     audit_coupons([t])
 
 
-@pytest.mark.xfail(strict=True, raises=Invalid, reason=(
-    "BUG 2 services/refunds.py refund(): the refund document is looked up once, before attempt(); a twin that "
-    "reads the order after the winner emptied it is refused 422 refund_exceeds_order (attempt checks the amount "
-    "left before the write whose DocumentExists would replay), instead of answering its own refund"))
 def test_a_refund_twin_that_reads_the_order_after_the_winner_replays_it(live, api, tokens, monkeypatch):
     staff = tokens.staff(stores=["sh-001"])
     t, code, order_id, _ = _redeemed_and_posted(live, api, tokens, staff)
@@ -658,10 +631,6 @@ def test_a_refund_twin_that_reads_the_order_after_the_winner_replays_it(live, ap
     audit_coupons([t])
 
 
-@pytest.mark.xfail(strict=True, raises=Conflict, reason=(
-    "BUG 3 store/coupons.py start_issue(): when a twin of the issue wrote the plan and took the last of the "
-    "budget first, both conditions fail and the budget's is checked first: 409 budget_exhausted, instead of "
-    "StaleRead and a replay of the issue's answer (reproduced also with 16 concurrent HTTP twins)"))
 def test_an_issue_twin_that_finds_the_budget_taken_by_its_winner_replays_it(api, tokens, monkeypatch):
     t = _template(api, tokens, budget=2)
     cmd = IssueInput(issue_id=f"i-{uuid.uuid4().hex[:10]}", template_id=t,
@@ -680,10 +649,6 @@ def test_an_issue_twin_that_finds_the_budget_taken_by_its_winner_replays_it(api,
     assert audit_coupons([t])["coupons"] == 2
 
 
-@pytest.mark.xfail(strict=True, raises=Conflict, reason=(
-    "BUG 4 services/exchanges.py exchange(): attempt() judges points, the per-member limit and the budget "
-    "before its write; a twin that reads them after the winner spent the points is refused 409 "
-    "insufficient_points instead of replaying its own exchange (idempotent() only replays on DocumentExists)"))
 def test_an_exchange_twin_that_reads_the_points_after_the_winner_replays_it(api, tokens, monkeypatch):
     staff = tokens.staff(stores=["sh-001"])
     t = _template(api, tokens, points_price=100)

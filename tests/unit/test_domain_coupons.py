@@ -39,8 +39,9 @@ def terms(**kw) -> Terms:
 
 
 def coupon(t: Terms | None = None, **kw) -> Coupon:
-    base = dict(code=new_code(), template_id="t", member_id="M", terms=t or terms(), valid_from=NOON - timedelta(days=1),
-                valid_to=NOON + timedelta(days=1), state=CouponState.AVAILABLE, source="issue:i", issued_at=NOON)
+    base = dict(code=new_code(), template_id="t", member_id="M", terms=t or terms(),
+                valid_from=NOON - timedelta(days=1), valid_to=NOON + timedelta(days=1), state=CouponState.AVAILABLE,
+                source="issue:i", issued_at=NOON)
     base.update(kw)
     return Coupon(**base)
 
