@@ -10,11 +10,10 @@ from ..domain.coupons import Coupon, CouponState, ExchangeInput, new_code
 from ..domain.errors import Conflict, StaleRead
 from ..domain.ids import new_id
 from ..domain.ledger import Change, Document, LedgerEntry
-from ..domain.points import InsufficientPoints, LotView, oldest_open, plan_consumption
 from ..domain.policy import authorize
 from ..observability import metrics
 from .coupon_issues import usable_template
-from .ledger_common import fingerprint, idempotent, live_member, replay_at_live_member
+from .ledger_common import fingerprint, idempotent, live_member, replay_at_live_member, spend
 from .ports import CouponRepository, LedgerRepository
 
 # Items besides the lots: state, entry, document, coupon, member count, budget, 2 day stats (at most 100).
@@ -45,31 +44,12 @@ def exchange(member_id: str, cmd: ExchangeInput, actor: Principal, ledger: Ledge
         if budget.left is not None and budget.left < 1:
             raise Conflict("the template's budget is used up", code="budget_exhausted", details={"left": 0})
         now = clock.to_ms(clock.now())
-        today = clock.business_day(now)
-        lots = ledger.open_lots(mid, state.open_lots_from)
-        spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
-        if price > spendable:
-            raise Conflict("not enough points", code="insufficient_points",
-                           details={"balance": spendable, "requested": price})
-        try:
-            plan = plan_consumption([LotView(lot.lot_id, lot.expires_on, lot.remaining) for lot in lots], price, today)
-        except InsufficientPoints as short:
-            raise Conflict("not enough points", code="insufficient_points",
-                           details={"balance": short.available, "requested": price}) from None
-        if len(plan) > MAX_LOTS:
-            raise Conflict("the points are spread over too many lots for one exchange", code="too_many_lots",
-                           details={"lots": len(plan), "max": MAX_LOTS})
-        by_id = {lot.lot_id: lot for lot in lots}
-        updated = [(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan]
-        after = {**by_id, **{lot.lot_id: lot for lot, _ in updated}}
-        spent = state.evolve(version=state.version + 1, available=state.available - price,
-                             open_lots_from=oldest_open(after.values(), now))
+        taken = spend(ledger, state, price, now, MAX_LOTS, "exchange")
+        spent, updated, takes = taken.state, taken.updated, taken.takes
         valid_from, valid_to = template.window(now)
         coupon = Coupon(code=new_code(), template_id=template.template_id, member_id=mid, terms=template.terms(),
                         valid_from=valid_from, valid_to=valid_to, state=CouponState.AVAILABLE,
                         source=f"exchange:{cmd.exchange_id}", issued_at=now)
-        takes = [{"lot_id": view.lot_id, "earned_at": clock.iso(by_id[view.lot_id].at),
-                  "expires_on": view.expires_on.isoformat(), "points": take} for view, take in plan]
         answer = {"exchange_id": cmd.exchange_id, "member_id": mid, "template_id": template.template_id,
                   "points": price, "lots": takes, "balance": spent.balance, "created_at": clock.iso(now),
                   "coupon": coupon.record(now).model_dump(mode="json")}

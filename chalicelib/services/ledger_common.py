@@ -7,10 +7,14 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
+from ..domain import clock
 from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound, StaleRead, Unavailable
-from ..domain.ledger import MemberHead, MemberState
+from ..domain.ledger import Lot, MemberHead, MemberState
+from ..domain.points import InsufficientPoints, LotView, oldest_open, plan_consumption
 from .ports import LedgerRepository
 
 T = TypeVar("T")
@@ -68,6 +72,45 @@ def live_members(ledger: LedgerRepository, member_ids: list[str]) -> dict[str, t
         current = following
     resolved.update({asked: (None, "unknown_member") for asked in current})  # longer than any real chain
     return resolved
+
+
+@dataclass(frozen=True)
+class Spend:
+    """Points taken from the soonest-expiring lots: the lots as they become (each with the remainder read),
+    the member's state after, and the takes a receipt lists."""
+
+    updated: list[tuple[Lot, int]]
+    state: MemberState
+    takes: list[dict[str, Any]]
+
+
+def spend(ledger: LedgerRepository, state: MemberState, points: int, now: datetime, max_lots: int,
+          doing: str) -> Spend:
+    """Plan spending `points` (a redemption, an exchange): 409 `insufficient_points` when the spendable balance
+    (lots valid today, less debt) is short, 409 `too_many_lots` when the lots it needs would not fit one
+    transaction beside the use case's other items."""
+    today = clock.business_day(now)
+    lots = ledger.open_lots(state.member_id, state.open_lots_from)
+    spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
+    if points > spendable:
+        raise Conflict("not enough points", code="insufficient_points",
+                       details={"balance": spendable, "requested": points})
+    try:
+        plan = plan_consumption([LotView(lot.lot_id, lot.expires_on, lot.remaining) for lot in lots], points, today)
+    except InsufficientPoints as short:
+        raise Conflict("not enough points", code="insufficient_points",
+                       details={"balance": short.available, "requested": points}) from None
+    if len(plan) > max_lots:
+        raise Conflict(f"the points are spread over too many lots for one {doing}; use fewer points at once",
+                       code="too_many_lots", details={"lots": len(plan), "max": max_lots})
+    by_id = {lot.lot_id: lot for lot in lots}
+    updated = [(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan]
+    after = {**by_id, **{lot.lot_id: lot for lot, _ in updated}}
+    spent = state.evolve(version=state.version + 1, available=state.available - points,
+                         open_lots_from=oldest_open(after.values(), now))
+    takes = [{"lot_id": view.lot_id, "earned_at": clock.iso(by_id[view.lot_id].at),
+              "expires_on": view.expires_on.isoformat(), "points": take} for view, take in plan]
+    return Spend(updated, spent, takes)
 
 
 def fingerprint(fields: dict[str, Any]) -> str:

@@ -6,15 +6,17 @@ from typing import Any
 
 from ..domain import clock
 from ..domain.access import Principal
-from ..domain.errors import Conflict, Invalid, NotFound, StaleRead
+from ..domain.errors import Invalid, NotFound, StaleRead
 from ..domain.ids import new_id
 from ..domain.ledger import Change, Document, LedgerEntry, Lot
-from ..domain.points import InsufficientPoints, LotView, earliest, oldest_open, plan_consumption
+from ..domain.points import earliest
 from ..domain.policy import Scope, authorize, scope_of
 from ..domain.receipts import Redemption
 from ..observability import metrics
-from .ledger_common import fingerprint, idempotent, live_member, replay_at_live_member
+from .ledger_common import fingerprint, idempotent, live_member, replay_at_live_member, spend
 from .ports import LedgerRepository, StoreRepository
+
+MAX_LOTS = 90  # beside the state, the entry and the document: one transaction holds 100 items
 
 
 def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_id: str | None, actor: Principal,
@@ -40,27 +42,8 @@ def redeem(member_id: str, redemption_id: str, points: int, reason: str, store_i
         mid = state.member_id
         replay_at_live_member(ledger, "redemption", member_id, mid, redemption_id, print_)
         now = clock.now()
-        today = clock.business_day(now)
-        lots = ledger.open_lots(mid, state.open_lots_from)
-        spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
-        if points > spendable:
-            raise Conflict("not enough points", code="insufficient_points",
-                           details={"balance": spendable, "requested": points})
-        try:
-            plan = plan_consumption([LotView(lot.lot_id, lot.expires_on, lot.remaining) for lot in lots], points, today)
-        except InsufficientPoints as short:
-            raise Conflict("not enough points", code="insufficient_points",
-                           details={"balance": short.available, "requested": points}) from None
-        if len(plan) > 90:
-            raise Conflict("points are spread over too many lots for one redemption; redeem less at once",
-                           code="too_many_lots", details={"lots": len(plan)})
-        by_id = {lot.lot_id: lot for lot in lots}
-        updated = [(by_id[v.lot_id].evolve(remaining=v.remaining - take), v.remaining) for v, take in plan]
-        after = {**by_id, **{lot.lot_id: lot for lot, _ in updated}}
-        spent = state.evolve(version=state.version + 1, available=state.available - points,
-                             open_lots_from=oldest_open(after.values(), now))
-        takes = [{"lot_id": view.lot_id, "earned_at": clock.iso(by_id[view.lot_id].at),
-                  "expires_on": view.expires_on.isoformat(), "points": take} for view, take in plan]
+        taken = spend(ledger, state, points, now, MAX_LOTS, "redemption")
+        spent, updated, takes = taken.state, taken.updated, taken.takes
         answer = {"redemption_id": redemption_id, "member_id": mid, "points": points, "reason": reason,
                   "store_id": store_id, "status": "active", "lots": takes, "balance": spent.balance,
                   "created_at": clock.iso(now)}
