@@ -9,7 +9,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from chalicelib import bootstrap
@@ -18,7 +18,17 @@ from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.coupons import ExchangeInput, IssueInput, RedeemInput, TemplateInput
 from chalicelib.domain.members import Registration
 from chalicelib.domain.orders import OrderCoupon, OrderInput, RefundInput
+from chalicelib.domain.pool import (
+    STAT_SHARDS,
+    AllocationInput,
+    CouponUse,
+    month_of,
+    region_level,
+    shard,
+    store_level,
+)
 from chalicelib.services import (
+    benefit_pool,
     coupon_counter,
     coupon_expiry,
     coupon_issues,
@@ -33,7 +43,9 @@ from chalicelib.services import (
     refunds,
 )
 from chalicelib.services import members as svc
-from testkit.support import unique_phone
+from chalicelib.store.coupons import count_issued, count_redemption
+from chalicelib.store.db import Tx
+from testkit.support import STORES, unique_phone
 
 from .capacity import CapacityMeter, Usage
 
@@ -41,6 +53,9 @@ STORE = "sh-001"
 # A counter clerk of the store: the caller the hot paths (register, look up) are built for.
 CLERK = Principal(sub="bench-clerk", role=Role.STAFF, store_ids=frozenset({STORE}))
 HQ = Principal(sub="bench-hq", role=Role.HQ)
+REGION = STORES[STORE]  # east: sh-001 and sh-002
+REGION_MANAGER = Principal(sub="bench-region", role=Role.REGION_MANAGER, region_id=REGION)
+MANAGER = Principal(sub="bench-manager", role=Role.STORE_MANAGER, store_ids=frozenset({STORE}))
 
 
 @dataclass
@@ -79,6 +94,20 @@ def _lookup(phone: str, *, expect_found: bool) -> None:
 HEAVY_LOTS = 30  # a regular: a month of daily teas, none spent yet
 BULK = 1_000  # members in one bulk issue (the most one request takes)
 BULK_LABEL = "coupon: bulk issue to 1,000 members, per coupon"
+QUOTA_LABEL = "pool: store-quota issue to 1,000 members, per coupon"
+POOL_STORE = "gz-001"  # the store whose pool is read (the other scenarios give it no quota)
+POOL_TEMPLATES = 10  # templates with a quota at that store
+STATS_DAYS = 30
+# A month of settlement: rows (template, issuer, redeeming store), each in SETTLE_SHARDS of the 8 shards (its
+# coupons' codes fell there); the store read is of sh-001, which is an issuer and a redeemer of some.
+SETTLE_TEMPLATES = 3
+SETTLE_ISSUERS = ("HQ", region_level(REGION), store_level(STORE), store_level("sh-002"))
+SETTLE_STORES = tuple(STORES)
+SETTLE_SHARDS = 3
+SETTLE_ROWS = SETTLE_TEMPLATES * len(SETTLE_ISSUERS) * len(SETTLE_STORES)
+# sh-001's: those it issued (to every store) and those it redeemed (from the other issuers)
+STORE_SETTLE_ROWS = SETTLE_TEMPLATES * (len(SETTLE_STORES) + len(SETTLE_ISSUERS) - 1)
+SETTLE_LABEL = f"{SETTLE_ROWS} rows, {SETTLE_ROWS * SETTLE_SHARDS} shard items"
 
 SCENARIOS = [
     Scenario("register (new phone)", lambda n: [unique_phone() for _ in range(n)],
@@ -128,6 +157,22 @@ SCENARIOS = [
              lambda coupon: _expire_coupon(coupon)),
     Scenario(BULK_LABEL, lambda n: _bulk_template() and [_bulk_members()],
              lambda members: _bulk_issue(members, workers=1), per_run=BULK),
+    Scenario("pool: allocate HQ -> region", lambda n: _allocations(n, "region", REGION),
+             lambda cmd: _allocate(cmd, HQ, region_level(REGION))),
+    Scenario("pool: allocate region -> store (region manager)", lambda n: _region_allocations(n),
+             lambda cmd: _allocate(cmd, REGION_MANAGER, store_level(STORE))),
+    Scenario(QUOTA_LABEL, lambda n: _give_quota(BULK) and [_bulk_members()],
+             lambda members: _quota_issue(members, workers=1), per_run=BULK),
+    Scenario(f"pool: GET /benefit-pool, a store ({POOL_TEMPLATES} templates)", lambda n: _pool_store(n),
+             lambda actor: benefit_pool.pool(POOL_STORE, None, actor, bootstrap.coupons(), bootstrap.stores())),
+    Scenario(f"coupon stats: a store, {STATS_DAYS} days", lambda n: [_stats_template()] * n,
+             lambda template_id: _stats(template_id, STORE, MANAGER, STAT_SHARDS // 2)),
+    Scenario(f"coupon stats: whole brand (HQ), {STATS_DAYS} days", lambda n: [_stats_template()] * n,
+             lambda template_id: _stats(template_id, None, HQ, STAT_SHARDS)),
+    Scenario(f"coupon settlement: a month, HQ ({SETTLE_LABEL})", lambda n: [_settlement_month()] * n,
+             lambda month: _settle(month, None, HQ, SETTLE_ROWS)),
+    Scenario(f"coupon settlement: a month, one store ({SETTLE_LABEL} read)", lambda n: [_settlement_month()] * n,
+             lambda month: _settle(month, STORE, MANAGER, STORE_SETTLE_ROWS)),
 ]
 
 
@@ -201,19 +246,23 @@ def _cash_template() -> str:
     return _template("cash5", kind="cash", value=500, stackable=True)
 
 
-def _issue(template_id: str, member_ids: list[str], workers: int | None = None) -> list[str]:
+def _issue(template_id: str, member_ids: list[str], workers: int | None = None, *,
+           store_id: str | None = None, actor: Principal = HQ) -> list[str]:
     """One coupon per member; `workers` as the bulk issue runs them in parallel (1: one at a time, so the
-    capacity meter, which follows one request at a time, sizes every write)."""
+    capacity meter, which follows one request at a time, sizes every write); `store_id`: from its quota."""
     default = coupon_issues.WORKERS
     coupon_issues.WORKERS = workers or default
     try:
         answer, created = coupon_issues.issue(
-            IssueInput(issue_id=f"bench-{uuid.uuid4().hex[:12]}", template_id=template_id, member_ids=member_ids),
-            HQ, bootstrap.coupons(), bootstrap.ledger())
+            IssueInput(issue_id=f"bench-{uuid.uuid4().hex[:12]}", template_id=template_id, member_ids=member_ids,
+                       store_id=store_id),
+            actor, bootstrap.coupons(), bootstrap.ledger(), bootstrap.stores())
     finally:
         coupon_issues.WORKERS = default
     if not created or answer["issued_count"] != len(member_ids):
         raise RuntimeError(f"expected {len(member_ids)} coupons issued, got {answer['issued_count']}")
+    if store_id is not None and answer["issuer"] != store_level(store_id):
+        raise RuntimeError(f"issued from {answer['issuer']}, expected the store's quota")
     by_member = {row["member_id"]: row["code"] for row in answer["issued"]}
     return [by_member[m] for m in member_ids]
 
@@ -307,12 +356,142 @@ def _bulk_issue(members: list[str], workers: int | None = None) -> None:
 
 
 def bulk_issue_seconds() -> float:
-    """Local wall time of one bulk issue to 1,000 members as the API runs it (in parallel), with no meter on
-    the client (the meter's own reads and its one-request-at-a-time sizing would slow it)."""
+    timed = _template("bulk-timed", kind="cash", value=500)
+    return issue_seconds(lambda members, workers: _issue(timed, members, workers))
+
+
+# ---- the benefit pool ----------------------------------------------------------------------------------------
+def _pool_template() -> str:
+    return _template("pool", kind="cash", value=500, budget=100_000_000)
+
+
+def _allocations(n: int, scope: str, scope_id: str, quantity: int = 100,
+                 template_id: str | None = None) -> list[AllocationInput]:
+    return [AllocationInput(allocation_id=f"bench-{uuid.uuid4().hex[:12]}", template_id=template_id or _pool_template(),
+                            scope=scope, scope_id=scope_id, quantity=quantity) for _ in range(n)]
+
+
+def _allocate(cmd: AllocationInput, actor: Principal, target: str) -> None:
+    answer, created = benefit_pool.allocate(cmd, actor, bootstrap.coupons(), bootstrap.stores())
+    if not created or answer.target != target:
+        raise RuntimeError(f"allocation created={created} to {answer.target}, expected a new one to {target}")
+
+
+def _region_allocations(n: int) -> list[AllocationInput]:
+    """The region's manager passes quota on to a store; HQ gave the region enough first (unmeasured)."""
+    (given,) = _allocations(1, "region", REGION, 100 * n)
+    _allocate(given, HQ, region_level(REGION))
+    return _allocations(n, "store", STORE)
+
+
+def _quota_template() -> str:
+    return _template("quota", kind="cash", value=500, budget=100_000_000)
+
+
+def _give_quota(n: int) -> str:
+    """HQ gives sh-001 a quota of n coupons (unmeasured: the allocation has its own row)."""
+    (given,) = _allocations(1, "store", STORE, n, _quota_template())
+    _allocate(given, HQ, store_level(STORE))
+    return _quota_template()
+
+
+def _quota_issue(members: list[str], workers: int | None = None) -> None:
+    """The store's manager issues from the store's quota."""
+    _issue(_quota_template(), members, workers, store_id=STORE, actor=MANAGER)
+
+
+def _pool_store(n: int) -> list[Principal]:
+    """POOL_TEMPLATES templates with a quota at POOL_STORE (made once); its manager reads the store's pool."""
+    for i in range(POOL_TEMPLATES):
+        if f"shelf{i}" not in _templates:
+            template_id = _template(f"shelf{i}", kind="cash", value=300, budget=1_000)
+            (given,) = _allocations(1, "store", POOL_STORE, 50, template_id)
+            _allocate(given, HQ, store_level(POOL_STORE))
+    return [Principal(sub="bench-manager-gz", role=Role.STORE_MANAGER, store_ids=frozenset({POOL_STORE}))] * n
+
+
+def _code(shard_no: int) -> str:
+    """A coupon code whose counters fall in shard `shard_no`."""
+    while True:
+        code = f"BENCH{uuid.uuid4().hex[:11].upper()}"
+        if shard(code) == shard_no:
+            return code
+
+
+def _count(write: Callable[[Tx], None]) -> None:
+    """Counters written by the same transaction pieces the issues and orders use (one transaction each)."""
+    db = bootstrap.coupons().db
+    tx = db.tx()
+    write(tx)
+    db.commit(tx)
+
+
+def _use(template_id: str, issuer: str, store_id: str, day: date, shard_no: int) -> CouponUse:
+    return CouponUse(code=_code(shard_no), template_id=template_id, issuer=issuer, store_id=store_id, day=day,
+                     discount=500, gift_cost=0, sales=4_500)
+
+
+def _stats_days() -> tuple[date, date]:
+    last = clock.business_day(clock.now())
+    return last - timedelta(days=STATS_DAYS - 1), last
+
+
+def _stats_template() -> str:
+    """A busy template's month, made once: every day sh-001 issues from its quota and the brand redeems in
+    every shard (half of those coupons sh-001's), so the store has a row a day and the brand 8."""
+    if "stats" not in _templates:
+        template_id = _template("stats", kind="cash", value=500)
+        first, _ = _stats_days()
+        for d in range(STATS_DAYS):
+            day = first + timedelta(days=d)
+            _count(lambda tx, day=day, d=d: count_issued(tx, template_id, store_level(STORE), day, 40,
+                                                         d % STAT_SHARDS))
+            for n in range(STAT_SHARDS):
+                used = _use(template_id, store_level(STORE) if n % 2 else "HQ", STORE, day, n)
+                _count(lambda tx, used=used: count_redemption(tx, used, 1))
+    return _templates["stats"]
+
+
+def _stats(template_id: str, store_id: str | None, actor: Principal, redeemed_a_day: int) -> None:
+    first, last = _stats_days()
+    _, days = benefit_pool.stats(template_id, store_id, None, first, last, actor, bootstrap.coupons(),
+                                 bootstrap.stores())
+    if len(days) != STATS_DAYS or any(d.redeemed != redeemed_a_day for d in days):
+        raise RuntimeError(f"stats: {len(days)} days, redeemed {[d.redeemed for d in days]}")
+
+
+_settled: list[str] = []
+
+
+def _settlement_month() -> str:
+    """A month a year ago, made once: SETTLE_ROWS rows, each redeemed in SETTLE_SHARDS shards."""
+    if not _settled:
+        day = (clock.business_day(clock.now()) - timedelta(days=365)).replace(day=15)
+        templates = [_template(f"settle{i}", kind="cash", value=500) for i in range(SETTLE_TEMPLATES)]
+        i = 0
+        for template_id in templates:
+            for issuer in SETTLE_ISSUERS:
+                for store_id in SETTLE_STORES:
+                    for k in range(SETTLE_SHARDS):
+                        used = _use(template_id, issuer, store_id, day, (i + 3 * k) % STAT_SHARDS)
+                        _count(lambda tx, used=used: count_redemption(tx, used, 1))
+                    i += 1
+        _settled.append(month_of(day))
+    return _settled[0]
+
+
+def _settle(month: str, store_id: str | None, actor: Principal, rows: int) -> None:
+    _, found = benefit_pool.settlement(month, store_id, actor, bootstrap.coupons(), bootstrap.stores())
+    if len(found) != rows or any(r.count != SETTLE_SHARDS for r in found):
+        raise RuntimeError(f"settlement: {len(found)} rows, expected {rows} of {SETTLE_SHARDS} each")
+
+
+def issue_seconds(issue: Callable[[list[str], int | None], None]) -> float:
+    """Local wall time of one issue to 1,000 members as the API runs it (in parallel), with no meter on the
+    client (the meter's own reads and its one-request-at-a-time sizing would slow it)."""
     members = _bulk_members()
-    _template("bulk-timed", kind="cash", value=500)
     start = time.perf_counter()
-    _issue(_templates["bulk-timed"], members)
+    issue(members, None)
     return time.perf_counter() - start
 
 
@@ -336,6 +515,7 @@ def measure(runs: int) -> list[tuple[str, Usage]]:
             results.append((scenario.label, Usage(
                 requests=Counter({op: count / per for op, count in total.requests.items()}),
                 rcu=total.rcu / per, wcu=total.wcu / per)))
-    seconds = bulk_issue_seconds()
-    return [(f"{label} (one issue: {seconds:.1f} s locally)" if label == BULK_LABEL else label, usage)
+    _give_quota(BULK)
+    seconds = {BULK_LABEL: bulk_issue_seconds(), QUOTA_LABEL: issue_seconds(_quota_issue)}
+    return [(f"{label} (one issue: {seconds[label]:.1f} s locally)" if label in seconds else label, usage)
             for label, usage in results]
