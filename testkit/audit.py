@@ -269,9 +269,11 @@ def audit_member(member_id: str, books: Books | None = None) -> dict[str, int]:
 # ---- coupons ----------------------------------------------------------------------------------------------
 # The coupon layout, written down again on purpose (see chalicelib/store/keys.py and store/coupons.py):
 #   ORG / CTPL#<t>                       the template: body (JSON text: budget, per_member_limit, ...)
-#   CTPL#<t> / BUDGET#HQ                 its budget counter: issued; limit and left while the budget is limited
+#   CTPL#<t> / BUDGET#HQ                 its budget counter: issued, allocated (passed on to regions and stores);
+#                                        limit and left while the budget is limited
 #   COUPON#<code> / COUPON               a coupon: template_id, member_id (whom it was issued to: a merge does not
 #                                        rewrite it), state, valid_to (ISO), source (issue:<id> | exchange:<id>),
+#                                        issuer (the level it was issued from: HQ, REGION#<r>, STORE#<s>),
 #                                        version, redemption (JSON text), redeemed_order, discount while used,
 #                                        released_orders (JSON text); gsi1pk MCOUPONS#<member> and gsi1sk
 #                                        <state>#<valid_to>#<code>; gsi2pk CPNEXP#<last valid day> (Asia/Shanghai)
@@ -280,10 +282,11 @@ def audit_member(member_id: str, books: Books | None = None) -> dict[str, int]:
 #                                        into m by merges; merged_into once m is merged away (then frozen)
 #   ORDER#<o> / COUPONS                  the order's basket: coupons [{code, discount, stackable}], posted, version
 #   CISSUE#<id> / ISSUE                  a bulk issue: body (JSON plan: template_id, planned [[asked, member, code]],
-#                                        skipped, requested), status pending|done, answer (JSON) once done
+#                                        skipped, requested, level), status pending|done, answer (JSON) once done
 #   MEMBER#<m> / LEDGER#...  kind=exchange  points exchanged: ref = exchange id, detail.code = the coupon's code
 SHANGHAI = "Asia/Shanghai"
 COUPON_SK, COUNTS_SK, BASKET_SK, ISSUE_SK, BUDGET_HQ = "COUPON", "COUPONS", "COUPONS", "ISSUE", "BUDGET#HQ"
+HQ_LEVEL = "HQ"  # a coupon's `issuer` (and an issue plan's `level`) when it came from the template's budget
 
 
 def _scan(client: Any, table: str) -> list[dict[str, Any]]:
@@ -316,9 +319,10 @@ def audit_coupons(template_ids: list[str] | set[str] | None = None, *, allow_pen
                   client: Any = None, table: str | None = None) -> dict[str, Any]:
     """The coupon invariants over the raw items of `template_ids` (None: every template in the table):
 
-    - budget: `issued` == the template's coupons (plus what pending issue plans took and have not issued yet,
-      when `allow_pending`; otherwise a pending plan is itself a finding), `left` == limit - issued >= 0 when
-      limited, no `left` when unlimited;
+    - budget (HQ's level): `issued` == the template's coupons issued from HQ (issuer HQ; plus what pending
+      issue plans at HQ took and have not issued yet, when `allow_pending`; otherwise a pending plan is itself a
+      finding), `left` == limit - issued - allocated >= 0 when limited, no `left` when unlimited (the quota
+      levels below HQ, and where `allocated` went, are audit_pool's);
     - per-member counts: c_<t> of every member == coupons of t issued to that member and to every member
       folded into it by merges (transitively); a member merged away has its counts marked merged_into the
       same survivor as its profile; a member holding coupons has a counts item;
@@ -372,7 +376,7 @@ def audit_coupons(template_ids: list[str] | set[str] | None = None, *, allow_pen
     by_source: dict[str, list[str]] = {}
     for code, c in mine.items():
         by_source.setdefault(c["source"], []).append(code)
-    pending_taken: Counter[str] = Counter()
+    pending_taken: Counter[str] = Counter()  # at HQ's level (a quota's pending plans are audit_pool's)
     pending = 0
     for issue_id, item in issues.items():
         plan = json.loads(item["body"])
@@ -389,7 +393,8 @@ def audit_coupons(template_ids: list[str] | set[str] | None = None, *, allow_pen
                                 f"the plan named {planned[code][1]}")
         if item["status"] != "done":
             pending += 1
-            pending_taken[t] += len(plan["planned"]) - len(made)
+            if plan.get("level", HQ_LEVEL) == HQ_LEVEL:
+                pending_taken[t] += len(plan["planned"]) - len(made)
             if not allow_pending:
                 problems.append(f"issue {issue_id} is still pending: budget taken for a plan never completed")
             continue
@@ -406,7 +411,7 @@ def audit_coupons(template_ids: list[str] | set[str] | None = None, *, allow_pen
             problems.append(f"issue {issue_id}: the answer does not list every requested member exactly once")
 
     # ---- budgets ----
-    per_template = Counter(c["template_id"] for c in mine.values())
+    per_template = Counter(c["template_id"] for c in mine.values() if c.get("issuer", HQ_LEVEL) == HQ_LEVEL)
     for t in sorted(scope):
         b = budgets.get(t)
         if b is None:
@@ -416,13 +421,13 @@ def audit_coupons(template_ids: list[str] | set[str] | None = None, *, allow_pen
         if issued != expected:
             problems.append(f"template {t}: budget issued {issued}, coupons {per_template[t]}"
                             + (f" + {pending_taken[t]} taken by pending plans" if pending_taken[t] else ""))
-        limit = templates.get(t, {}).get("budget")
+        limit, allocated = templates.get(t, {}).get("budget"), b.get("allocated", 0)
         if limit is None:
             if "left" in b or "limit" in b:
                 problems.append(f"template {t} is unlimited but its counter has limit/left {b}")
-        elif b.get("limit") != limit or b.get("left") != limit - issued or b.get("left", -1) < 0:
-            problems.append(f"template {t}: limit {b.get('limit')} left {b.get('left')} issued {issued}, "
-                            f"budget {limit}")
+        elif b.get("limit") != limit or b.get("left") != limit - issued - allocated or b.get("left", -1) < 0:
+            problems.append(f"template {t}: limit {b.get('limit')} left {b.get('left')} issued {issued}"
+                            + (f" allocated {allocated}" if allocated else "") + f", budget {limit}")
 
     # ---- per-member counts, folded along merges ----
     direct: dict[str, Counter[str]] = {}
@@ -520,3 +525,314 @@ def audit_coupons(template_ids: list[str] | set[str] | None = None, *, allow_pen
 
     assert not problems, "coupons: " + "; ".join(problems)
     return {"templates": len(scope), "coupons": len(mine), "pending_issues": pending, **dict(states)}
+
+
+# ---- the benefit pool ---------------------------------------------------------------------------------------
+# The pool's layout, written down again on purpose (see chalicelib/store/keys.py and store/coupons.py):
+#   CTPL#<t> / BUDGET#<level>            one item per level: HQ (limit, issued, allocated, left), REGION#<r>
+#                                        (allocated in from HQ, sub_allocated out to its stores, issued, left),
+#                                        STORE#<s> (from_hq, from_region, issued, left); each on the lookup index
+#                                        (gsi1pk POOL#<level>, gsi1sk <t>) with template_id and level
+#   ALLOC#<id> / ALLOC                   an allocation: template_id, source (HQ | REGION#<r>), target
+#                                        (REGION#<r> | STORE#<s>), quantity (< 0: returned), body (JSON: answer)
+#   ORG / STORE#<s>                      a store: region_id
+#   CSTAT#<t>#<level> / <day>            a template's day for coupons issued from <level>: issued, redeemed,
+#                                        discount, gift_cost, sales; level ALL#<n> (n < 8) is the brand's total,
+#                                        spread over shards
+#   SETTLE#<month>#<n> / <t>#<issuer>#<redeemer>   template_id, issuer, redeemer, month, count, discount,
+#                                        gift_cost
+#   ORDER#<o> / ORDER                    a posted order: store_id, paid_at (ISO), amount (paid), coupons (JSON
+#                                        [[code, discount]])
+# A coupon counts as redeemed when it is used for an order that was posted with it; the numbers put it on its
+# issuer's row of the order's paid day (Asia/Shanghai) and the settlement row of that day's month, at the
+# order's store. A whole refund that restores the coupon takes it back out (the coupon is available again).
+STAT_FIELDS = ("issued", "redeemed", "discount", "gift_cost", "sales")
+SETTLE_FIELDS = ("count", "discount", "gift_cost")
+_LEVEL_FIELDS = ("issued", "allocated", "sub_allocated", "from_hq", "from_region")
+
+
+def _pool_scan(client: Any, table: str) -> list[dict[str, Any]]:
+    """Every item a pool audit reads, in one paginated Scan."""
+    params: dict[str, Any] = {
+        "TableName": table, "ConsistentRead": True,
+        "FilterExpression": "#ty IN (:coupon, :tpl, :issue, :alloc, :store) OR begins_with(sk, :budget) "
+                            "OR begins_with(pk, :cstat) OR begins_with(pk, :settle)",
+        "ExpressionAttributeNames": {"#ty": "type"},
+        "ExpressionAttributeValues": {
+            ":coupon": {"S": "coupon"}, ":tpl": {"S": "coupon_template"}, ":issue": {"S": "coupon_issue"},
+            ":alloc": {"S": "allocation"}, ":store": {"S": "store"}, ":budget": {"S": "BUDGET#"},
+            ":cstat": {"S": "CSTAT#"}, ":settle": {"S": "SETTLE#"}}}
+    items: list[dict[str, Any]] = []
+    while True:
+        page = client.scan(**params)
+        items += [decode_item(i) for i in page.get("Items", [])]
+        if "LastEvaluatedKey" not in page:
+            return items
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _level_kind(level: str) -> str:
+    if level == HQ_LEVEL:
+        return "hq"
+    kind, sep, ident = level.partition("#")
+    return kind.lower() if sep and ident and kind in ("REGION", "STORE") and "#" not in ident else "?"
+
+
+def audit_pool(template_ids: list[str] | set[str], *, allow_pending: bool = False, client: Any = None,
+               table: str | None = None) -> dict[str, Any]:
+    """The benefit pool's invariants over the raw items of `template_ids`:
+
+    - each level's counters: HQ allocated + issued <= budget and left == budget - issued - allocated (no left
+      when unlimited); a region's sub_allocated + issued <= allocated and left == allocated - issued -
+      sub_allocated; a store's issued <= from_hq + from_region and left == from_hq + from_region - issued;
+      nothing negative; each level on the lookup index the pool is read from;
+    - the allocation documents: each well formed (a region gives only to its own stores; the answer it replays
+      says what the document says), and their quantities, summed per (source, target), are exactly what the
+      levels' counters say was moved: HQ's allocated, a region's allocated and sub_allocated, a store's from_hq
+      and from_region (from one region only: its own);
+    - the coupons: of each issuer level, exactly that level's issued (plus what pending plans at the level took
+      and have not issued yet, when `allow_pending`); a coupon's issuer is its issue plan's level;
+    - the numbers: each level's day rows (issued, redeemed, discount, gift cost, sales) and the brand's shards
+      are what the coupons say (issued on the day of their issue; redeemed on the paid day of the order they
+      were posted with), and each month's settlement rows per (issuer, redeeming store) likewise.
+
+    Returns, per template, the levels' counters, the net moved per (source, target) and the coupons per level
+    (for the caller's own assertions against what the API answered)."""
+    client, table = client or _client(), table or _table()
+    scope = set(template_ids)
+    templates: dict[str, dict[str, Any]] = {}
+    levels: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in scope}
+    allocations: list[dict[str, Any]] = []
+    coupons: dict[str, dict[str, Any]] = {}
+    issues: dict[str, dict[str, Any]] = {}
+    store_region: dict[str, str] = {}
+    stat_rows: dict[tuple[str, str, str], dict[str, Any]] = {}  # (t, level, day)
+    settle_rows: dict[tuple[str, str, str, str], Counter[str]] = {}  # (month, t, issuer, redeemer)
+    problems: list[str] = []
+    for i in _pool_scan(client, table):
+        pk, sk, kind = i["pk"], i["sk"], i.get("type")
+        if kind == "coupon_template":
+            body = json.loads(i["body"])
+            if body["template_id"] in scope:
+                templates[body["template_id"]] = body
+        elif pk.startswith("CTPL#") and sk.startswith("BUDGET#"):
+            t = pk.removeprefix("CTPL#")
+            if t in scope:
+                levels[t][sk.removeprefix("BUDGET#")] = i
+        elif kind == "allocation" and pk.startswith("ALLOC#"):
+            if i.get("template_id") in scope:
+                allocations.append(i)
+        elif kind == "coupon" and sk == COUPON_SK:
+            if i["template_id"] in scope:
+                coupons[i["code"]] = i
+        elif kind == "coupon_issue":
+            issues[pk.removeprefix("CISSUE#")] = i
+        elif kind == "store" and pk == "ORG":
+            store_region[i["store_id"]] = i.get("region_id", "")
+        elif pk.startswith("CSTAT#"):
+            _, t, level = pk.split("#", 2)
+            if t in scope:
+                if (i.get("template_id"), i.get("level"), i.get("day")) != (t, level, sk):
+                    problems.append(f"stats row {pk}/{sk} says template {i.get('template_id')} level "
+                                    f"{i.get('level')} day {i.get('day')}")
+                stat_rows[(t, level, sk)] = i
+        elif pk.startswith("SETTLE#") and i.get("template_id") in scope:
+            month = pk.split("#")[1]
+            if sk != f"{i['template_id']}#{i.get('issuer')}#{i.get('redeemer')}" or i.get("month") != month:
+                problems.append(f"settlement row {pk}/{sk} says {i.get('template_id')}#{i.get('issuer')}#"
+                                f"{i.get('redeemer')} in {i.get('month')}")
+            row = settle_rows.setdefault((month, i["template_id"], i.get("issuer", ""), i.get("redeemer", "")),
+                                         Counter())
+            for f in SETTLE_FIELDS:
+                row[f] += i.get(f, 0)
+    problems += [f"template {t} has no template item" for t in sorted(scope - set(templates))]
+
+    # ---- coupons per level, and what pending plans took ----
+    made: dict[str, Counter[str]] = {t: Counter() for t in scope}
+    pending_taken: dict[str, Counter[str]] = {t: Counter() for t in scope}
+    by_source: Counter[str] = Counter(c["source"] for c in coupons.values())
+    done_sources: set[str] = set()
+    pending = 0
+    for code, c in sorted(coupons.items()):
+        issuer = c.get("issuer", HQ_LEVEL)
+        made[c["template_id"]][issuer] += 1
+        if c["source"].startswith("issue:"):
+            issue = issues.get(c["source"].removeprefix("issue:"))
+            level = json.loads(issue["body"]).get("level", HQ_LEVEL) if issue else None
+            if level is not None and level != issuer:
+                problems.append(f"coupon {code} says issuer {issuer}, its issue's plan level {level}")
+        elif issuer != HQ_LEVEL:
+            problems.append(f"coupon {code} from {c['source']} says issuer {issuer}: only issues draw on quotas")
+    for issue_id, item in issues.items():
+        plan = json.loads(item["body"])
+        if plan["template_id"] not in scope:
+            continue
+        if item["status"] == "done":
+            done_sources.add(f"issue:{issue_id}")
+            continue
+        pending += 1
+        pending_taken[plan["template_id"]][plan.get("level", HQ_LEVEL)] += \
+            len(plan["planned"]) - by_source[f"issue:{issue_id}"]
+        if not allow_pending:
+            problems.append(f"issue {issue_id} is still pending: quota taken for a plan never completed")
+
+    # ---- the levels' counters ----
+    report_levels: dict[str, dict[str, dict[str, Any]]] = {}
+    for t in sorted(scope):
+        budget = templates.get(t, {}).get("budget")
+        report_levels[t] = {}
+        for level, b in sorted(levels[t].items()):
+            kind = _level_kind(level)
+            n = {f: b.get(f, 0) for f in _LEVEL_FIELDS}
+            report_levels[t][level] = {**n, "left": b.get("left"), "limit": b.get("limit")}
+            where = f"template {t} level {level}"
+            if kind == "?":
+                problems.append(f"{where}: not a level")
+                continue
+            if (b.get("gsi1pk"), b.get("gsi1sk"), b.get("template_id"), b.get("level")) != \
+                    (f"POOL#{level}", t, t, level):
+                problems.append(f"{where}: not on the lookup index as POOL#{level} ({b.get('gsi1pk')}, "
+                                f"{b.get('gsi1sk')}, {b.get('template_id')}, {b.get('level')})")
+            if any(v < 0 for v in n.values()) or (b.get("left") is not None and b["left"] < 0):
+                problems.append(f"{where}: a negative counter {report_levels[t][level]}")
+            foreign = {"hq": ("sub_allocated", "from_hq", "from_region"),
+                       "region": ("from_hq", "from_region"), "store": ("allocated", "sub_allocated")}[kind]
+            if any(f in b for f in foreign):
+                problems.append(f"{where}: counters of another kind of level {report_levels[t][level]}")
+            if kind == "hq":
+                if budget is None:
+                    if "left" in b or "limit" in b:
+                        problems.append(f"{where}: unlimited but has limit/left {b.get('limit')}/{b.get('left')}")
+                    continue
+                received, out = budget, n["allocated"]
+                if b.get("limit") != budget:
+                    problems.append(f"{where}: limit {b.get('limit')}, the template's budget {budget}")
+            elif kind == "region":
+                received, out = n["allocated"], n["sub_allocated"]
+            else:
+                received, out = n["from_hq"] + n["from_region"], 0
+            if out + n["issued"] > received or b.get("left") != received - n["issued"] - out:
+                problems.append(f"{where}: received {received}, passed on {out}, issued {n['issued']}, "
+                                f"left {b.get('left')}")
+
+    # ---- the allocation documents against the counters ----
+    moved: dict[str, Counter[tuple[str, str]]] = {t: Counter() for t in scope}
+    for a in allocations:
+        t, source, target, quantity = a["template_id"], a.get("source", ""), a.get("target", ""), a.get("quantity")
+        allocation_id = a["pk"].removeprefix("ALLOC#")
+        where = f"allocation {allocation_id}"
+        answer = json.loads(a["body"]).get("answer", {}) if a.get("body") else {}
+        if (answer.get("allocation_id"), answer.get("template_id"), answer.get("source"), answer.get("target"),
+                answer.get("quantity")) != (allocation_id, t, source, target, quantity):
+            problems.append(f"{where}: its answer {answer} is not what the document says "
+                            f"({t} {source} -> {target} {quantity})")
+        if not isinstance(quantity, int) or quantity == 0:
+            problems.append(f"{where}: quantity {quantity}")
+            continue
+        source_kind, target_kind = _level_kind(source), _level_kind(target)
+        if source_kind == "hq" and target_kind in ("region", "store"):
+            pass
+        elif source_kind == "region" and target_kind == "store":
+            region = store_region.get(target.removeprefix("STORE#"))
+            if region != source.removeprefix("REGION#"):
+                problems.append(f"{where}: {source} gave to {target}, a store of region {region}")
+        else:
+            problems.append(f"{where}: {source} -> {target} is not a way quota moves")
+        moved[t][(source, target)] += quantity
+    for t in sorted(scope):
+        for (source, target), n in sorted(moved[t].items()):
+            if n < 0:
+                problems.append(f"template {t}: {source} -> {target} returned {-n} more than it allocated")
+        counters = {level: report_levels[t].get(level, {}) for level in
+                    set(levels[t]) | {lv for pair in moved[t] for lv in pair}}
+        for level, counter in sorted(counters.items()):
+            kind = _level_kind(level)
+            if not counter:
+                problems.append(f"template {t}: allocations name level {level}, which has no counter")
+                continue
+            expect: dict[str, int] = {}
+            if kind == "hq":
+                expect["allocated"] = sum(n for (s, _), n in moved[t].items() if s == level)
+            elif kind == "region":
+                expect["allocated"] = moved[t][(HQ_LEVEL, level)]
+                expect["sub_allocated"] = sum(n for (s, _), n in moved[t].items() if s == level)
+            elif kind == "store":
+                expect["from_hq"] = moved[t][(HQ_LEVEL, level)]
+                givers = {s for (s, g), n in moved[t].items() if g == level and s != HQ_LEVEL}
+                expect["from_region"] = sum(moved[t][(s, level)] for s in givers)
+                if len(givers) > 1:
+                    problems.append(f"template {t}: {level} received from several regions {sorted(givers)}")
+            for f, want in expect.items():
+                if counter.get(f, 0) != want:
+                    problems.append(f"template {t} level {level}: {f} {counter.get(f, 0)}, "
+                                    f"the allocation documents sum to {want}")
+
+        # ---- coupons per issuer level against the counters ----
+        for level in sorted(set(report_levels[t]) | set(made[t]) | set(pending_taken[t])):
+            issued = report_levels[t].get(level, {}).get("issued", 0)
+            want = made[t][level] + pending_taken[t][level]
+            if issued != want:
+                problems.append(f"template {t} level {level}: issued {issued}, coupons {made[t][level]}"
+                                + (f" + {pending_taken[t][level]} taken by pending plans"
+                                   if pending_taken[t][level] else ""))
+
+    # ---- the numbers: day rows and settlement, from the coupons and the orders they were posted with ----
+    used = {code: c for code, c in coupons.items() if c["state"] == "used" and c.get("redeemed_order")}
+    orders = _orders(sorted({c["redeemed_order"] for c in used.values()})) if used else {}
+    want_stats: dict[tuple[str, str, str], Counter[str]] = {}
+    want_settle: dict[tuple[str, str, str, str], Counter[str]] = {}
+    for c in coupons.values():
+        if c["source"] in done_sources or c["source"].startswith("exchange:"):
+            want_stats.setdefault((c["template_id"], c.get("issuer", HQ_LEVEL), _day(c["issued_at"])),
+                                  Counter())["issued"] += 1
+    redeemed = 0
+    for code, c in sorted(used.items()):
+        order = orders.get(c["redeemed_order"])
+        posted_with = dict(map(tuple, json.loads(order["coupons"]))) if order and order.get("coupons") else {}
+        if code not in posted_with:
+            continue  # held at the counter for an order not (yet) posted with it: not redeemed
+        redeemed += 1
+        if posted_with[code] != c.get("discount"):
+            problems.append(f"coupon {code}: discount {c.get('discount')}, its order was posted with "
+                            f"{posted_with[code]}")
+        terms = json.loads(c["terms"])
+        gift_cost = (terms.get("gift") or {}).get("cost", 0)
+        day = _day(order["paid_at"])
+        stats = want_stats.setdefault((c["template_id"], c.get("issuer", HQ_LEVEL), day), Counter())
+        stats.update({"redeemed": 1, "discount": posted_with[code], "gift_cost": gift_cost,
+                      "sales": order["amount"]})
+        settle = want_settle.setdefault((day[:7], c["template_id"], c.get("issuer", HQ_LEVEL), order["store_id"]),
+                                        Counter())
+        settle.update({"count": 1, "discount": posted_with[code], "gift_cost": gift_cost})
+    brand: dict[tuple[str, str], Counter[str]] = {}
+    for (t, _level, day), want in want_stats.items():
+        brand.setdefault((t, day), Counter()).update(want)
+    have_brand: dict[tuple[str, str], Counter[str]] = {}
+    for (t, level, day), row in stat_rows.items():
+        if level.startswith("ALL#"):
+            if not level.removeprefix("ALL#").isdigit() or int(level.removeprefix("ALL#")) >= 8:
+                problems.append(f"template {t}: a brand-wide stats row on shard {level}")
+            have_brand.setdefault((t, day), Counter()).update({f: row.get(f, 0) for f in STAT_FIELDS})
+    for (t, level, day) in sorted(set(want_stats) | {k for k in stat_rows if not k[1].startswith("ALL#")}):
+        row, want = stat_rows.get((t, level, day), {}), want_stats.get((t, level, day), Counter())
+        have = {f: row.get(f, 0) for f in STAT_FIELDS}
+        if have != {f: want[f] for f in STAT_FIELDS}:
+            problems.append(f"template {t} level {level} day {day}: stats {have}, the coupons say "
+                            f"{ {f: want[f] for f in STAT_FIELDS} }")
+    for (t, day) in sorted(set(brand) | set(have_brand)):
+        have = {f: have_brand.get((t, day), Counter())[f] for f in STAT_FIELDS}
+        want = {f: brand.get((t, day), Counter())[f] for f in STAT_FIELDS}
+        if have != want:
+            problems.append(f"template {t} day {day}: the brand's shards say {have}, the coupons say {want}")
+    for key in sorted(set(want_settle) | set(settle_rows)):
+        have = {f: settle_rows.get(key, Counter())[f] for f in SETTLE_FIELDS}
+        want = {f: want_settle.get(key, Counter())[f] for f in SETTLE_FIELDS}
+        if have != want:
+            month, t, issuer, redeemer = key
+            problems.append(f"settlement {month} template {t} issuer {issuer} at {redeemer}: rows say {have}, "
+                            f"the coupons say {want}")
+
+    assert not problems, "pool: " + "; ".join(problems)
+    return {"levels": report_levels, "moved": {t: dict(m) for t, m in moved.items()},
+            "coupons": {t: dict(m) for t, m in made.items()}, "allocations": len(allocations),
+            "redeemed": redeemed, "pending_issues": pending}
