@@ -86,8 +86,13 @@ def allocate(cmd: AllocationInput, actor: Principal, coupons: CouponRepository,
     answer = Allocation(allocation_id=cmd.allocation_id, template_id=cmd.template_id, source=source, target=target,
                         quantity=cmd.quantity, by=actor.sub, created_at=clock.to_ms(clock.now()))
 
+    tries = [template]
+
     def attempt() -> None:
-        limited = source != HQ or coupons.get_template(cmd.template_id).budget is not None  # type: ignore[union-attr]
+        # Whether HQ's budget is limited, as read; a retry (the template edited meanwhile) reads it again.
+        current = tries[-1] if len(tries) == 1 else coupons.get_template(cmd.template_id) or template
+        tries.append(current)
+        limited = source != HQ or current.budget is not None
         coupons.allocate(cmd.allocation_id, {"fingerprint": print_, "answer": answer.model_dump(mode="json")},
                          cmd.template_id, source, limited, target, cmd.quantity)
 
