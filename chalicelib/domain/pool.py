@@ -66,6 +66,12 @@ class CouponUse:
     sales: int  # what the order was paid
 
 
+def carries_sales(codes_by_template: dict[str, list[str]], template_id: str, code: str) -> bool:
+    """An order's sales count once per template it used, however many of its coupons it stacked: on the
+    smallest code of that template (the posting and the whole refund pick the same one)."""
+    return min(codes_by_template.get(template_id, [code])) == code
+
+
 class AllocationInput(BaseModel):
     """POST /benefit-pool/allocations. HQ allocates from the budget to a region or a store; a region manager
     from their region's allocation to one of its stores. A negative quantity returns unissued quota."""

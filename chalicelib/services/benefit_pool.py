@@ -168,7 +168,8 @@ def stats(template_id: str, store_id: str | None, region_id: str | None, first: 
         acc = days.setdefault(day, {})
         for name in ("issued", "redeemed", "discount", "gift_cost", "sales"):
             acc[name] = acc.get(name, 0) + row.get(name, 0)
-    return level, [DayStats(day=d, **days[d]) for d in sorted(days)]
+    # a day whose only redemption was wholly refunded nets to zero: not listed
+    return level, [DayStats(day=d, **days[d]) for d in sorted(days) if any(days[d].values())]
 
 
 def settlement(month: str, store_id: str | None, actor: Principal, coupons: CouponRepository,

@@ -23,7 +23,7 @@ from ..domain.points import (
     tier_progress,
 )
 from ..domain.policy import authorize
-from ..domain.pool import CouponUse
+from ..domain.pool import CouponUse, carries_sales
 from ..domain.program import PointsRules, TierProgram
 from ..observability import metrics
 from . import program
@@ -176,9 +176,17 @@ def _coupon_uses(cmd: OrderInput, ledger: LedgerRepository) -> list[CouponUse]:
         raise Invalid("the order's coupons do not match what was redeemed for this order",
                       code="coupons_not_redeemed", details={"codes": missing, "basket": basket is None})
     day = clock.business_day(cmd.paid_at)
-    return [CouponUse(code=c.code, template_id=held[c.code].get("template_id", ""),
-                      issuer=held[c.code].get("issuer", "HQ"), store_id=cmd.store_id, day=day, discount=c.discount,
-                      gift_cost=held[c.code].get("gift_cost", 0), sales=cmd.amount) for c in cmd.coupons]
+    by_template: dict[str, list[str]] = {}
+    for c in cmd.coupons:
+        by_template.setdefault(held[c.code].get("template_id", ""), []).append(c.code)
+    uses = []
+    for c in cmd.coupons:
+        template_id = held[c.code].get("template_id", "")
+        uses.append(CouponUse(code=c.code, template_id=template_id, issuer=held[c.code].get("issuer", "HQ"),
+                              store_id=cmd.store_id, day=day, discount=c.discount,
+                              gift_cost=held[c.code].get("gift_cost", 0),
+                              sales=cmd.amount if carries_sales(by_template, template_id, c.code) else 0))
+    return uses
 
 
 def _buyer(cmd: OrderInput, members: MemberRepository) -> str | None:

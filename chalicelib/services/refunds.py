@@ -22,7 +22,7 @@ from ..domain.points import (
     tier_progress,
 )
 from ..domain.policy import Scope, StoreRef, authorize, scope_of
-from ..domain.pool import CouponUse
+from ..domain.pool import CouponUse, carries_sales
 from ..domain.receipts import Refund
 from ..observability import metrics
 from . import program
@@ -124,7 +124,11 @@ def _restore_coupons(change: Change, order: Order, coupons: CouponRepository, no
     """The whole order refunded: its coupons go back to their holder while still valid (a partial refund never
     restores). Each on the version read, still redeemed for this order: never restored twice."""
     restored = []
-    for coupon in coupons.coupons([c.code for c in order.coupons]):
+    found = coupons.coupons([c.code for c in order.coupons])
+    by_template: dict[str, list[str]] = {}
+    for coupon in found:
+        by_template.setdefault(coupon.template_id, []).append(coupon.code)
+    for coupon in found:
         held = coupon.redemption
         if coupon.state is not CouponState.USED or held is None or held.order_id != order.order_id:
             continue
@@ -138,7 +142,8 @@ def _restore_coupons(change: Change, order: Order, coupons: CouponRepository, no
         change.coupon_uses.append((CouponUse(
             code=coupon.code, template_id=coupon.template_id, issuer=coupon.issuer, store_id=order.store_id,
             day=clock.business_day(order.paid_at), discount=held.discount,
-            gift_cost=coupon.terms.gift.cost if coupon.terms.gift else 0, sales=order.amount), -1))
+            gift_cost=coupon.terms.gift.cost if coupon.terms.gift else 0,
+            sales=order.amount if carries_sales(by_template, coupon.template_id, coupon.code) else 0), -1))
         restored.append(coupon.code)
     return sorted(restored)
 

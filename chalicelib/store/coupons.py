@@ -307,7 +307,7 @@ class DynamoCouponRepository:
             if sign > 0 and cancelled.failed_at(src):
                 left = self.budget(template_id, source).left
                 raise Conflict("not enough unallocated quota left at the source", code="quota_exhausted",
-                               details={"level": source, "left": left, "requested": n}) from None
+                               details={"level": source, "left": left or 0, "requested": n}) from None
             if sign < 0 and cancelled.failed_at(tgt):
                 raise Conflict("the target has less unissued quota from this source than returned",
                                code="return_exceeds_quota", details={"level": target, "requested": n}) from None

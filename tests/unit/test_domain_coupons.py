@@ -153,3 +153,11 @@ def test_split_adds_up_and_stays_within_each_line(amounts, data):
     for share, amount in zip(shares, amounts, strict=True):
         assert 0 <= share <= amount
         assert abs(Fraction(share) - Fraction(discount * amount, total or 1)) < 1  # within a fen of exact
+
+
+def test_an_orders_sales_count_once_per_template():
+    from chalicelib.domain.pool import carries_sales
+
+    same = {"t1": ["BBBB", "AAAA"], "t2": ["CCCC"]}
+    assert [carries_sales(same, t, c) for t, c in (("t1", "BBBB"), ("t1", "AAAA"), ("t2", "CCCC"))] == \
+        [False, True, True]
