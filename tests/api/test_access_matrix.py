@@ -213,6 +213,96 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
         region_manager_own=ROLE, region_manager_other=ROLE,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
+    # Coupon templates: HQ alone writes them; every signed-in caller but a member reads them (a member sees
+    # the terms on their own coupons).
+    ("PUT", "/coupon-templates/{template_id}"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/coupon-templates"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ALLOW, integration_other=ALLOW, hq=ALLOW),
+    ("GET", "/coupon-templates/{template_id}"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ALLOW, integration_other=ALLOW, hq=ALLOW),
+
+    # Issuing coupons to members, here from the quota of store sh-001 (the benefit pool): HQ (from any quota or
+    # the budget), the store's manager, the manager of its region. Counter staff and integrations never; a
+    # member not even to themself. (A manager who names no quota: test_managers_must_name_their_quota.)
+    ("POST", "/coupon-issues"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
+    # Points for a coupon: the member themself, or counter staff of ANY store (as a member's own redemption).
+    # Not HQ, not region managers, not integrations.
+    ("POST", "/members/{member_id}/points/exchanges"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=NOT_YOURS,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ROLE),
+
+    # A coupon at the counter (?store_id=sh-001): its holder; counter roles and integrations only for one of
+    # their own stores; HQ. Region managers never.
+    ("GET", "/coupons/{code}"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=NOT_YOURS,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ALLOW, integration_other=SCOPE, hq=ALLOW),
+
+    # Redeeming at the counter: the body's store_id must be one of the caller's stores; HQ anywhere.
+    ("POST", "/coupons/{code}/redeem"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ALLOW, integration_other=SCOPE, hq=ALLOW),
+
+    # Releasing a redeemed coupon: only at the store it was redeemed at (sh-001 here); HQ anywhere.
+    ("POST", "/coupons/{code}/redemption/cancel"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ALLOW, integration_other=SCOPE, hq=ALLOW),
+
+    # A member's coupons: like the single customer view (no integrations, no region managers).
+    ("GET", "/members/{member_id}/coupons"): row(
+        anonymous=ANON, member_self=ALLOW, member_other=NOT_YOURS,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
+    # The benefit pool. Allocating quota to store sh-001: HQ (from the budget), the manager of its region (from
+    # the region's quota). Store managers, staff and integrations never.
+    ("POST", "/benefit-pool/allocations"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    # Reading the quotas of store sh-001: HQ, its region's manager, its own managers and staff.
+    ("GET", "/benefit-pool"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    # A template's numbers and the month's settlement for store sh-001: HQ, its region's manager, its managers
+    # (not counter staff).
+    ("GET", "/coupon-templates/{template_id}/stats"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/coupons/settlement"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
 }
 
 # PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
@@ -271,6 +361,67 @@ class World(HqCalls):
         from chalicelib import bootstrap
 
         return bootstrap.db().get({"pk": "CONFIG", "sk": name})
+
+    # ---- coupons (all set up as HQ, at the "own" store)
+    def template(self, **extra: Any) -> str:
+        """A new cash template (5 yuan off, no minimum, budget 10): its id."""
+        template_id = f"acl-{uuid.uuid4().hex[:10]}"
+        status, view = self.api.put(f"/coupon-templates/{template_id}", {**COUPON_TEMPLATE, **extra}, self.hq)
+        assert status == 201, view
+        return template_id
+
+    def template_view(self, template_id: str) -> tuple[int, Any]:
+        return self.api.get(f"/coupon-templates/{template_id}", self.hq)
+
+    def issue(self, template_id: str, member_id: str, **quota: str) -> str:
+        """Issue one coupon of the template to the member (from the budget, or the quota named): its code."""
+        status, answer = self.api.post("/coupon-issues", {"issue_id": f"i-{uuid.uuid4().hex[:10]}",
+                                                          "template_id": template_id, "member_ids": [member_id],
+                                                          **quota}, self.hq)
+        assert status == 201 and answer["issued_count"] == 1, answer
+        return answer["issued"][0]["code"]
+
+    def allocate(self, template_id: str, scope: str, scope_id: str, quantity: int) -> None:
+        """HQ allocates quota of the template's budget to a region or a store."""
+        status, done = self.api.post("/benefit-pool/allocations", allocation(template_id, scope, scope_id, quantity),
+                                     self.hq)
+        assert status == 201, done
+
+    def pool_line(self, template_id: str, store_id: str = OWN_STORE) -> dict[str, Any] | None:
+        status, pool = self.api.get(f"/benefit-pool?store_id={store_id}", self.hq)
+        assert status == 200, pool
+        return next((line for line in pool["items"] if line["template_id"] == template_id), None)
+
+    def coupon(self, member_id: str) -> str:
+        return self.issue(self.template(), member_id)
+
+    def coupon_view(self, code: str) -> tuple[int, Any]:
+        return self.api.get(f"/coupons/{code}?store_id={OWN_STORE}", self.hq)
+
+    def coupons_of(self, member_id: str, state: str = "available") -> list[str]:
+        status, page = self.api.get(f"/members/{member_id}/coupons?state={state}", self.hq)
+        assert status == 200, page
+        return [c["code"] for c in page["items"]]
+
+    def redeemed(self, member_id: str, token: str | None = None, store_id: str = OWN_STORE) -> tuple[str, str]:
+        """A coupon of the member's, redeemed (by `token`, HQ by default) for a new order at `store_id`."""
+        code, order_id = self.coupon(member_id), f"o-{uuid.uuid4().hex[:10]}"
+        status, answer = self.api.post(f"/coupons/{code}/redeem", redemption_at(member_id, order_id, store_id),
+                                       token or self.hq)
+        assert status == 201 and answer["discount"] == 500, answer
+        return code, order_id
+
+
+COUPON_TEMPLATE = {"name": "减5元", "kind": "cash", "value": 500, "valid_days": 7, "budget": 10}
+
+
+def redemption_at(member_id: str, order_id: str, store_id: str = OWN_STORE) -> dict[str, Any]:
+    return {"member_id": member_id, "store_id": store_id, "order_id": order_id, "order_amount": 10_000}
+
+
+def allocation(template_id: str, scope: str, scope_id: str, quantity: int) -> dict[str, Any]:
+    return {"allocation_id": f"a-{uuid.uuid4().hex[:10]}", "template_id": template_id, "scope": scope,
+            "scope_id": scope_id, "quantity": quantity}
 
 
 def _health(w: World) -> Prepared:
@@ -518,6 +669,147 @@ def _put_rules(w: World) -> Prepared:
     return _put_config(w, "/points/rules", "POINTS_RULES")
 
 
+def _put_template(w: World) -> Prepared:
+    template_id = f"acl-{uuid.uuid4().hex[:10]}"
+
+    def unchanged() -> None:
+        status, body = w.template_view(template_id)
+        assert (status, body["code"]) == (404, "template_not_found"), "a refused PUT created the template anyway"
+
+    return Prepared("PUT", f"/coupon-templates/{template_id}", COUPON_TEMPLATE, ok_status=201,
+                    check_ok=lambda b: _eq((b["template_id"], b["kind"], b["issued"], b["left"], b["version"]),
+                                           (template_id, "cash", 0, 10, 1)),
+                    check_unchanged=unchanged)
+
+
+def _list_templates(w: World) -> Prepared:
+    template_id = w.template()
+    return Prepared("GET", "/coupon-templates",
+                    check_ok=lambda b: _true(template_id in {t["template_id"] for t in b["items"]}))
+
+
+def _get_template(w: World) -> Prepared:
+    template_id = w.template()
+    return Prepared("GET", f"/coupon-templates/{template_id}",
+                    check_ok=lambda b: _eq((b["template_id"], b["value"], b["issued"], b["left"]),
+                                           (template_id, 500, 0, 10)))
+
+
+def _issue_coupons(w: World) -> Prepared:
+    m, template_id = w.member(), w.template()
+    w.allocate(template_id, "store", OWN_STORE, 3)
+
+    def ok(b: Any) -> None:
+        assert (b["template_id"], b["issued_count"], b["skipped"]) == (template_id, 1, []), b
+        assert [i["member_id"] for i in b["issued"]] == [m["member_id"]]
+        assert w.coupons_of(m["member_id"]) == [b["issued"][0]["code"]]
+        assert (w.pool_line(template_id) or {}).get("left") == 2, "not issued from the store's quota"
+
+    return Prepared("POST", "/coupon-issues", {"issue_id": f"i-{uuid.uuid4().hex[:10]}", "template_id": template_id,
+                                                "member_ids": [m["member_id"]], "store_id": OWN_STORE},
+                    ok_status=201, target_member_id=m["member_id"], check_ok=ok,
+                    check_unchanged=_unchanged(lambda: (w.pool_line(template_id), w.coupons_of(m["member_id"])),
+                                               "the store's quota or the member's coupons"))
+
+
+def _exchange_points(w: World) -> Prepared:
+    m, template_id = w.funded_member(), w.template(points_price=40)
+
+    def ok(b: Any) -> None:
+        assert (b["member_id"], b["template_id"], b["points"], b["balance"]) == (m["member_id"], template_id, 40, 60)
+        assert (b["coupon"]["member_id"], b["coupon"]["state"]) == (m["member_id"], "available")
+        assert w.coupons_of(m["member_id"]) == [b["coupon"]["code"]]
+
+    return Prepared("POST", f"/members/{m['member_id']}/points/exchanges",
+                    {"exchange_id": f"x-{uuid.uuid4().hex[:8]}", "template_id": template_id}, ok_status=201,
+                    target_member_id=m["member_id"], check_ok=ok,
+                    check_unchanged=_unchanged(lambda: (w.points(m["member_id"]), w.coupons_of(m["member_id"])),
+                                               "the member's points or coupons"))
+
+
+def _lookup_coupon(w: World) -> Prepared:
+    m = w.member()
+    code = w.coupon(m["member_id"])
+    return Prepared("GET", f"/coupons/{code}?store_id={OWN_STORE}&order_amount=10000", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["code"], b["member_id"], b["state"], b["usable"], b["discount"]),
+                                           (code, m["member_id"], "available", True, 500)))
+
+
+def _redeem_coupon(w: World) -> Prepared:
+    m = w.member()
+    code, order_id = w.coupon(m["member_id"]), f"o-{uuid.uuid4().hex[:10]}"
+    return Prepared("POST", f"/coupons/{code}/redeem", redemption_at(m["member_id"], order_id), ok_status=201,
+                    target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["code"], b["order_id"], b["store_id"], b["discount"], b["amount_after"]),
+                                           (code, order_id, OWN_STORE, 500, 9_500)),
+                    check_unchanged=_unchanged(lambda: w.coupon_view(code), "the coupon"))
+
+
+def _cancel_coupon(w: World) -> Prepared:
+    m = w.member()
+    code, order_id = w.redeemed(m["member_id"])
+
+    def ok(b: Any) -> None:
+        assert (b["code"], b["state"], b["redemption"]) == (code, "available", None), b
+        assert w.coupons_of(m["member_id"]) == [code]
+
+    return Prepared("POST", f"/coupons/{code}/redemption/cancel", {"order_id": order_id},
+                    target_member_id=m["member_id"], check_ok=ok,
+                    check_unchanged=_unchanged(lambda: w.coupon_view(code), "the coupon"))
+
+
+def _allocate_quota(w: World) -> Prepared:
+    template_id = w.template()
+    w.allocate(template_id, "region", OWN_REGION, 5)  # what the region's manager passes on
+
+    def ok(b: Any) -> None:
+        assert (b["template_id"], b["target"], b["quantity"]) == (template_id, f"STORE#{OWN_STORE}", 2), b
+        line = w.pool_line(template_id)
+        assert line is not None and (line["received"], line["left"]) == (2, 2), line
+
+    return Prepared("POST", "/benefit-pool/allocations", allocation(template_id, "store", OWN_STORE, 2), ok_status=201,
+                    check_ok=ok, check_unchanged=_unchanged(lambda: w.pool_line(template_id), "the store's quota"))
+
+
+def _read_pool(w: World) -> Prepared:
+    template_id = w.template()
+    w.allocate(template_id, "store", OWN_STORE, 3)
+    return Prepared("GET", f"/benefit-pool?store_id={OWN_STORE}",
+                    check_ok=lambda b: _eq((b["level"], [x for x in b["items"] if x["template_id"] == template_id]),
+                                           (f"STORE#{OWN_STORE}", [{"template_id": template_id,
+                                                                    "level": f"STORE#{OWN_STORE}", "received": 3,
+                                                                    "allocated_out": 0, "issued": 0, "left": 3}])))
+
+
+def _today() -> str:
+    from chalicelib.domain import clock
+
+    return clock.business_day(clock.now()).isoformat()
+
+
+def _template_stats(w: World) -> Prepared:
+    template_id = w.template()
+    w.allocate(template_id, "store", OWN_STORE, 3)
+    w.issue(template_id, w.member()["member_id"], store_id=OWN_STORE)
+    return Prepared("GET", f"/coupon-templates/{template_id}/stats?store_id={OWN_STORE}&from={_today()}&to={_today()}",
+                    check_ok=lambda b: _eq((b["template_id"], b["level"], b["issued"], b["redeemed"]),
+                                           (template_id, f"STORE#{OWN_STORE}", 1, 0)))
+
+
+def _settlement(w: World) -> Prepared:
+    month = _today()[:7]
+    return Prepared("GET", f"/coupons/settlement?month={month}&store_id={OWN_STORE}",
+                    check_ok=lambda b: _eq((b["month"], b["level"], b["count"] == sum(r["count"] for r in b["rows"])),
+                                           (month, f"STORE#{OWN_STORE}", True)))
+
+
+def _member_coupons(w: World) -> Prepared:
+    m = w.member()
+    code = w.coupon(m["member_id"])
+    return Prepared("GET", f"/members/{m['member_id']}/coupons", target_member_id=m["member_id"],
+                    check_ok=lambda b: _eq((b["member_id"], [c["code"] for c in b["items"]]), (m["member_id"], [code])))
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/health"): _health,
     ("GET", "/openapi.json"): _openapi,
@@ -547,6 +839,19 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/points/rules"): _get_rules,
     ("PUT", "/tiers"): _put_tiers,
     ("PUT", "/points/rules"): _put_rules,
+    ("PUT", "/coupon-templates/{template_id}"): _put_template,
+    ("GET", "/coupon-templates"): _list_templates,
+    ("GET", "/coupon-templates/{template_id}"): _get_template,
+    ("POST", "/coupon-issues"): _issue_coupons,
+    ("POST", "/members/{member_id}/points/exchanges"): _exchange_points,
+    ("GET", "/coupons/{code}"): _lookup_coupon,
+    ("POST", "/coupons/{code}/redeem"): _redeem_coupon,
+    ("POST", "/coupons/{code}/redemption/cancel"): _cancel_coupon,
+    ("GET", "/members/{member_id}/coupons"): _member_coupons,
+    ("POST", "/benefit-pool/allocations"): _allocate_quota,
+    ("GET", "/benefit-pool"): _read_pool,
+    ("GET", "/coupon-templates/{template_id}/stats"): _template_stats,
+    ("GET", "/coupons/settlement"): _settlement,
 }
 
 
@@ -705,6 +1010,140 @@ def test_member_may_redeem_without_a_store_but_not_at_the_counter_of_another_sto
                             tokens.staff(stores=[OWN_STORE]))
     assert (status, body["code"]) == (403, "store_out_of_scope")
     assert world.points(m["member_id"])["balance"] == 80
+
+
+# ---- coupons: the denials the matrix cannot show with one target ----------------------------------------
+def test_member_cannot_read_or_list_another_members_coupons(api, tokens):  # noqa: ANN001
+    # Both members hold a coupon of the same template: each sees their own, never the other's.
+    world = World(api, tokens)
+    template_id = world.template()
+    a, b = world.member()["member_id"], world.member()["member_id"]
+    code_a, code_b = world.issue(template_id, a), world.issue(template_id, b)
+    as_b = tokens.member(b)
+    for path in (f"/coupons/{code_a}", f"/coupons/{code_a}?store_id={OWN_STORE}&order_amount=10000",
+                 f"/coupons/{code_a.lower()}", f"/members/{a}/coupons", f"/members/{a}/coupons?state=available"):
+        status, body = api.get(path, as_b)
+        assert (status, body.get("code")) == (403, "not_your_member"), (path, body)
+        assert_error_shape(body)
+    # the controls: b's own coupon and list
+    status, own = api.get(f"/coupons/{code_b}", as_b)
+    assert (status, own["code"], own["holder_phone"]) == (200, code_b, None), own
+    status, page = api.get(f"/members/{b}/coupons", as_b)
+    assert (status, [c["code"] for c in page["items"]]) == (200, [code_b]), page
+
+
+@pytest.mark.parametrize("role", ["staff", "store_manager", "integration"])
+def test_counter_cannot_redeem_at_a_store_not_theirs(api, tokens, role):  # noqa: ANN001
+    world = World(api, tokens)
+    m = world.member()["member_id"]
+    code = world.coupon(m)
+    before = world.coupon_view(code)
+    caller = tokens.staff(role, stores=[OWN_STORE])
+    status, body = api.post(f"/coupons/{code}/redeem", redemption_at(m, f"o-{uuid.uuid4().hex[:8]}", OTHER_STORE),
+                            caller)
+    assert (status, body["code"]) == (403, "store_out_of_scope"), body
+    assert world.coupon_view(code) == before, "a refused redemption used the coupon"
+    # the control: the same caller at its own store
+    status, body = api.post(f"/coupons/{code}/redeem", redemption_at(m, f"o-{uuid.uuid4().hex[:8]}"), caller)
+    assert status == 201, body
+
+
+def test_another_store_cannot_replay_a_redemption(api, tokens):  # noqa: ANN001
+    # The same body again is a replay (200) for the store's own counter; for another store's it is a 403.
+    world = World(api, tokens)
+    m = world.member()["member_id"]
+    code, order_id = world.coupon(m), f"o-{uuid.uuid4().hex[:8]}"
+    own, other = tokens.staff(stores=[OWN_STORE]), tokens.staff(stores=[OTHER_STORE])
+    status, first = api.post(f"/coupons/{code}/redeem", redemption_at(m, order_id), own)
+    assert status == 201, first
+    status, body = api.post(f"/coupons/{code}/redeem", redemption_at(m, order_id), other)
+    assert (status, body["code"]) == (403, "store_out_of_scope"), body
+    assert api.post(f"/coupons/{code}/redeem", redemption_at(m, order_id), own) == (200, first)
+
+
+@pytest.mark.parametrize("role", ["staff", "store_manager", "integration"])
+def test_counter_cannot_cancel_a_coupon_redeemed_at_another_store(api, tokens, role):  # noqa: ANN001
+    world = World(api, tokens)
+    m = world.member()["member_id"]
+    there = tokens.staff(role, stores=[OTHER_STORE] if role != "integration" else ["mall"])
+    code, order_id = world.redeemed(m, there, OTHER_STORE if role != "integration" else "mall")
+    before = world.coupon_view(code)
+    here = tokens.staff(role, stores=[OWN_STORE])
+    status, body = api.post(f"/coupons/{code}/redemption/cancel", {"order_id": order_id}, here)
+    assert (status, body["code"]) == (403, "store_out_of_scope"), body
+    assert_error_shape(body)
+    assert world.coupon_view(code) == before and before[1]["state"] == "used", "a refused cancel released it"
+    # the control: the store it was redeemed at releases it
+    status, released = api.post(f"/coupons/{code}/redemption/cancel", {"order_id": order_id}, there)
+    assert (status, released["state"]) == (200, "available"), released
+
+
+@pytest.mark.parametrize("role", ["store_manager", "region_manager"])
+def test_managers_must_name_their_quota(api, tokens, role):  # noqa: ANN001
+    # HQ issues from the template's budget with no quota named; a manager naming none is refused (403
+    # quota_required) and nothing is issued. Control: the same manager naming their own quota.
+    world = World(api, tokens)
+    m, template_id = world.member()["member_id"], world.template()
+    world.allocate(template_id, "store", OWN_STORE, 2)
+    world.allocate(template_id, "region", OWN_REGION, 2)
+    manager = tokens.staff(role, **({"stores": [OWN_STORE]} if role == "store_manager" else {"region": OWN_REGION}))
+    body = {"issue_id": f"i-{uuid.uuid4().hex[:10]}", "template_id": template_id, "member_ids": [m]}
+    status, err = api.post("/coupon-issues", body, manager)
+    assert (status, err["code"]) == (403, "quota_required"), err
+    assert_error_shape(err)
+    assert world.coupons_of(m) == [] and world.template_view(template_id)[1]["issued"] == 0
+    quota = {"store_id": OWN_STORE} if role == "store_manager" else {"region_id": OWN_REGION}
+    status, done = api.post("/coupon-issues", {**body, "issue_id": f"i-{uuid.uuid4().hex[:10]}", **quota}, manager)
+    assert (status, done["issued_count"]) == (201, 1), done
+
+
+@pytest.mark.parametrize(("role", "region", "code"), [
+    pytest.param("region_manager", OWN_REGION, SCOPE, id="region manager of another region"),
+    pytest.param("store_manager", None, SCOPE, id="store manager"),
+])
+def test_region_quota_is_its_managers_and_hqs(api, tokens, role, region, code):  # noqa: ANN001
+    world = World(api, tokens)
+    m, template_id = world.member()["member_id"], world.template()
+    world.allocate(template_id, "region", OTHER_REGION, 2)
+    caller = tokens.staff(role, region=region) if region else tokens.staff(role, stores=[OTHER_STORE])
+    body = {"issue_id": f"i-{uuid.uuid4().hex[:10]}", "template_id": template_id, "member_ids": [m],
+            "region_id": OTHER_REGION}
+    status, err = api.post("/coupon-issues", body, caller)
+    assert (status, err["code"]) == code, err
+    assert world.coupons_of(m) == []
+    status, done = api.post("/coupon-issues", body, tokens.staff("region_manager", region=OTHER_REGION))
+    assert (status, done["issued_count"]) == (201, 1), done
+
+
+def test_only_hq_allocates_to_regions(api, tokens):  # noqa: ANN001
+    world = World(api, tokens)
+    template_id = world.template()
+    body = allocation(template_id, "region", OWN_REGION, 2)
+    status, err = api.post("/benefit-pool/allocations", body, tokens.staff("region_manager", region=OWN_REGION))
+    assert (status, err["code"]) == (403, "allocation_not_allowed"), err
+    assert_error_shape(err)
+    status, pool = api.get(f"/benefit-pool?region_id={OWN_REGION}", world.hq)
+    assert status == 200 and [x for x in pool["items"] if x["template_id"] == template_id] == [], pool
+    assert api.post("/benefit-pool/allocations", body, world.hq)[0] == 201
+
+
+# BUG (chalicelib/services/coupon_counter.py cancel): a cancel that was already done is replayed after a scope
+# check against coupon.released_store, the store of the LAST released redemption, not of this order's.
+@pytest.mark.xfail(strict=True, reason="a replayed cancel is judged at the store of the coupon's latest release")
+def test_a_replayed_cancel_is_judged_at_the_store_of_its_own_redemption(api, tokens):  # noqa: ANN001
+    world = World(api, tokens)
+    m = world.member()["member_id"]
+    own, other = tokens.staff(stores=[OWN_STORE]), tokens.staff(stores=[OTHER_STORE])
+    code, first = world.redeemed(m, own)
+    assert api.post(f"/coupons/{code}/redemption/cancel", {"order_id": first}, own)[0] == 200
+    second = f"o-{uuid.uuid4().hex[:8]}"
+    assert api.post(f"/coupons/{code}/redeem", redemption_at(m, second, OTHER_STORE), other)[0] == 201
+    assert api.post(f"/coupons/{code}/redemption/cancel", {"order_id": second}, other)[0] == 200
+    # another store's counter may not act on (nor read the coupon through) the first store's released sale
+    status, body = api.post(f"/coupons/{code}/redemption/cancel", {"order_id": first}, other)
+    assert (status, body.get("code")) == (403, "store_out_of_scope"), body
+    # and the first store's retry of its own cancel is the replay it is
+    assert api.post(f"/coupons/{code}/redemption/cancel", {"order_id": first}, own)[0] == 200
 
 
 # ---- token attacks: every one is 401 on a protected route -----------------------------------------------

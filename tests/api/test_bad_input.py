@@ -118,6 +118,58 @@ class Ctx(HqCalls):
         assert status == 200, body
         return body
 
+    # ---- coupons (set up as HQ; redeemed at sh-001, the staff token's store)
+    def template(self, **change: Any) -> str:
+        template_id = f"bi-{uuid.uuid4().hex[:10]}"
+        status, view = self.api.put(f"/coupon-templates/{template_id}", _template(**change), self.hq)
+        assert status == 201, view
+        return template_id
+
+    def template_view(self, template_id: str) -> tuple[int, Any]:
+        return self.api.get(f"/coupon-templates/{template_id}", self.hq)
+
+    def issue(self, template_id: str, member_id: str) -> str:
+        status, answer = self.api.post("/coupon-issues", _issue(template_id, [member_id]), self.hq)
+        assert status == 201 and answer["issued_count"] == 1, answer
+        return answer["issued"][0]["code"]
+
+    def coupon(self, member_id: str, **template: Any) -> str:
+        return self.issue(self.template(**template), member_id)
+
+    def coupon_view(self, code: str) -> tuple[int, Any]:
+        return self.api.get(f"/coupons/{code}?store_id=sh-001", self.hq)
+
+    def coupons_of(self, member_id: str) -> list[tuple[str, str]]:
+        """(code, state) of every coupon the member holds (each state asked for on its own)."""
+        held = []
+        for state in ("available", "used", "expired"):
+            status, page = self.api.get(f"/members/{member_id}/coupons?state={state}", self.hq)
+            assert status == 200, page
+            held += [(c["code"], c["state"]) for c in page["items"]]
+        return held
+
+    def allocate(self, template_id: str, scope: str, scope_id: str, quantity: int) -> None:
+        status, done = self.api.post("/benefit-pool/allocations", _allocation(template_id, scope, scope_id, quantity),
+                                     self.hq)
+        assert status == 201, done
+
+    def pool(self, query: str = "") -> dict[str, Any]:
+        """Every level's pool lines HQ sees: the brand's, region east's, store sh-001's (or the one asked)."""
+        seen = {}
+        for q in ([query] if query else ["", "region_id=east", "store_id=sh-001"]):
+            status, body = self.api.get(f"/benefit-pool?{q}", self.hq)
+            assert status == 200, body
+            seen[q] = body
+        return seen
+
+    def redeemed(self, member_id: str) -> tuple[str, str]:
+        """A coupon of the member's, redeemed by the staff at sh-001 for a new order: (code, order_id)."""
+        code = self.coupon(member_id)
+        body = _redeem_body(member_id)
+        status, answer = self.api.post(f"/coupons/{code}/redeem", body, self.staff)
+        assert status == 201, answer
+        return code, body["order_id"]
+
 
 @pytest.fixture
 def ctx(api, tokens) -> Ctx:  # noqa: ANN001
@@ -458,6 +510,51 @@ def _case_put_config(c: Ctx, path: str) -> BodyCase:
     return BodyCase("PUT", path, c.hq, current, 200, lambda: _same(c.config(path), current))
 
 
+def _case_put_template(c: Ctx) -> BodyCase:
+    template_id = c.template()
+    before = c.template_view(template_id)
+    return BodyCase("PUT", f"/coupon-templates/{template_id}", c.hq, _template(name="改过的券", budget=20), 200,
+                    lambda: _same(c.template_view(template_id), before))
+
+
+def _case_issue(c: Ctx) -> BodyCase:
+    m, template_id = c.member(), c.template()
+    before = (c.template_view(template_id), c.coupons_of(m["member_id"]))
+    return BodyCase("POST", "/coupon-issues", c.hq, _issue(template_id, [m["member_id"]]), 201,
+                    lambda: _same((c.template_view(template_id), c.coupons_of(m["member_id"])), before))
+
+
+def _case_exchange(c: Ctx) -> BodyCase:
+    m, template_id = c.funded_member(), c.template(points_price=40)
+    before = (c.points(m["member_id"]), c.coupons_of(m["member_id"]), c.template_view(template_id))
+    return BodyCase("POST", f"/members/{m['member_id']}/points/exchanges", c.staff,
+                    {"exchange_id": "x-1", "template_id": template_id}, 201,
+                    lambda: _same((c.points(m["member_id"]), c.coupons_of(m["member_id"]),
+                                   c.template_view(template_id)), before))
+
+
+def _case_allocate(c: Ctx) -> BodyCase:
+    template_id = c.template(budget=10)
+    before = c.pool()
+    return BodyCase("POST", "/benefit-pool/allocations", c.hq, _allocation(template_id, "store", "sh-001", 2), 201,
+                    lambda: _same(c.pool(), before))
+
+
+def _case_redeem_coupon(c: Ctx) -> BodyCase:
+    m = c.member()
+    code = c.coupon(m["member_id"])
+    before = c.coupon_view(code)
+    return BodyCase("POST", f"/coupons/{code}/redeem", c.staff, _redeem_body(m["member_id"]), 201,
+                    lambda: _same(c.coupon_view(code), before))
+
+
+def _case_cancel_coupon(c: Ctx) -> BodyCase:
+    code, order_id = c.redeemed(c.member()["member_id"])
+    before = c.coupon_view(code)
+    return BodyCase("POST", f"/coupons/{code}/redemption/cancel", c.staff, {"order_id": order_id}, 200,
+                    lambda: _same(c.coupon_view(code), before))
+
+
 def _same(actual: Any, expected: Any) -> None:
     assert actual == expected, "a rejected request changed the data"
 
@@ -476,10 +573,18 @@ BODY_ROUTES: dict[tuple[str, str], Callable[[Ctx], BodyCase]] = {
     ("POST", "/members/{member_id}/points/adjustments"): _case_adjust,
     ("PUT", "/tiers"): lambda c: _case_put_config(c, "/tiers"),
     ("PUT", "/points/rules"): lambda c: _case_put_config(c, "/points/rules"),
+    ("PUT", "/coupon-templates/{template_id}"): _case_put_template,
+    ("POST", "/coupon-issues"): _case_issue,
+    ("POST", "/members/{member_id}/points/exchanges"): _case_exchange,
+    ("POST", "/coupons/{code}/redeem"): _case_redeem_coupon,
+    ("POST", "/coupons/{code}/redemption/cancel"): _case_cancel_coupon,
+    ("POST", "/benefit-pool/allocations"): _case_allocate,
 }
 # covered by their own tests below
 QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{member_id}/orders"),
-                ("GET", "/members/{member_id}/points")}
+                ("GET", "/members/{member_id}/points"), ("GET", "/coupons/{code}"),
+                ("GET", "/members/{member_id}/coupons"), ("GET", "/benefit-pool"),
+                ("GET", "/coupon-templates/{template_id}/stats"), ("GET", "/coupons/settlement")}
 
 
 def test_every_route_that_takes_input_is_covered_here():
@@ -638,6 +743,10 @@ MEMBER_ID_ROUTES = [
     pytest.param("POST", "/members/{}/points/redemptions/red-1/cancel", None, "hq", id="POST cancel"),
     pytest.param("POST", "/members/{}/points/adjustments", {"adjustment_id": "adj-1", "points": 5, "reason": "补偿"},
                  "hq", id="POST adjustment"),
+    # HQ may not exchange points either: the counter is the caller that reaches the member lookup
+    pytest.param("POST", "/members/{}/points/exchanges", {"exchange_id": "x-1", "template_id": "t-1"}, "staff",
+                 id="POST exchange"),
+    pytest.param("GET", "/members/{}/coupons", None, "hq", id="GET coupons"),
 ]
 
 MALFORMED_MEMBER_IDS = [
@@ -1510,6 +1619,810 @@ def test_member_listing_oversized_cursor_is_422(api, ctx, template, key):  # noq
     m = ctx.member()
     status, body = api.get(f"{template.format(m['member_id'])}?cursor={'A' * 3000}", ctx.hq)
     assert_error(status, body, 422, None, ["query", "cursor"])
+
+
+# ---- coupons: shared bodies ----------------------------------------------------------------------------------
+TEMPLATE = {"name": "减5元", "kind": "cash", "value": 500, "valid_days": 7}
+
+
+def _template(**change: Any) -> dict[str, Any]:
+    """The cash template with `change` applied (a None removes the field)."""
+    return {k: v for k, v in {**TEMPLATE, **change}.items() if v is not None}
+
+
+def _issue(template_id: str, member_ids: Any, **change: Any) -> dict[str, Any]:
+    body = {"issue_id": f"i-{uuid.uuid4().hex[:10]}", "template_id": template_id, "member_ids": member_ids, **change}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _redeem_body(member_id: str, /, **change: Any) -> dict[str, Any]:
+    """10_000 fen at sh-001 in two lines (6_000 + 4_000), for a new order (a None removes the field)."""
+    body = {"member_id": member_id, "store_id": "sh-001", "order_id": f"o-{uuid.uuid4().hex[:10]}",
+            "order_amount": 10_000, "lines": [{"sku": "sku-0", "amount": 6_000}, {"sku": "sku-1", "amount": 4_000}]}
+    return {k: v for k, v in {**body, **change}.items() if v is not None}
+
+
+def _allocation(template_id: Any, scope: Any, scope_id: Any, quantity: Any, **change: Any) -> dict[str, Any]:
+    body = {"allocation_id": f"a-{uuid.uuid4().hex[:10]}", "template_id": template_id, "scope": scope,
+            "scope_id": scope_id, "quantity": quantity, **change}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _in(days: float) -> str:
+    return (datetime.now(UTC) + timedelta(days=days)).isoformat()
+
+
+def _unknown_members(n: int) -> list[str]:
+    """n distinct well-formed member ids that nobody holds."""
+    return [f"01ARZ3NDEKTSV4RR{i:010d}" for i in range(n)]
+
+
+def assert_reason(body: dict[str, Any], why: str | None) -> None:
+    """A rule that spans fields (loc ["body"]) is the one meant: some detail's message names it."""
+    if why is not None:
+        assert any(why in d["msg"] for d in body["details"]), body["details"]
+
+
+# ---- PUT /coupon-templates/{template_id} ---------------------------------------------------------------------
+DISCOUNT = {"kind": "discount", "value": None, "pct": 85, "cap": 2_000}
+GIFT = {"kind": "gift", "value": None, "gift": {"name": "奶茶", "cost": 1_500}}
+WINDOW = {"valid_days": None, "valid_from": _in(1), "valid_to": _in(30)}
+
+TEMPLATE_INVALID = [
+    pytest.param({"kind": "coupon"}, ["body", "kind"], None, id="unknown kind"),
+    pytest.param({"kind": 1}, ["body", "kind"], None, id="kind number"),
+    pytest.param({"kind": None}, ["body", "kind"], None, id="missing kind"),
+    pytest.param({"kind": "threshold", "value": 3_000, "min_spend": 2_999}, ["body"], "min_spend must be at least",
+                 id="threshold min_spend below value"),
+    pytest.param({"kind": "threshold", "value": 3_000}, ["body"], "min_spend must be at least",
+                 id="threshold without min_spend"),
+    pytest.param({**DISCOUNT, "cap": None}, ["body"], "needs cap", id="discount without cap"),
+    pytest.param({**DISCOUNT, "pct": None}, ["body"], "needs pct", id="discount without pct"),
+    pytest.param({**DISCOUNT, "pct": 100}, ["body", "pct"], None, id="discount pct 100"),
+    pytest.param({**DISCOUNT, "pct": 0}, ["body", "pct"], None, id="discount pct 0"),
+    pytest.param({**DISCOUNT, "pct": 85.0}, ["body", "pct"], None, id="discount float pct"),
+    pytest.param({**DISCOUNT, "cap": 2_000.0}, ["body", "cap"], None, id="discount float cap"),
+    pytest.param({**DISCOUNT, "value": 500}, ["body"], "value does not apply", id="discount with a value"),
+    pytest.param({"value": None}, ["body"], "needs value", id="cash without value"),
+    pytest.param({"value": 0}, ["body"], "at least 1 fen", id="cash value 0"),
+    pytest.param({"cap": 100}, ["body"], "cap does not apply", id="cash with a cap"),
+    pytest.param({"value": -500}, ["body", "value"], None, id="negative value"),
+    pytest.param({"value": 500.0}, ["body", "value"], None, id="float fen value"),
+    pytest.param({"value": 500.5}, ["body", "value"], None, id="fractional value"),
+    pytest.param({"value": "500"}, ["body", "value"], None, id="value as string"),
+    pytest.param({"value": True}, ["body", "value"], None, id="value true"),
+    pytest.param({"value": 10_000_000_001}, ["body", "value"], None, id="value over 1e10 fen"),
+    pytest.param({"min_spend": 1_000.0}, ["body", "min_spend"], None, id="float fen min_spend"),
+    pytest.param({**GIFT, "gift": None}, ["body"], "needs gift", id="gift without gift"),
+    pytest.param({**GIFT, "gift": {"name": "奶茶", "cost": 1_500.0}}, ["body", "gift", "cost"], None,
+                 id="gift float fen cost"),
+    pytest.param({**GIFT, "gift": {"name": "奶茶", "cost": 1_500, "qty": 1}}, ["body", "gift", "qty"], None,
+                 id="gift unknown field"),
+    pytest.param({**GIFT, "gift": "奶茶"}, ["body", "gift"], None, id="gift as string"),
+    pytest.param({"valid_from": _in(1), "valid_to": _in(30)}, ["body"], "either", id="both valid_days and a window"),
+    pytest.param({"valid_days": None}, ["body"], "either", id="neither valid_days nor a window"),
+    pytest.param({**WINDOW, "valid_from": _in(30), "valid_to": _in(1)}, ["body"], "before", id="window reversed"),
+    pytest.param({**WINDOW, "valid_to": WINDOW["valid_from"]}, ["body"], "before", id="empty window"),
+    pytest.param({**WINDOW, "valid_to": None}, ["body"], "before", id="window without its end"),
+    pytest.param({**WINDOW, "valid_from": "2030-01-01T00:00:00"}, ["body", "valid_from"], None,
+                 id="valid_from without offset"),
+    pytest.param({**WINDOW, "valid_to": "2030-01-01"}, ["body", "valid_to"], None, id="valid_to date only"),
+    pytest.param({**WINDOW, "valid_to": 1_900_000_000}, ["body", "valid_to"], None, id="valid_to as epoch number"),
+    pytest.param({"valid_days": -1}, ["body", "valid_days"], None, id="valid_days -1"),
+    pytest.param({"valid_days": 3_651}, ["body", "valid_days"], None, id="valid_days over 10 years"),
+    pytest.param({"valid_days": 7.0}, ["body", "valid_days"], None, id="float valid_days"),
+    pytest.param({"valid_days": "7"}, ["body", "valid_days"], None, id="valid_days as string"),
+    pytest.param({"budget": 0}, ["body", "budget"], None, id="budget 0"),
+    pytest.param({"budget": 10.0}, ["body", "budget"], None, id="float budget"),
+    pytest.param({"budget": 100_000_001}, ["body", "budget"], None, id="budget over 1e8"),
+    pytest.param({"per_member_limit": 0}, ["body", "per_member_limit"], None, id="per_member_limit 0"),
+    pytest.param({"points_price": 0}, ["body", "points_price"], None, id="points_price 0"),
+    pytest.param({"points_price": 40.0}, ["body", "points_price"], None, id="float points_price"),
+    pytest.param({"store_scope": "stores"}, ["body"], "store_scope 'stores'", id="store scope without stores"),
+    pytest.param({"store_ids": ["sh-001"]}, ["body"], "store_scope 'all'", id="scope all listing stores"),
+    pytest.param({"store_scope": "regions", "region_ids": ["east"], "store_ids": ["sh-001"]}, ["body"],
+                 "store_scope 'regions'", id="scope regions listing stores too"),
+    pytest.param({"store_scope": "city"}, ["body", "store_scope"], None, id="unknown store_scope"),
+    pytest.param({"store_scope": "stores", "store_ids": ["sh 001"]}, ["body", "store_ids", 0], None,
+                 id="malformed store id in scope"),
+    pytest.param({"stackable": "yes"}, ["body", "stackable"], None, id="stackable string"),
+    pytest.param({"active": 1}, ["body", "active"], None, id="active number"),
+    pytest.param({"name": ""}, ["body", "name"], None, id="empty name"),
+    pytest.param({"name": "券" * 61}, ["body", "name"], None, id="61 char name"),
+    pytest.param({"name": None}, ["body", "name"], None, id="missing name"),
+    # server-owned fields: not for a client to set
+    *[pytest.param({field: value}, ["body", field], None, id=f"unknown field {field}")
+      for field, value in (("issued", 0), ("left", 1_000), ("version", 9), ("template_id", "other"),
+                           ("updated_by", "hq-evil"))],
+]
+
+
+@pytest.mark.parametrize(("change", "loc", "why"), TEMPLATE_INVALID)
+def test_put_template_rejects_invalid_terms_and_keeps_the_template(api, ctx, nothing_written, change,  # noqa: ANN001
+                                                                   loc, why):
+    template_id = ctx.template()
+    before = ctx.template_view(template_id)
+    with nothing_written():
+        status, err = api.put(f"/coupon-templates/{template_id}", _template(**change), ctx.hq)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert_reason(err, why)
+    assert ctx.template_view(template_id) == before
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param({"kind": "threshold", "value": 3_000, "min_spend": 3_000}, id="threshold min_spend equal to value"),
+    pytest.param(DISCOUNT, id="discount with pct and cap"),
+    pytest.param({**DISCOUNT, "pct": 1}, id="discount pct 1"),
+    pytest.param({**DISCOUNT, "pct": 99}, id="discount pct 99"),
+    pytest.param(GIFT, id="gift"),
+    pytest.param(WINDOW, id="a fixed window"),
+    pytest.param({"valid_days": 0}, id="valid_days 0"),
+    pytest.param({"valid_days": 3_650}, id="valid_days 3650"),
+    pytest.param({"budget": 1, "per_member_limit": 1, "points_price": 1}, id="limits at 1"),
+    pytest.param({"store_scope": "stores", "store_ids": ["sh-001"]}, id="scope stores"),
+    pytest.param({"store_scope": "regions", "region_ids": ["east"]}, id="scope regions"),
+    pytest.param({"name": "券" * 60, "stackable": True, "active": False}, id="60 char name, flags"),
+])
+def test_put_template_accepts_every_kind_at_its_bounds(api, ctx, change):  # noqa: ANN001
+    # The controls for the rejections above: each kind, window and bound is accepted as such.
+    template_id = f"bi-{uuid.uuid4().hex[:10]}"
+    status, view = api.put(f"/coupon-templates/{template_id}", _template(**change), ctx.hq)
+    assert status == 201, view
+    assert ctx.template_view(template_id) == (200, view)
+
+
+def test_budget_below_the_coupons_issued_is_409_and_keeps_the_template(api, ctx, nothing_written):  # noqa: ANN001
+    template_id = ctx.template(budget=5)
+    members = [ctx.member()["member_id"] for _ in range(2)]
+    status, issued = api.post("/coupon-issues", _issue(template_id, members), ctx.hq)
+    assert (status, issued["issued_count"]) == (201, 2), issued
+    before = ctx.template_view(template_id)
+    with nothing_written():
+        status, err = api.put(f"/coupon-templates/{template_id}", _template(budget=1), ctx.hq)
+    assert_error(status, err, 409, "budget_below_issued")
+    assert ctx.template_view(template_id) == before
+    # the control: exactly the coupons issued is a budget with nothing left
+    status, view = api.put(f"/coupon-templates/{template_id}", _template(budget=2), ctx.hq)
+    assert (status, view["issued"], view["left"]) == (200, 2, 0), view
+
+
+# BUG (chalicelib/api/routing.py PATH_PARAMS has no rule for template_id): any text is a template id, so
+# PUT creates templates no issue or exchange can ever name (their template_id must match ^[A-Za-z0-9_-]{1,40}$).
+@pytest.mark.xfail(strict=True, reason="template_id in the path is not validated: PUT creates the template (201)")
+@pytest.mark.parametrize("template_id", [pytest.param("t" * 41, id="41 chars"), pytest.param("t.1", id="dot"),
+                                         pytest.param("t%201", id="encoded space"),
+                                         pytest.param("%E5%88%B8", id="encoded CJK")])
+def test_malformed_template_id_in_path_creates_nothing(api, ctx, nothing_written, template_id):  # noqa: ANN001
+    with nothing_written():
+        status, body = api.put(f"/coupon-templates/{template_id}", _template(), ctx.hq)
+    assert status in (404, 422), (status, body)
+    assert_error(status, body, status)
+
+
+def test_unknown_template_is_404(api, ctx):  # noqa: ANN001
+    status, body = api.get("/coupon-templates/nobody-made-this", ctx.staff)
+    assert_error(status, body, 404, "template_not_found")
+
+
+# ---- POST /coupon-issues ----------------------------------------------------------------------------------------
+ISSUE_INVALID = [
+    pytest.param(lambda t, m: _issue(t, []), ["body", "member_ids"], id="no members"),
+    pytest.param(lambda t, m: _issue(t, [m, *_unknown_members(1_000)]), ["body", "member_ids"],
+                 id="1001 members"),
+    pytest.param(lambda t, m: _issue(t, m), ["body", "member_ids"], id="member_ids a string"),
+    pytest.param(lambda t, m: _issue(t, None), ["body", "member_ids"], id="missing member_ids"),
+    pytest.param(lambda t, m: _issue(t, ["abc"]), ["body", "member_ids", 0], id="malformed member id"),
+    pytest.param(lambda t, m: _issue(t, [m.lower()]), ["body", "member_ids", 0], id="lowercase member id"),
+    pytest.param(lambda t, m: _issue(t, [m, 5]), ["body", "member_ids", 1], id="member id number"),
+    pytest.param(lambda t, m: _issue("t 1", [m]), ["body", "template_id"], id="template_id with a space"),
+    pytest.param(lambda t, m: _issue("t" * 41, [m]), ["body", "template_id"], id="template_id of 41 chars"),
+    pytest.param(lambda t, m: _issue(5, [m]), ["body", "template_id"], id="template_id number"),
+    pytest.param(lambda t, m: _issue(None, [m]), ["body", "template_id"], id="missing template_id"),
+    pytest.param(lambda t, m: _issue(t, [m], issue_id="i 1"), ["body", "issue_id"], id="issue_id with a space"),
+    pytest.param(lambda t, m: _issue(t, [m], issue_id="i" * 65), ["body", "issue_id"], id="issue_id of 65 chars"),
+    pytest.param(lambda t, m: _without(_issue(t, [m]), "issue_id"), ["body", "issue_id"], id="missing issue_id"),
+    pytest.param(lambda t, m: _issue(t, [m], valid_days=365), ["body", "valid_days"], id="unknown field valid_days"),
+    pytest.param(lambda t, m: _issue(t, [m], store_id="sh-001", region_id="east"), ["body"],
+                 id="both a store's and a region's quota"),
+    pytest.param(lambda t, m: _issue(t, [m], store_id="sh 001"), ["body", "store_id"], id="malformed quota store_id"),
+    pytest.param(lambda t, m: _issue(t, [m], region_id=5), ["body", "region_id"], id="quota region_id number"),
+    pytest.param(lambda t, m: _issue(t, [m], codes=["ABCDEFGHJKMNPQ"]), ["body", "codes"], id="unknown field codes"),
+]
+
+
+@pytest.mark.parametrize(("make_body", "loc"), ISSUE_INVALID)
+def test_issue_rejects_invalid_body_and_issues_nothing(api, ctx, nothing_written, make_body, loc):  # noqa: ANN001
+    m, template_id = ctx.member()["member_id"], ctx.template(budget=5)
+    before = (ctx.template_view(template_id), ctx.coupons_of(m))
+    with nothing_written():
+        status, err = api.post("/coupon-issues", make_body(template_id, m), ctx.hq)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert (ctx.template_view(template_id), ctx.coupons_of(m)) == before
+
+
+def test_issue_to_1000_members_at_once_is_accepted(api, ctx):  # noqa: ANN001
+    # The control for "1001 members": 1,000 is the limit; the unknown ones are skipped with their reason.
+    m, template_id = ctx.member()["member_id"], ctx.template()
+    status, answer = api.post("/coupon-issues", _issue(template_id, [m, *_unknown_members(999)]), ctx.hq)
+    assert status == 201, answer
+    assert (answer["requested"], answer["issued_count"], [i["member_id"] for i in answer["issued"]]) == (1_000, 1, [m])
+    assert {s["reason"] for s in answer["skipped"]} == {"unknown_member"} and len(answer["skipped"]) == 999
+    assert ctx.template_view(template_id)[1]["issued"] == 1
+
+
+def _with_store_quota(c: Ctx, quantity: int) -> str:
+    template_id = c.template(budget=10)
+    c.allocate(template_id, "store", "sh-001", quantity)
+    return template_id
+
+
+@pytest.mark.parametrize(("make_template", "quota", "status_code", "code"), [
+    pytest.param(lambda c: "nobody-made-this", {}, 404, "template_not_found", id="unknown template"),
+    pytest.param(lambda c: c.template(active=False), {}, 409, "template_inactive", id="inactive template"),
+    pytest.param(lambda c: c.template(budget=1), {}, 409, "budget_exhausted", id="budget of 1 for 2 members"),
+    pytest.param(lambda c: _with_store_quota(c, 1), {"store_id": "sh-001"}, 409, "quota_exhausted",
+                 id="store quota of 1 for 2 members"),
+    pytest.param(lambda c: c.template(budget=10), {"store_id": "sh-001"}, 409, "quota_exhausted",
+                 id="store given no quota"),
+    pytest.param(lambda c: _with_store_quota(c, 5), {"store_id": "nope-404"}, 422, "unknown_store",
+                 id="quota of an unknown store"),
+])
+def test_issue_that_cannot_be_made_is_refused_and_issues_nothing(api, ctx, nothing_written,  # noqa: ANN001
+                                                                  make_template, quota, status_code, code):
+    members = [ctx.member()["member_id"] for _ in range(2)]
+    template_id = make_template(ctx)
+    before = (ctx.template_view(template_id), ctx.pool("store_id=sh-001"), [ctx.coupons_of(m) for m in members])
+    with nothing_written():
+        status, err = api.post("/coupon-issues", _issue(template_id, members, **quota), ctx.hq)
+    assert_error(status, err, status_code, code)
+    assert (ctx.template_view(template_id), ctx.pool("store_id=sh-001"), [ctx.coupons_of(m) for m in members]) \
+        == before
+
+
+def test_issue_of_exactly_the_store_quota_is_accepted(api, ctx):  # noqa: ANN001
+    # The control for "store quota of 1 for 2 members".
+    members = [ctx.member()["member_id"] for _ in range(2)]
+    template_id = _with_store_quota(ctx, 2)
+    status, answer = api.post("/coupon-issues", _issue(template_id, members, store_id="sh-001"), ctx.hq)
+    assert (status, answer["issued_count"]) == (201, 2), answer
+    line = next(x for x in ctx.pool("store_id=sh-001")["store_id=sh-001"]["items"] if x["template_id"] == template_id)
+    assert (line["issued"], line["left"]) == (2, 0), line
+
+
+def test_issue_id_reused_with_another_body_is_409_and_issues_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    m, other, template_id = ctx.member()["member_id"], ctx.member()["member_id"], ctx.template()
+    body = _issue(template_id, [m])
+    status, first = api.post("/coupon-issues", body, ctx.hq)
+    assert status == 201, first
+    before = (ctx.template_view(template_id), ctx.coupons_of(m), ctx.coupons_of(other))
+    with nothing_written():
+        status, err = api.post("/coupon-issues", {**body, "member_ids": [other]}, ctx.hq)
+        assert_error(status, err, 409, "issue_id_reused")
+        assert api.post("/coupon-issues", body, ctx.hq) == (200, first)  # a replay
+    assert (ctx.template_view(template_id), ctx.coupons_of(m), ctx.coupons_of(other)) == before
+
+
+# ---- POST /members/{id}/points/exchanges -------------------------------------------------------------------------
+EXCHANGE_INVALID = [
+    pytest.param({"exchange_id": "x 1"}, ["body", "exchange_id"], id="exchange_id with a space"),
+    pytest.param({"exchange_id": "x" * 65}, ["body", "exchange_id"], id="exchange_id of 65 chars"),
+    pytest.param({"exchange_id": 5}, ["body", "exchange_id"], id="exchange_id number"),
+    pytest.param({"exchange_id": None}, ["body", "exchange_id"], id="missing exchange_id"),
+    pytest.param({"template_id": "t 1"}, ["body", "template_id"], id="template_id with a space"),
+    pytest.param({"template_id": 7}, ["body", "template_id"], id="template_id number"),
+    pytest.param({"template_id": None}, ["body", "template_id"], id="missing template_id"),
+    pytest.param({"points": 40}, ["body", "points"], id="unknown field points"),
+    pytest.param({"member_id": UNKNOWN_MEMBER}, ["body", "member_id"], id="unknown field member_id"),
+]
+
+
+def _exchange_target(c: Ctx, **template: Any) -> tuple[str, str, Callable[[], Any]]:
+    """A member holding 100 points and a template priced at 40 (unless `template` says otherwise)."""
+    m = c.funded_member()["member_id"]
+    template_id = c.template(**{"points_price": 40, **template})
+    return m, template_id, lambda: (c.points(m), c.coupons_of(m), c.template_view(template_id))
+
+
+@pytest.mark.parametrize("who", ["member", "staff"])
+@pytest.mark.parametrize(("change", "loc"), EXCHANGE_INVALID)
+def test_exchange_rejects_invalid_body_and_spends_nothing(api, ctx, tokens, nothing_written, who,  # noqa: ANN001
+                                                          change, loc):
+    m, template_id, read = _exchange_target(ctx)
+    before = read()
+    body = {k: v for k, v in {"exchange_id": "x-1", "template_id": template_id, **change}.items() if v is not None}
+    with nothing_written():
+        status, err = api.post(f"/members/{m}/points/exchanges", body, _spender(ctx, tokens, who, m))
+    assert_error(status, err, 422, "validation_error", loc)
+    assert read() == before
+
+
+@pytest.mark.parametrize(("template", "issue_first", "status_code", "code"), [
+    pytest.param({"points_price": None}, False, 409, "not_exchangeable", id="template without a points price"),
+    pytest.param({"points_price": 101}, False, 409, "insufficient_points", id="price above the balance"),
+    pytest.param({"active": False}, False, 409, "template_inactive", id="inactive template"),
+    pytest.param({"budget": 1}, True, 409, "budget_exhausted", id="budget used up"),
+    pytest.param({"per_member_limit": 1}, True, 409, "limit_reached", id="member at the limit"),
+])
+def test_exchange_that_cannot_be_made_is_409_and_spends_nothing(api, ctx, nothing_written, template,  # noqa: ANN001
+                                                                 issue_first, status_code, code):
+    m, template_id, read = _exchange_target(ctx, **template)
+    if issue_first:  # the budget's one coupon, or the member's one, is already out
+        ctx.issue(template_id, m)
+    before = read()
+    with nothing_written():
+        status, err = api.post(f"/members/{m}/points/exchanges", {"exchange_id": "x-1", "template_id": template_id},
+                               ctx.staff)
+    assert_error(status, err, status_code, code)
+    assert read() == before
+
+
+def test_exchange_of_an_unknown_template_is_404(api, ctx, nothing_written):  # noqa: ANN001
+    m, _, read = _exchange_target(ctx)
+    before = read()
+    with nothing_written():
+        status, err = api.post(f"/members/{m}/points/exchanges", {"exchange_id": "x-1", "template_id": "nobody-made"},
+                               ctx.staff)
+    assert_error(status, err, 404, "template_not_found")
+    assert read() == before
+
+
+def test_exchange_of_exactly_the_balance_is_accepted(api, ctx):  # noqa: ANN001
+    # The control for "price above the balance": 100 of 100 points is spendable.
+    m, template_id, _ = _exchange_target(ctx, points_price=100)
+    status, answer = api.post(f"/members/{m}/points/exchanges", {"exchange_id": "x-1", "template_id": template_id},
+                              ctx.staff)
+    assert (status, answer["points"], answer["balance"]) == (201, 100, 0), answer
+    assert ctx.coupons_of(m) == [(answer["coupon"]["code"], "available")]
+
+
+def test_exchange_id_reused_with_another_body_is_409_and_spends_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    m, template_id, read = _exchange_target(ctx)
+    path, body = f"/members/{m}/points/exchanges", {"exchange_id": "x-1", "template_id": template_id}
+    status, first = api.post(path, body, ctx.staff)
+    assert status == 201, first
+    another = ctx.template(points_price=10)
+    before = read()
+    with nothing_written():
+        status, err = api.post(path, {**body, "template_id": another}, ctx.staff)
+        assert_error(status, err, 409, "exchange_id_reused")
+        assert api.post(path, body, ctx.staff) == (200, first)  # a replay
+    assert read() == before
+
+
+# ---- POST /coupons/{code}/redeem -----------------------------------------------------------------------------------
+def _redeem_lines(*amounts: Any) -> list[dict[str, Any]]:
+    return [{"sku": f"sku-{i}", "amount": a} for i, a in enumerate(amounts)]
+
+
+REDEEM_INVALID = [
+    pytest.param({"order_amount": 0, "lines": None}, ["body", "order_amount"], None, id="order_amount 0"),
+    pytest.param({"order_amount": -100, "lines": None}, ["body", "order_amount"], None, id="negative order_amount"),
+    pytest.param({"order_amount": 10_000.0}, ["body", "order_amount"], None, id="float fen order_amount"),
+    pytest.param({"order_amount": 10_000.5, "lines": None}, ["body", "order_amount"], None,
+                 id="fractional order_amount"),
+    pytest.param({"order_amount": "10000"}, ["body", "order_amount"], None, id="order_amount as string"),
+    pytest.param({"order_amount": True, "lines": None}, ["body", "order_amount"], None, id="order_amount true"),
+    pytest.param({"order_amount": 10_000_000_001, "lines": None}, ["body", "order_amount"], None,
+                 id="order_amount over 1e10"),
+    pytest.param({"order_amount": None}, ["body", "order_amount"], None, id="missing order_amount"),
+    pytest.param({"lines": _redeem_lines(6_000, 3_999)}, ["body"], "add up", id="lines below order_amount"),
+    pytest.param({"lines": _redeem_lines(6_000, 4_001)}, ["body"], "add up", id="lines above order_amount"),
+    pytest.param({"lines": []}, ["body", "lines"], None, id="empty lines"),
+    pytest.param({"lines": _redeem_lines(6_000.0, 4_000)}, ["body", "lines", 0, "amount"], None, id="float fen line"),
+    pytest.param({"lines": _redeem_lines(-1, 10_001)}, ["body", "lines", 0, "amount"], None, id="negative line"),
+    pytest.param({"lines": _redeem_lines("6000", 4_000)}, ["body", "lines", 0, "amount"], None,
+                 id="line amount string"),
+    pytest.param({"lines": [{"amount": 6_000}, {"sku": "sku-1", "amount": 4_000}]}, ["body", "lines", 0, "sku"],
+                 None, id="line without sku"),
+    pytest.param({"lines": [{"sku": "", "amount": 6_000}, {"sku": "sku-1", "amount": 4_000}]},
+                 ["body", "lines", 0, "sku"], None, id="line with empty sku"),
+    pytest.param({"lines": [{"sku": "sku-0", "amount": 10_000, "qty": 1}]}, ["body", "lines", 0, "qty"], None,
+                 id="line unknown field"),
+    pytest.param({"lines": _redeem_lines(*[50] * 201), "order_amount": 10_050}, ["body", "lines"], None,
+                 id="201 lines"),
+    pytest.param({"member_id": "abc"}, ["body", "member_id"], None, id="malformed member_id"),
+    pytest.param({"member_id": None}, ["body", "member_id"], None, id="missing member_id"),
+    pytest.param({"store_id": "sh 001"}, ["body", "store_id"], None, id="malformed store_id"),
+    pytest.param({"store_id": None}, ["body", "store_id"], None, id="missing store_id"),
+    pytest.param({"order_id": "o 1"}, ["body", "order_id"], None, id="order_id with a space"),
+    pytest.param({"order_id": "o" * 65}, ["body", "order_id"], None, id="order_id of 65 chars"),
+    pytest.param({"order_id": None}, ["body", "order_id"], None, id="missing order_id"),
+    pytest.param({"discount": 500}, ["body", "discount"], None, id="unknown field discount"),
+    pytest.param({"code": "ABCDEFGHJKMNPQ"}, ["body", "code"], None, id="unknown field code"),
+]
+
+
+@pytest.mark.parametrize(("change", "loc", "why"), REDEEM_INVALID)
+def test_redeem_rejects_invalid_body_and_keeps_the_coupon(api, ctx, nothing_written, change, loc, why):  # noqa: ANN001
+    m = ctx.member()["member_id"]
+    code = ctx.coupon(m)
+    before = ctx.coupon_view(code)
+    with nothing_written():
+        status, err = api.post(f"/coupons/{code}/redeem", _redeem_body(m, **change), ctx.staff)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert_reason(err, why)
+    assert ctx.coupon_view(code) == before
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param({"lines": _redeem_lines(*[50] * 200)}, id="200 lines"),
+    pytest.param({"lines": None}, id="no lines"),
+    pytest.param({"order_amount": 1, "lines": _redeem_lines(1)}, id="order of 1 fen"),
+    pytest.param({"order_amount": 10_000_000_000, "lines": None}, id="order of 1e10 fen"),
+])
+def test_redeem_at_the_bounds_is_accepted(api, ctx, change):  # noqa: ANN001
+    m = ctx.member()["member_id"]
+    code = ctx.coupon(m)
+    body = _redeem_body(m, **change)
+    status, answer = api.post(f"/coupons/{code}/redeem", body, ctx.staff)
+    assert status == 201, answer
+    assert answer["discount"] == min(500, body["order_amount"])
+    if "lines" in body:
+        assert sum(line["discount"] for line in answer["lines"]) == answer["discount"]
+
+
+REDEEM_REFUSED = [
+    pytest.param(lambda c, m: ({}, _redeem_body(m, store_id="nope-404")), 422, "unknown_store", id="unknown store"),
+    pytest.param(lambda c, m: ({}, _redeem_body(c.member()["member_id"])), 422, "not_your_coupon",
+                 id="another member's coupon"),
+    pytest.param(lambda c, m: ({"kind": "threshold", "value": 3_000, "min_spend": 20_000}, _redeem_body(m)), 422,
+                 "below_minimum_spend", id="below the minimum spend"),
+    pytest.param(lambda c, m: ({"store_scope": "stores", "store_ids": ["gz-001"]}, _redeem_body(m)), 422,
+                 "store_not_in_scope", id="a store the coupon is not for"),
+    pytest.param(lambda c, m: ({"valid_days": None, "valid_from": _in(1), "valid_to": _in(2)}, _redeem_body(m)), 422,
+                 "not_yet_valid", id="not valid yet"),
+]
+
+
+@pytest.mark.parametrize(("make", "status_code", "code"), REDEEM_REFUSED)
+def test_coupon_that_cannot_be_used_here_is_refused_and_kept(api, ctx, nothing_written, make,  # noqa: ANN001
+                                                             status_code, code):
+    m = ctx.member()["member_id"]
+    template, body = make(ctx, m)
+    coupon = ctx.coupon(m, **template)
+    before = ctx.coupon_view(coupon)
+    with nothing_written():
+        status, err = api.post(f"/coupons/{coupon}/redeem", body, ctx.staff)
+    assert_error(status, err, status_code, code)
+    assert ctx.coupon_view(coupon) == before
+
+
+def test_redeem_for_an_order_already_posted_is_409(api, ctx, nothing_written):  # noqa: ANN001
+    m = ctx.member()["member_id"]
+    code, posted = ctx.coupon(m), ctx.order(m)
+    before = ctx.coupon_view(code)
+    with nothing_written():
+        status, err = api.post(f"/coupons/{code}/redeem", _redeem_body(m, order_id=posted["order_id"]), ctx.staff)
+    assert_error(status, err, 409, "order_posted")
+    assert ctx.coupon_view(code) == before
+
+
+def test_redeemed_coupon_is_409_for_another_order_or_another_body(api, ctx, nothing_written):  # noqa: ANN001
+    m = ctx.member()["member_id"]
+    code = ctx.coupon(m)
+    body = _redeem_body(m)
+    status, first = api.post(f"/coupons/{code}/redeem", body, ctx.staff)
+    assert status == 201, first
+    before = ctx.coupon_view(code)
+    with nothing_written():
+        status, err = api.post(f"/coupons/{code}/redeem", _redeem_body(m), ctx.staff)
+        assert_error(status, err, 409, "already_redeemed")
+        status, err = api.post(f"/coupons/{code}/redeem", {**body, "lines": None}, ctx.staff)
+        assert_error(status, err, 409, "redemption_conflict")
+        assert api.post(f"/coupons/{code}/redeem", body, ctx.staff) == (200, first)  # a replay
+    assert ctx.coupon_view(code) == before
+
+
+# ---- POST /benefit-pool/allocations --------------------------------------------------------------------------------
+ALLOCATION_INVALID = [
+    pytest.param({"quantity": 0}, ["body"], "must not be 0", id="quantity 0"),
+    pytest.param({"quantity": 2.0}, ["body", "quantity"], None, id="float quantity"),
+    pytest.param({"quantity": "2"}, ["body", "quantity"], None, id="quantity as string"),
+    pytest.param({"quantity": True}, ["body", "quantity"], None, id="quantity true"),
+    pytest.param({"quantity": 1_000_001}, ["body", "quantity"], None, id="quantity over 1e6"),
+    pytest.param({"quantity": -1_000_001}, ["body", "quantity"], None, id="quantity under -1e6"),
+    pytest.param({"quantity": None}, ["body", "quantity"], None, id="missing quantity"),
+    pytest.param({"scope": "city"}, ["body", "scope"], None, id="unknown scope"),
+    pytest.param({"scope": None}, ["body", "scope"], None, id="missing scope"),
+    pytest.param({"scope_id": "sh 001"}, ["body", "scope_id"], None, id="malformed scope_id"),
+    pytest.param({"scope_id": None}, ["body", "scope_id"], None, id="missing scope_id"),
+    pytest.param({"template_id": "t 1"}, ["body", "template_id"], None, id="malformed template_id"),
+    pytest.param({"template_id": None}, ["body", "template_id"], None, id="missing template_id"),
+    pytest.param({"allocation_id": "a 1"}, ["body", "allocation_id"], None, id="allocation_id with a space"),
+    pytest.param({"allocation_id": "a" * 65}, ["body", "allocation_id"], None, id="allocation_id of 65 chars"),
+    pytest.param({"source": "HQ"}, ["body", "source"], None, id="unknown field source"),
+]
+
+
+@pytest.mark.parametrize(("change", "loc", "why"), ALLOCATION_INVALID)
+def test_allocation_rejects_invalid_body_and_moves_nothing(api, ctx, nothing_written, change, loc, why):  # noqa: ANN001
+    template_id = ctx.template(budget=10)
+    before = ctx.pool()
+    body = {k: v for k, v in {**_allocation(template_id, "store", "sh-001", 2), **change}.items() if v is not None}
+    with nothing_written():
+        status, err = api.post("/benefit-pool/allocations", body, ctx.hq)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert_reason(err, why)
+    assert ctx.pool() == before
+
+
+@pytest.mark.parametrize(("make_body", "status_code", "code"), [
+    pytest.param(lambda c, t: _allocation("nobody-made-this", "store", "sh-001", 2), 404, "template_not_found",
+                 id="unknown template"),
+    pytest.param(lambda c, t: _allocation(t, "store", "nope-404", 2), 422, "unknown_store", id="unknown store"),
+    pytest.param(lambda c, t: _allocation(t, "region", "atlantis", 2), 422, "unknown_region", id="unknown region"),
+    pytest.param(lambda c, t: _allocation(t, "store", "sh-001", 11), 409, "quota_exhausted",
+                 id="more than the budget"),
+    pytest.param(lambda c, t: (c.allocate(t, "store", "sh-001", 2), _allocation(t, "store", "sh-001", -3))[1], 409,
+                 "return_exceeds_quota", id="returning more than was given"),
+])
+def test_allocation_that_cannot_be_made_is_refused_and_moves_nothing(api, ctx, nothing_written,  # noqa: ANN001
+                                                                     make_body, status_code, code):
+    template_id = ctx.template(budget=10)
+    body = make_body(ctx, template_id)
+    before = ctx.pool()
+    with nothing_written():
+        status, err = api.post("/benefit-pool/allocations", body, ctx.hq)
+    assert_error(status, err, status_code, code)
+    assert ctx.pool() == before
+
+
+def test_allocation_of_the_whole_budget_and_its_return_are_accepted(api, ctx):  # noqa: ANN001
+    # The controls for "more than the budget" and "returning more than was given".
+    template_id = ctx.template(budget=10)
+    assert api.post("/benefit-pool/allocations", _allocation(template_id, "store", "sh-001", 10), ctx.hq)[0] == 201
+    assert api.post("/benefit-pool/allocations", _allocation(template_id, "store", "sh-001", -10), ctx.hq)[0] == 201
+    line = next(x for x in ctx.pool("store_id=sh-001")["store_id=sh-001"]["items"] if x["template_id"] == template_id)
+    assert (line["received"], line["left"]) == (0, 0), line
+
+
+def test_allocation_id_reused_with_another_body_is_409_and_moves_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    template_id = ctx.template(budget=10)
+    body = _allocation(template_id, "store", "sh-001", 2)
+    status, first = api.post("/benefit-pool/allocations", body, ctx.hq)
+    assert status == 201, first
+    before = ctx.pool()
+    with nothing_written():
+        status, err = api.post("/benefit-pool/allocations", {**body, "quantity": 3}, ctx.hq)
+        assert_error(status, err, 409, "allocation_id_reused")
+        assert api.post("/benefit-pool/allocations", body, ctx.hq) == (200, first)  # a replay
+    assert ctx.pool() == before
+
+
+# ---- GET /benefit-pool, /coupon-templates/{id}/stats, /coupons/settlement ----------------------------------------
+def _business_day(days_ago: int = 0) -> str:
+    from chalicelib.domain import clock
+
+    return (clock.business_day(clock.now()) - timedelta(days=days_ago)).isoformat()
+
+
+@pytest.mark.parametrize(("query", "who", "loc"), [
+    pytest.param("store_id=sh%20001", "hq", ["query", "store_id"], id="malformed store_id"),
+    pytest.param("region_id=east%20side", "hq", ["query", "region_id"], id="malformed region_id"),
+    pytest.param("store_id=sh-001&region_id=east", "hq", ["query", "store_id"], id="both a store and a region"),
+    pytest.param("", "staff", ["query", "store_id"], id="counter staff naming no store"),
+])
+def test_pool_rejects_invalid_query(api, ctx, query, who, loc):  # noqa: ANN001
+    status, body = api.get(f"/benefit-pool?{query}", getattr(ctx, who))
+    assert_error(status, body, 422, "validation_error", loc)
+    # the control: the counter's own store
+    assert api.get("/benefit-pool?store_id=sh-001", ctx.staff)[0] == 200
+
+
+@pytest.mark.parametrize(("make_query", "loc"), [
+    pytest.param(lambda: f"to={_business_day()}", ["query", "from"], id="missing from"),
+    pytest.param(lambda: f"from={_business_day()}", ["query", "to"], id="missing to"),
+    pytest.param(lambda: f"from=2026-02-30&to={_business_day()}", ["query", "from"], id="impossible from"),
+    pytest.param(lambda: f"from={_business_day()}&to=yesterday", ["query", "to"], id="to a word"),
+    pytest.param(lambda: f"from={_business_day()}&to={_business_day(1)}", ["query", "to"], id="to before from"),
+    pytest.param(lambda: f"from={_business_day(366)}&to={_business_day()}", ["query", "to"], id="367 days"),
+    pytest.param(lambda: f"from={_business_day()}&to={_business_day()}&store_id=sh%20001", ["query", "store_id"],
+                 id="malformed store_id"),
+])
+def test_stats_rejects_invalid_query(api, ctx, make_query, loc):  # noqa: ANN001
+    template_id = ctx.template()
+    status, body = api.get(f"/coupon-templates/{template_id}/stats?{make_query()}", ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+
+
+def test_stats_of_366_days_are_accepted_and_of_an_unknown_template_404(api, ctx):  # noqa: ANN001
+    # The control for "367 days"; and a template nobody made is not found.
+    template_id = ctx.template()
+    query = f"from={_business_day(365)}&to={_business_day()}"
+    status, body = api.get(f"/coupon-templates/{template_id}/stats?{query}", ctx.hq)
+    assert (status, body["template_id"], body["issued"]) == (200, template_id, 0), body
+    status, body = api.get(f"/coupon-templates/nobody-made-this/stats?{query}", ctx.hq)
+    assert_error(status, body, 404, "template_not_found")
+
+
+@pytest.mark.parametrize("month", [pytest.param(None, id="missing month"), pytest.param("2026-13", id="month 13"),
+                                   pytest.param("2026-00", id="month 0"), pytest.param("2026-1", id="one digit"),
+                                   pytest.param("26-01", id="two digit year"), pytest.param("1999-12", id="1999"),
+                                   pytest.param("2026-01-01", id="a day")])
+def test_settlement_rejects_invalid_month(api, ctx, month):  # noqa: ANN001
+    status, body = api.get("/coupons/settlement" + (f"?month={month}" if month else ""), ctx.hq)
+    assert_error(status, body, 422, "validation_error", ["query", "month"])
+    # the control: this month
+    status, body = api.get(f"/coupons/settlement?month={_business_day()[:7]}", ctx.hq)
+    assert (status, body["level"]) == (200, "HQ"), body
+
+
+# ---- malformed or unknown coupon codes: 404, whatever the route ------------------------------------------------
+COUPON_CODE_ROUTES = [
+    pytest.param("GET", "/coupons/{}?store_id=sh-001", lambda m: None, id="GET coupon"),
+    pytest.param("POST", "/coupons/{}/redeem", _redeem_body, id="POST redeem"),
+    pytest.param("POST", "/coupons/{}/redemption/cancel", lambda m: {"order_id": "o-1"}, id="POST cancel"),
+]
+
+
+@pytest.mark.parametrize(("method", "template", "make_body"), COUPON_CODE_ROUTES)
+@pytest.mark.parametrize("make_code", [
+    pytest.param(lambda real: "abc", id="short word"),
+    pytest.param(lambda real: real[:-1], id="13 chars"),
+    pytest.param(lambda real: real + "2", id="15 chars"),
+    pytest.param(lambda real: "O" + real[1:], id="letter O not in the alphabet"),
+    pytest.param(lambda real: "0" + real[1:], id="digit 0 not in the alphabet"),
+    pytest.param(lambda real: "%00" + real[1:], id="encoded NUL"),
+    pytest.param(lambda real: "..%2F" + real, id="encoded traversal"),
+    pytest.param(lambda real: "2" * 14, id="well-formed unknown"),
+])
+def test_malformed_or_unknown_coupon_code_is_404(api, ctx, nothing_written, method, template, make_body,  # noqa: ANN001
+                                                 make_code):
+    m = ctx.member()["member_id"]
+    real = ctx.coupon(m)
+    with nothing_written():
+        status, body = api.call(method, template.format(make_code(real)), make_body(m), ctx.hq)
+    assert_error(status, body, 404, "coupon_not_found")
+
+
+def test_coupon_code_as_read_out_at_the_counter_is_found(api, ctx):  # noqa: ANN001
+    # The control for the 404s above: lower case, grouped with a dash or spaces, is the same coupon.
+    m = ctx.member()["member_id"]
+    code = ctx.coupon(m)
+    for spelling in (code.lower(), f"{code[:4]}-{code[4:9]}-{code[9:]}", f"{code[:7].lower()}-{code[7:]}"):
+        status, found = api.get(f"/coupons/{spelling}?store_id=sh-001", ctx.staff)
+        assert (status, found["code"]) == (200, code), spelling
+
+
+# ---- POST /coupons/{code}/redemption/cancel ------------------------------------------------------------------------
+@pytest.mark.parametrize(("make_body", "loc"), [
+    pytest.param(lambda oid: {}, ["body", "order_id"], id="missing order_id"),
+    pytest.param(lambda oid: {"order_id": ""}, ["body", "order_id"], id="empty order_id"),
+    pytest.param(lambda oid: {"order_id": "o 1"}, ["body", "order_id"], id="order_id with a space"),
+    pytest.param(lambda oid: {"order_id": "o" * 65}, ["body", "order_id"], id="order_id of 65 chars"),
+    pytest.param(lambda oid: {"order_id": 5}, ["body", "order_id"], id="order_id number"),
+    pytest.param(lambda oid: {"order_id": [oid]}, ["body", "order_id"], id="order_id list"),
+    pytest.param(lambda oid: {"order_id": oid, "store_id": "sh-001"}, ["body", "store_id"],
+                 id="unknown field store_id"),
+])
+def test_cancel_rejects_invalid_body_and_keeps_the_redemption(api, ctx, nothing_written, make_body,  # noqa: ANN001
+                                                              loc):
+    code, order_id = ctx.redeemed(ctx.member()["member_id"])
+    before = ctx.coupon_view(code)
+    with nothing_written():
+        status, err = api.post(f"/coupons/{code}/redemption/cancel", make_body(order_id), ctx.staff)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert ctx.coupon_view(code) == before and before[1]["state"] == "used"
+
+
+def test_cancel_for_another_order_is_409_and_keeps_the_redemption(api, ctx, nothing_written):  # noqa: ANN001
+    code, order_id = ctx.redeemed(ctx.member()["member_id"])
+    before = ctx.coupon_view(code)
+    with nothing_written():
+        status, err = api.post(f"/coupons/{code}/redemption/cancel", {"order_id": order_id + "-x"}, ctx.staff)
+    assert_error(status, err, 409, "not_redeemed_for_order")
+    assert ctx.coupon_view(code) == before
+    # the control: for its own order the coupon is released
+    status, released = api.post(f"/coupons/{code}/redemption/cancel", {"order_id": order_id}, ctx.staff)
+    assert (status, released["state"]) == (200, "available"), released
+
+
+# ---- GET /coupons/{code}?store_id=&order_amount= -----------------------------------------------------------------
+@pytest.mark.parametrize(("query", "code", "loc"), [
+    pytest.param("store_id=sh-001&order_amount=0", "validation_error", ["query", "order_amount"], id="order_amount 0"),
+    pytest.param("store_id=sh-001&order_amount=-1", "validation_error", ["query", "order_amount"],
+                 id="negative order_amount"),
+    pytest.param("store_id=sh-001&order_amount=abc", "validation_error", ["query", "order_amount"],
+                 id="order_amount word"),
+    pytest.param("store_id=sh-001&order_amount=1.5", "validation_error", ["query", "order_amount"],
+                 id="fractional order_amount"),
+    pytest.param("store_id=sh-001&order_amount=10000000001", "validation_error", ["query", "order_amount"],
+                 id="order_amount over 1e10"),
+    pytest.param("store_id=sh%20001", "validation_error", ["query", "store_id"], id="malformed store_id"),
+    pytest.param(f"store_id={'s' * 41}", "validation_error", ["query", "store_id"], id="41 char store_id"),
+    pytest.param("store_id=nope-404", "unknown_store", ["query", "store_id"], id="unknown store"),
+    pytest.param("order_amount=10000", "validation_error", ["query", "store_id"], id="no store at the counter"),
+])
+def test_coupon_lookup_rejects_invalid_query(api, ctx, query, code, loc):  # noqa: ANN001
+    coupon = ctx.coupon(ctx.member()["member_id"])
+    status, body = api.get(f"/coupons/{coupon}?{query}", ctx.staff)
+    assert_error(status, body, 422, code, loc)
+
+
+@pytest.mark.parametrize(("amount", "discount"), [("1", 1), ("10000000000", 500)])
+def test_coupon_lookup_at_the_bounds_is_accepted(api, ctx, amount, discount):  # noqa: ANN001
+    coupon = ctx.coupon(ctx.member()["member_id"])
+    status, body = api.get(f"/coupons/{coupon}?store_id=sh-001&order_amount={amount}", ctx.staff)
+    assert (status, body["usable"], body["discount"]) == (200, True, discount), body
+
+
+# ---- GET /members/{id}/coupons?state=&cursor=&limit= ---------------------------------------------------------------
+@pytest.fixture
+def two_coupon_member(ctx) -> str:  # noqa: ANN001
+    m = ctx.member()["member_id"]
+    ctx.coupon(m)
+    ctx.coupon(m)
+    return m
+
+
+def test_member_coupons_real_cursor_pages(api, ctx, two_coupon_member):  # noqa: ANN001
+    # Control for the invalid cursors below: a cursor the API issued works.
+    path = f"/members/{two_coupon_member}/coupons?state=available&limit=1"
+    status, first = api.get(path, ctx.hq)
+    assert status == 200 and len(first["items"]) == 1 and first["next_cursor"], first
+    status, second = api.get(f"{path}&cursor={first['next_cursor']}", ctx.hq)
+    assert status == 200 and len(second["items"]) == 1, second
+    assert second["items"][0]["code"] != first["items"][0]["code"]
+
+
+@pytest.mark.parametrize("query", [pytest.param("state=bogus", id="unknown state"),
+                                   pytest.param("state=AVAILABLE", id="state in capitals")])
+def test_member_coupons_rejects_unknown_state(api, ctx, two_coupon_member, query):  # noqa: ANN001
+    status, body = api.get(f"/members/{two_coupon_member}/coupons?{query}", ctx.hq)
+    assert_error(status, body, 422, "validation_error", ["query", "state"])
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1.5"])
+def test_member_coupons_invalid_limit_is_422(api, ctx, two_coupon_member, limit):  # noqa: ANN001
+    status, body = api.get(f"/members/{two_coupon_member}/coupons?state=available&limit={limit}", ctx.hq)
+    assert_error(status, body, 422, "validation_error", ["query", "limit"])
+
+
+@pytest.mark.parametrize("make_cursor", [
+    pytest.param(lambda real: "abc!!", id="not base64"),
+    pytest.param(lambda real: "bm90IGpzb24", id="base64 of non-JSON"),
+    pytest.param(lambda real: _b64(["MCOUPONS", "COUPON"]), id="JSON list"),
+    pytest.param(lambda real: real, id="another member's cursor"),
+    pytest.param(lambda real: _b64({"gsi1pk": "ORG", "gsi1sk": "STORE#sh-001"}), id="another partition"),
+])
+def test_member_coupons_invalid_cursor_is_422(api, ctx, two_coupon_member, make_cursor):  # noqa: ANN001
+    status, page = api.get(f"/members/{two_coupon_member}/coupons?state=available&limit=1", ctx.hq)
+    assert status == 200 and page["next_cursor"], page
+    victim = ctx.member()["member_id"]
+    ctx.coupon(victim)
+    cursor = make_cursor(page["next_cursor"])
+    status, body = api.get(f"/members/{victim}/coupons?state=available&cursor={cursor}", ctx.hq)
+    assert_error(status, body, 422, "invalid_cursor", ["query", "cursor"])
+
+
+def test_member_coupons_oversized_cursor_is_422(api, ctx, two_coupon_member):  # noqa: ANN001
+    status, body = api.get(f"/members/{two_coupon_member}/coupons?state=available&cursor={'A' * 3000}", ctx.hq)
+    assert_error(status, body, 422, None, ["query", "cursor"])
+
+
+# BUG (chalicelib/store/coupons.py member_coupons: decode_cursor checks only gsi1pk): the member's own cursor,
+# taken under another state, is outside the query's key range; DynamoDB refuses it (ValidationException: 500).
+@pytest.mark.xfail(strict=True, reason="a cursor from ?state=used, used with ?state=available, answers 500")
+def test_member_coupons_cursor_of_another_state_is_422(api, ctx, two_coupon_member):  # noqa: ANN001
+    for code, _ in ctx.coupons_of(two_coupon_member):
+        assert api.post(f"/coupons/{code}/redeem", _redeem_body(two_coupon_member), ctx.staff)[0] == 201
+    status, used = api.get(f"/members/{two_coupon_member}/coupons?state=used&limit=1", ctx.hq)
+    assert status == 200 and used["next_cursor"], used
+    ctx.coupon(two_coupon_member)
+    status, body = api.get(f"/members/{two_coupon_member}/coupons?state=available&cursor={used['next_cursor']}",
+                           ctx.hq)
+    assert_error(status, body, 422, "invalid_cursor", ["query", "cursor"])
+
+
+# Regression: with no state the key condition's lower bound was "" (DynamoDB refuses an empty key value: 500).
+def test_member_coupons_without_a_state_lists_every_state(api, ctx, two_coupon_member):  # noqa: ANN001
+    used, _ = ctx.coupons_of(two_coupon_member)[0]
+    assert api.post(f"/coupons/{used}/redeem", _redeem_body(two_coupon_member), ctx.staff)[0] == 201
+    status, page = api.get(f"/members/{two_coupon_member}/coupons", ctx.hq)
+    assert status == 200, page
+    held = ctx.coupons_of(two_coupon_member)
+    assert {s for _, s in held} == {"available", "used"}
+    assert sorted((c["code"], c["state"]) for c in page["items"]) == sorted(held)
 
 
 # ---- edge cases that must be ACCEPTED --------------------------------------------------------------------

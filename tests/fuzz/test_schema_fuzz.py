@@ -57,17 +57,23 @@ def _ignored_auth() -> list:
 _IGNORED_AUTH = _ignored_auth()
 
 
-def test_every_operation_was_fuzzed_as_every_caller_and_the_books_balance(fuzz_world: World):
+def test_every_operation_was_fuzzed_as_every_caller_and_the_books_balance(fuzz_world: World, request):  # noqa: ANN001
     """Runs after the parametrized test above (same module, same worker): every documented operation got
-    requests from every kind of caller, and the ledger auditor finds every touched member's books exact."""
+    requests from every kind of caller, and the ledger auditor finds every touched member's books exact.
+
+    Under `-n 2 --dist loadfile` (scripts/test.sh) the whole module runs on one worker. Under xdist's default
+    `--dist load` the operations are spread over the workers, each with its own world: this worker can then
+    only vouch for the operations it ran (every caller, balanced books), not that every one was run."""
     from chalicelib.api.openapi import document
 
     if not fuzz_world.sent:
         pytest.skip("run together with test_every_operation_as_every_caller")
     documented = {f"{method.upper()} {path}" for path, ops in document()["paths"].items() for method in ops}
     fuzzed = {op for op, _ in fuzz_world.sent}
-    assert fuzzed == documented
-    for op in documented:
+    spread = hasattr(request.config, "workerinput") and request.config.getoption("dist") not in ("loadfile",
+                                                                                                 "loadscope")
+    assert fuzzed <= documented if spread else fuzzed == documented
+    for op in fuzzed if spread else documented:
         public = not document()["paths"][op.split(" ", 1)[1]][op.split(" ")[0].lower()].get("security", True)
         callers = {c for o, c in fuzz_world.sent if o == op}
         assert callers == ({"anonymous"} if public else set(ROLES)), op

@@ -1,5 +1,6 @@
 """The world the schema fuzzer runs in: an isolated table with the demo stores and a few real members,
-orders and redemptions, a bearer token for every kind of caller, and the budget knobs.
+orders and redemptions, coupon templates and coupons (some redeemed at the counter), a bearer token for
+every kind of caller, and the budget knobs.
 
 Isolation: the fuzzer PUTs random (valid) tiers, points rules and stores. It gets its own table (as
 tests/conftest.py's `fresh_table` does, but for a whole module) so no other test file in the same xdist
@@ -145,6 +146,9 @@ class World:
     expendable: list[str]  # what DELETE and merges may consume
     orders: list[str]
     redemptions: list[tuple[str, str]]  # (member_id, redemption_id)
+    templates: list[str] = field(default_factory=list)  # coupon templates: active, unlimited, exchangeable
+    coupons: list[tuple[str, str]] = field(default_factory=list)  # (code, holder): issued available
+    redeemed: list[tuple[str, str]] = field(default_factory=list)  # (code, order_id): held for an order at sh-001
     stores: list[str] = field(default_factory=lambda: list(STORES))
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, caller) -> requests
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)  # (operation, status) -> responses
@@ -248,8 +252,9 @@ def _seed(stack: Any, url: str, table: str) -> World:
     staff = t.staff(stores=["sh-001"])
     http = requests.Session()
 
-    def post(path: str, body: dict, token: str) -> dict:
-        resp = http.post(url + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    def post(path: str, body: dict, token: str, method: str = "POST") -> dict:
+        resp = http.request(method, url + path, json=body, headers={"Authorization": f"Bearer {token}"},
+                            timeout=30)
         assert resp.status_code in (200, 201), (path, resp.status_code, resp.text)
         return resp.json()
 
@@ -263,6 +268,32 @@ def _seed(stack: Any, url: str, table: str) -> World:
         post(f"/members/{m}/points/redemptions", {"redemption_id": rid, "points": 30, "reason": "fuzz seed",
                                                   "store_id": "sh-001"}, staff)
         redemptions.append((m, rid))
+    # Coupons: two templates members may also buy with points, with quota for region east and store sh-001
+    # (the managers' tokens); three coupons of each per member, and one coupon per member redeemed at sh-001
+    # (the counter tokens' store) for an order not yet posted.
+    hq = t.hq()
+    templates = ["fz-cash", "fz-pct"]
+    for template_id, terms in zip(templates, ({"kind": "cash", "value": 500, "points_price": 10},
+                                              {"kind": "discount", "pct": 90, "cap": 1_000, "points_price": 20})):
+        post(f"/coupon-templates/{template_id}", {"name": template_id, "valid_days": 30, "stackable": True, **terms},
+             hq, "PUT")
+        for scope, scope_id in (("region", "east"), ("store", "sh-001")):
+            post("/benefit-pool/allocations", {"allocation_id": f"fz-{uuid.uuid4().hex[:10]}", "scope": scope,
+                                               "template_id": template_id, "scope_id": scope_id, "quantity": 1_000},
+                 hq)
+    coupons, redeemed = [], []
+    for template_id in templates:
+        for _ in range(3):
+            issued = post("/coupon-issues", {"issue_id": f"fz-{uuid.uuid4().hex[:10]}", "template_id": template_id,
+                                             "member_ids": members}, hq)
+            coupons += [(c["code"], c["member_id"]) for c in issued["issued"]]
+    for m in members:
+        code = next(code for code, holder in coupons if holder == m)
+        coupons.remove((code, m))
+        order_id = f"fz-{uuid.uuid4().hex[:10]}"
+        post(f"/coupons/{code}/redeem", {"member_id": m, "store_id": "sh-001", "order_id": order_id,
+                                         "order_amount": 10_000}, staff)
+        redeemed.append((code, order_id))
     wechat = post("/auth/wechat", {"code": f"fuzz~{uuid.uuid4().hex[:8]}"}, staff)  # public route
     tokens = {
         "member": t.member(members[0]),
@@ -271,10 +302,10 @@ def _seed(stack: Any, url: str, table: str) -> World:
         "store_manager": t.staff("store_manager", stores=["sh-001"]),
         "region_manager": t.staff("region_manager", region="east"),
         "integration": t.staff("integration", stores=["mall"]),
-        "hq": t.hq(),
+        "hq": hq,
     }
     return World(url=url, table=table, tokens=tokens, members=members, expendable=expendable, orders=orders,
-                 redemptions=redemptions)
+                 redemptions=redemptions, templates=templates, coupons=coupons, redeemed=redeemed)
 
 
 CURRENT: World | None = None  # set by the fuzz_world fixture while its module runs
@@ -318,10 +349,17 @@ def shape(world: World, case: Any) -> Any:
             params["member_id"], params["redemption_id"] = _pick(seed, world.redemptions)
         if "store_id" in params and method == "GET":
             params["store_id"] = _pick(seed, world.stores)
+        if "template_id" in params:  # PUT: a new template, or one of a few the run keeps replacing
+            params["template_id"] = f"fz-new-{seed % 20}" if method == "PUT" else _pick(seed, world.templates)
+        if "code" in params:  # a cancel names a redeemed coupon; the counter's other calls an available one
+            params["code"] = _pick(seed, world.redeemed if path.endswith("/cancel") else world.coupons)[0]
         case.path_parameters = params
     query = case.query
     if isinstance(query, dict) and "phone" in query and not meta.is_negative_at(ParameterLocation.QUERY):
         case.query = {**query, "phone": _phone(seed)}
+    shaped = _shape_query(seed, path, query if isinstance(query, dict) else {})
+    if shaped is not None and not meta.is_negative_at(ParameterLocation.QUERY):
+        case.query = shaped
     body = case.body
     if isinstance(body, dict) and not meta.is_negative_at(ParameterLocation.BODY):
         case.body = _shape_body(world, seed, method, path, _whole_numbers(body))
@@ -372,6 +410,33 @@ def _shape_body(world: World, seed: int, method: str, path: str, body: dict[str,
         body["store_id"] = store
     elif path == "/members/{member_id}" and method == "PATCH":
         body.pop("birthday", None)
+    elif path == "/coupon-templates/{template_id}":
+        _shape_template(seed, body)
+    elif path == "/coupon-issues":
+        body["template_id"] = _pick(seed, world.templates)
+        body["member_ids"] = world.members[: 1 + seed % len(world.members)]
+        body.pop("region_id", None)
+        if (seed >> 3) % 2:  # from store sh-001's quota (its managers' and HQ's); else HQ's budget
+            body["store_id"] = "sh-001"
+        else:
+            body.pop("store_id", None)
+    elif path == "/benefit-pool/allocations":
+        body["template_id"] = _pick(seed, world.templates)
+        body["scope"], body["scope_id"] = _pick(seed >> 3, [("store", "sh-001"), ("region", "east")])
+        body["quantity"] = 1 + (seed >> 5) % 5
+    elif path.endswith("/points/exchanges"):
+        body["template_id"] = _pick(seed, world.templates)
+    elif path == "/coupons/{code}/redeem":
+        body["member_id"] = _pick(seed, world.coupons)[1]  # the holder of the code the path names
+        body["store_id"] = "sh-001"
+        body["order_amount"] = amount = 1 + (seed >> 4) % 50_000
+        lines = body.get("lines")
+        if isinstance(lines, list) and lines and all(isinstance(line, dict) for line in lines):
+            for line in lines:
+                line["amount"] = amount // len(lines)
+            lines[0]["amount"] += amount - sum(line["amount"] for line in lines)
+    elif path == "/coupons/{code}/redemption/cancel":
+        body["order_id"] = _pick(seed, world.redeemed)[1]  # the order the code the path names is held for
     elif path == "/tiers" and isinstance(body.get("tiers"), list):
         tiers = [t for t in body["tiers"] if isinstance(t, dict)]
         seen: set[Any] = set()
@@ -381,3 +446,38 @@ def _shape_body(world: World, seed: int, method: str, path: str, body: dict[str,
         if tiers:
             body["tiers"] = tiers
     return body
+
+
+def _shape_template(seed: int, body: dict[str, Any]) -> None:
+    """A template the rules admit: one kind with just its fields, valid for N days, for every store."""
+    for key in ("value", "pct", "cap", "gift", "valid_from", "valid_to", "region_ids", "store_ids"):
+        body.pop(key, None)
+    kind = ("cash", "threshold", "discount", "gift")[seed % 4]
+    body.update(kind=kind, store_scope="all", valid_days=(seed >> 2) % 60)
+    if kind in ("cash", "threshold"):
+        body["value"] = 1 + (seed >> 4) % 5_000
+        body["min_spend"] = 2 * body["value"] if kind == "threshold" else 0
+    elif kind == "discount":
+        body.update(pct=1 + (seed >> 4) % 99, cap=1 + (seed >> 8) % 5_000)
+    else:
+        body["gift"] = {"name": "fuzz", "cost": (seed >> 4) % 1_000}
+
+
+def _shape_query(seed: int, path: str, query: dict[str, Any]) -> dict[str, Any] | None:
+    """Queries that name where the caller stands: sh-001 (the counter and managers' tokens) or, every other
+    time, nothing (HQ's whole brand, a region manager's own region); dates in range. None: left as it is."""
+    from chalicelib.domain import clock
+
+    if path == "/coupons/{code}":  # a counter lookup names the store it is at
+        return {**query, "store_id": "sh-001"}
+    if path not in ("/benefit-pool", "/coupon-templates/{template_id}/stats", "/coupons/settlement"):
+        return None
+    shaped = {k: v for k, v in query.items() if k not in ("store_id", "region_id")}
+    if (seed >> 2) % 2:
+        shaped["store_id"] = "sh-001"
+    today = clock.business_day(clock.now())
+    if path.endswith("/stats"):
+        shaped.update({"from": (today - timedelta(days=seed % 30)).isoformat(), "to": today.isoformat()})
+    elif path == "/coupons/settlement":
+        shaped["month"] = today.strftime("%Y-%m")
+    return shaped
