@@ -79,7 +79,8 @@ class AdjustmentInput(BaseModel):
 
 class CouponLookupQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    store_id: StoreId | None = Field(default=None, description="required for counter roles")
+    store_id: StoreId | None = Field(default=None, description="required for counter roles and integrations "
+                                                                "(HQ may leave it out)")
     order_amount: Annotated[int, Field(ge=1, le=10_000_000_000)] | None = Field(
         default=None, description="fen: the discount it would give")
 

@@ -34,6 +34,8 @@ PATH_PARAMS: dict[str, tuple[str, str]] = {
     "store_id": (r"^[A-Za-z0-9_-]{1,40}$", "store_not_found"),
     "order_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "order_not_found"),
     "redemption_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "redemption_not_found"),
+    "template_id": (r"^[A-Za-z0-9_-]{1,40}$", "template_not_found"),
+    "code": (r"^[A-Za-z0-9 -]{4,40}$", "coupon_not_found"),
 }
 
 

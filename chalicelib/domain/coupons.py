@@ -234,7 +234,7 @@ class Coupon(CouponRecord):
     model_config = ConfigDict(extra="forbid")
     redemption_print: str | None = None  # the redeem request's fingerprint: a retry replays, another body 409s
     released_orders: list[str] = []  # orders whose redemption was cancelled or refunded: a late retry replays
-    released_store: str | None = None  # where the last released redemption was made (scope of a replay)
+    released_stores: dict[str, str] = {}  # released order -> the store it was redeemed at (scope of a replay)
     version: int = 1
 
     def state_at(self, now: datetime) -> CouponState:

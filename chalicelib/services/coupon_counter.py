@@ -49,6 +49,10 @@ def _same_member(ledger: LedgerRepository, named: str, holder: str) -> bool:
     return live_member(ledger, named)[1].member_id == live_member(ledger, holder, erased_ok=True)[1].member_id
 
 
+def _keep_last(stores: dict[str, str], n: int = 20) -> dict[str, str]:
+    return dict(list(stores.items())[-n:])
+
+
 def _find(coupons: CouponRepository, raw_code: str) -> tuple[str, Coupon]:
     code = normalize_code(raw_code)
     coupon = coupons.get_coupon(code) if looks_like_code(code) else None
@@ -71,7 +75,7 @@ def lookup(raw_code: str, store_id: str | None, order_amount: int | None, actor:
     if store_id is not None:
         store = _store(stores, store_id, "query")
     if actor.role is not Role.MEMBER:
-        if store is None:
+        if store is None and actor.role is not Role.HQ:  # HQ may look any coupon up, anywhere
             raise Invalid("store_id is required at the counter", code="validation_error",
                           details=[{"loc": ["query", "store_id"], "msg": "required"}])
         authorize("coupons.read", actor, store=store)
@@ -167,7 +171,7 @@ def cancel(raw_code: str, order_id: str, actor: Principal, coupons: CouponReposi
         held = coupon.redemption
         if coupon.state is not CouponState.USED or held is None or held.order_id != order_id:
             if order_id in coupon.released_orders:
-                released_at = coupon.released_store or ""
+                released_at = coupon.released_stores.get(order_id, "")
                 authorize("coupons.cancel", actor, store=lambda: stores.get(released_at) or StoreRef(released_at))
                 return coupon
             raise Conflict("this coupon is not held for that order", code="not_redeemed_for_order",
@@ -179,7 +183,7 @@ def cancel(raw_code: str, order_id: str, actor: Principal, coupons: CouponReposi
         released = coupon.model_copy(update={
             "state": CouponState.AVAILABLE, "redemption": None, "redemption_print": None,
             "released_orders": [*coupon.released_orders, order_id][-20:], "version": coupon.version + 1,
-            "released_store": held.store_id})
+            "released_stores": _keep_last({**coupon.released_stores, order_id: held.store_id})})
         if posted:  # posted without this coupon: the sale did not use it
             coupons.release_after_posting(released, coupon.version)
             return released

@@ -136,7 +136,9 @@ def _restore_coupons(change: Change, order: Order, coupons: CouponRepository, no
             continue  # past its end: it stays used (it was, for an order now refunded)
         change.coupon_restores.append((coupon.model_copy(update={
             "state": CouponState.AVAILABLE, "redemption": None, "redemption_print": None, "restored_at": now,
-            "released_orders": [*coupon.released_orders, order.order_id][-20:], "version": coupon.version + 1}),
+            "released_orders": [*coupon.released_orders, order.order_id][-20:],
+            "released_stores": dict(list({**coupon.released_stores, order.order_id: held.store_id}.items())[-20:]),
+            "version": coupon.version + 1}),
             coupon.version))
         # out of the numbers of the day and month the order counted it in
         change.coupon_uses.append((CouponUse(

@@ -151,6 +151,13 @@ class DynamoCouponRepository:
         if len(member_ids) == 1:
             pk = keys.member_coupons_pk(member_ids[0])
             start = decode_cursor(cursor, expect={"gsi1pk": pk})
+            if start is not None:
+                after = str(start.get("gsi1sk", ""))
+                if not after.startswith(prefix) or after > values[":hi"]:
+                    raise Invalid("cursor is not valid for this listing", code="invalid_cursor",
+                                  details=[{"loc": ["query", "cursor"], "msg": "issued for another state"}])
+                # the page's coupons that ended since the first page was read: the key range keeps the cursor
+                values[":lo"] = min(values[":lo"], after)
             items, last = self.db.query(IndexName=keys.GSI_LOOKUP, KeyConditionExpression=condition,
                                         values={":p": pk, **values}, Limit=limit, start=start)
             return [_coupon(i) for i in items], encode_cursor(
@@ -446,7 +453,8 @@ def coupon_item(c: Coupon) -> dict[str, Any]:
         "valid_from": clock.iso(c.valid_from), "valid_to": valid_to, "state": c.state.value, "source": c.source,
         "issuer": c.issuer, "issued_at": clock.iso(c.issued_at), "version": c.version,
         "released_orders": _json(c.released_orders) if c.released_orders else None,
-        "restored_at": clock.iso(c.restored_at) if c.restored_at else None, "released_store": c.released_store,
+        "restored_at": clock.iso(c.restored_at) if c.restored_at else None,
+        "released_stores": _json(c.released_stores) if c.released_stores else None,
         "gsi1pk": keys.member_coupons_pk(c.member_id),
         "gsi1sk": keys.member_coupons_sk(c.state.value, valid_to, c.code),
     }
@@ -468,7 +476,7 @@ def _coupon(i: dict[str, Any]) -> Coupon:
                   redemption_print=i.get("redemption_print"),
                   released_orders=json.loads(i.get("released_orders") or "[]"),
                   restored_at=datetime.fromisoformat(i["restored_at"]) if i.get("restored_at") else None,
-                  released_store=i.get("released_store"),
+                  released_stores=json.loads(i.get("released_stores") or "{}"),
                   version=i["version"])
 
 
