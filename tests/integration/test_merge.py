@@ -81,7 +81,9 @@ def test_merge_moves_everything_once_and_old_id_and_phone_resolve(stack, api, to
     assert status == 200 and record["state"] == "done"
     assert record["moved"] == {"audit": len(source_keys)}
 
-    assert set(_partition(stack, source["member_id"])) == {"PROFILE"}  # only the tombstone stays
+    # only the tombstone stays, and its coupon counts item, marked folded into the survivor
+    assert set(_partition(stack, source["member_id"])) == {"PROFILE", "COUPONS"}
+    assert _partition(stack, source["member_id"])["COUPONS"]["merged_into"]["S"] == target["member_id"]
     target_items = _partition(stack, target["member_id"])
     assert source_keys <= set(target_items)
     assert all(target_items[k]["moved_from"]["S"] == source["member_id"] for k in source_keys)
@@ -124,7 +126,7 @@ def test_interrupted_merge_is_finished_by_the_job_without_duplicates(stack, api,
 
     merged = bootstrap.members().get_merge(target["member_id"], source["member_id"])
     assert merged.state == "done"
-    assert set(_partition(stack, source["member_id"])) == {"PROFILE"}
+    assert set(_partition(stack, source["member_id"])) == {"PROFILE", "COUPONS"}
     target_items = _partition(stack, target["member_id"])
     assert len(target_items) == expected + 2  # + the merge record and the target's 'merged' audit entry
     assert sum(merged.moved.values()) == 150 + 1  # history + the source's registration audit entry
