@@ -36,6 +36,10 @@ PATH_PARAMS: dict[str, tuple[str, str]] = {
     "redemption_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "redemption_not_found"),
     "template_id": (r"^[A-Za-z0-9_-]{1,40}$", "template_not_found"),
     "code": (r"^[A-Za-z0-9 -]{4,40}$", "coupon_not_found"),
+    "ticket_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "ticket_not_found"),
+    "task_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "task_not_found"),
+    "queue_id": (r"^[a-z0-9][a-z0-9_-]{0,47}$", "queue_not_found"),
+    "article_id": (r"^[A-Za-z0-9_-]{1,64}$", "article_not_found"),
 }
 
 
