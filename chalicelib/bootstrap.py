@@ -77,6 +77,13 @@ def ledger() -> Any:
 
 
 @lru_cache(maxsize=1)
+def tickets() -> Any:
+    from .store.tickets import DynamoTicketRepository
+
+    return DynamoTicketRepository(db())
+
+
+@lru_cache(maxsize=1)
 def coupons() -> Any:
     from .store.coupons import DynamoCouponRepository
 
@@ -104,5 +111,13 @@ def wechat() -> Any:
 def reset() -> None:
     """Forget everything built (tests and the local launcher change the environment)."""
     reset_settings()
-    for getter in (dynamodb_client, secrets, db, members, stores, ledger, coupons, tokens, wechat):
+    for getter in (dynamodb_client, secrets, db, members, stores, ledger, coupons, tickets, tokens, wechat):
         getter.cache_clear()
+
+
+def kb() -> Any:
+    """The knowledge base's repository. Not cached itself (so `reset` needs no entry): a thin wrapper over the
+    cached `db()`, built per call for the cost of one object."""
+    from .store.kb import DynamoKbRepository
+
+    return DynamoKbRepository(db())

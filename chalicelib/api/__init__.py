@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 ROUTE_TABLE = Path(__file__).with_name("routes.json")
-VIEW_MODULES = ("meta", "sessions", "stores", "members", "orders", "points", "program", "coupons", "pool", "tickets", "kb")
+VIEW_MODULES = ("meta", "sessions", "stores", "members", "orders", "points", "program", "coupons", "pool", "tickets",
+                "kb")
 
 
 def register_routes(app: Any) -> None:

@@ -16,8 +16,12 @@ from ..domain.orders import DocId, OrderInput, RefundInput
 from ..domain.pool import AllocationInput
 from ..domain.program import PointsRules, TierProgram
 from ..domain.stores import StoreInput
+from ..domain.tasks import AssignInput, CompleteInput, TaskInput
+from ..domain.tickets import ActionInput, QueueId, QueueInput, RoutingRulesInput, TicketInput
 
-__all__ = ["AdjustmentInput", "AllocationInput", "CancelInput", "CouponListQuery", "CouponLookupQuery", "ExchangeInput",
+__all__ = ["ActionInput", "AssignInput", "AvailabilityInput", "CompleteInput", "QueueInput", "RoutingRulesInput",
+           "TaskInput", "TaskListQuery", "TicketInput", "TicketListQuery",
+           "AdjustmentInput", "AllocationInput", "CancelInput", "CouponListQuery", "CouponLookupQuery", "ExchangeInput",
            "IssueInput",
            "MemberPatch", "MergeRequest", "OrderInput", "PageQuery", "PhoneBinding", "PhoneQuery", "PointsRules",
            "RedeemInput", "RedemptionInput", "RefundInput", "Registration", "StoreInput", "TemplateInput",
@@ -107,3 +111,23 @@ class SettlementQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     month: str = Field(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM (business month)")
     store_id: StoreId | None = None
+
+
+# ---- tickets and tasks
+class TicketListQuery(PageQuery):
+    """One supported filter at a time (each an index query): queue, store_id, or assignee=me."""
+
+    queue: QueueId | None = None
+    store_id: StoreId | None = None
+    assignee: Literal["me"] | None = None
+    status: Literal["new", "open", "pending", "resolved", "closed"] | None = Field(
+        default=None, description="default: new (queue and store lists); any (assignee)")
+
+
+class TaskListQuery(PageQuery):
+    state: Literal["open", "done", "overdue"] = "open"
+
+
+class AvailabilityInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    available: bool = Field(strict=True)

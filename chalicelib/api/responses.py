@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from ..domain.access import Principal, Role
 from ..domain.clock import business_day, now
@@ -20,6 +20,8 @@ from ..domain.pool import Allocation, DayStats, PoolLine, SettlementRow
 from ..domain.program import Tier
 from ..domain.receipts import Adjustment, LotTake, Redemption, Refund
 from ..domain.stores import Store
+from ..domain.tasks import Task
+from ..domain.tickets import ActionType, Event, RoutingRule, Ticket
 
 
 class _Out(BaseModel):
@@ -348,3 +350,157 @@ class SettlementView(_Out):
     count: int
     discount: int
     gift_cost: int
+
+
+# ---- tickets, queues, tasks ----------------------------------------------------------------------------------
+class TaskView(_Out):
+    task_id: str
+    store_id: str
+    title: str
+    due_at: datetime
+    state: str
+    overdue: bool
+    assignee: str | None
+    source: dict[str, str] = Field(description="{kind: ticket|automation, id}")
+    created_at: datetime
+    completed_at: datetime | None = None
+    completed_by: str | None = None
+    outcome: str | None = None
+    note: str | None = None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskView:
+        return cls(**task.model_dump(exclude={"created_by"}), overdue=task.overdue(now()))
+
+
+class TaskPage(_Out):
+    items: list[TaskView]
+    next_cursor: str | None = None
+
+
+class EventView(_Out):
+    """One recorded action (staff): who did what, when, with the action's own fields."""
+
+    action_id: str
+    type: str
+    by: str
+    by_role: str
+    at: datetime
+    data: dict[str, Any]
+
+
+class TicketSummary(_Out):
+    """A ticket in a staff list: its state and routing, not its conversation."""
+
+    ticket_id: str
+    channel: str
+    type: str
+    subject: str
+    store_id: str | None
+    member_id: str | None
+    order_id: str | None
+    queue_id: str
+    priority: str
+    status: str
+    assignee: str | None
+    routed_by: str | None
+    created_at: datetime
+    created_by: str
+    first_response_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    rating: int | None
+    reopened: int
+    open_tasks: int
+
+    @classmethod
+    def of(cls, t: Ticket) -> TicketSummary:
+        return cls.model_validate({name: getattr(t, name) for name in cls.model_fields})
+
+
+class TicketView(TicketSummary):
+    description: str
+    events: list[EventView]
+    tasks: list[TaskView]
+
+
+class MemberReply(_Out):
+    by: str = Field(description="you, or staff (never a person's identity)")
+    at: datetime
+    body: str
+
+
+class MemberTicketView(_Out):
+    """What a member sees of their ticket: never internal comments, agents' identities or routing."""
+
+    ticket_id: str
+    channel: str
+    type: str
+    subject: str
+    description: str | None = Field(default=None, description="in the single-ticket answer only")
+    store_id: str | None
+    order_id: str | None
+    status: str
+    created_at: datetime
+    resolved_at: datetime | None
+    rating: int | None
+    replies: list[MemberReply] | None = Field(default=None, description="public replies, oldest first (single "
+                                                                         "ticket only)")
+
+    @classmethod
+    def of(cls, t: Ticket, description: str | None = None, events: list[Event] | None = None) -> MemberTicketView:
+        replies = None
+        if events is not None:
+            replies = [MemberReply(by="you" if e.by_role == "member" else "staff", at=e.at, body=e.data["body"])
+                       for e in events if e.type is ActionType.REPLY]
+        return cls(ticket_id=t.ticket_id, channel=t.channel.value, type=t.type.value, subject=t.subject,
+                   description=description, store_id=t.store_id, order_id=t.order_id, status=t.status.value,
+                   created_at=t.created_at, resolved_at=t.resolved_at, rating=t.rating, replies=replies)
+
+
+class TicketPage(_Out):
+    items: list[TicketSummary]
+    next_cursor: str | None = None
+
+
+class MemberTicketPage(_Out):
+    member_id: str
+    items: list[MemberTicketView] | list[TicketSummary]
+    next_cursor: str | None = None
+
+
+class ActionView(_Out):
+    """The answer to an action: what was recorded (a replay answers the same event) and the ticket now."""
+
+    action_id: str
+    type: str
+    at: datetime
+    ticket: TicketSummary | MemberTicketView
+
+
+class QueueView(_Out):
+    queue_id: str
+    kind: str
+    name: str
+    store_id: str | None = None
+    region_id: str | None = None
+
+
+class AgentView(_Out):
+    queue_id: str
+    sub: str
+    available: bool
+    open: int = Field(description="open tickets assigned to this agent in this queue")
+
+
+class RoutingRulesView(_Out):
+    rules: list[RoutingRule]
+    version: int
+
+
+class TicketAnswer(RootModel[TicketSummary | MemberTicketView]):
+    """Staff get the summary; the ticket's member gets the member's view."""
+
+
+class TicketDetailAnswer(RootModel[TicketView | MemberTicketView]):
+    """Staff get the whole ticket (events, internal comments, tasks); its member the public replies."""

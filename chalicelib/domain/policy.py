@@ -25,11 +25,20 @@ class Scope(StrEnum):
     SELF = "self"  # a member: only their own record (or one merged into it)
     STORE = "store"  # the resource's store: staff/managers/integrations their stores, region managers
     #                  their region's stores, HQ all
+    QUEUE = "queue"  # a ticket's queue: a store's queue its staff and managers, a region's queue (or a
+    #                  queue of one of its stores) the region manager, an HQ queue HQ; where a store is
+    #                  also given (a ticket's own store), that store's scope reaches it too
 
 
 class StoreFacts(Protocol):
     store_id: str
     region_id: str | None
+
+
+class QueueFacts(Protocol):
+    kind: str  # store | region | hq
+    store_id: str | None
+    region_id: str | None  # a store queue: its store's region
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ def _all(scope: Scope = Scope.ANY) -> dict[Role, Scope]:
     return {role: scope for role in Role}
 
 
-ANY, SELF, STORE = Scope.ANY, Scope.SELF, Scope.STORE
+ANY, SELF, STORE, QUEUE = Scope.ANY, Scope.SELF, Scope.STORE, Scope.QUEUE
 MEMBER, STAFF, MANAGER = Role.MEMBER, Role.STAFF, Role.STORE_MANAGER
 REGION, HQ, INTEGRATION = Role.REGION_MANAGER, Role.HQ, Role.INTEGRATION
 
@@ -148,6 +157,50 @@ POLICY: dict[str, Permission] = {
                             "their stores"),
     "coupons.member_list": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY, HQ: ANY},
                                       "the member themself; counter staff of any store (as at the counter); HQ"),
+    # ---- service tickets (queue scope: see Scope.QUEUE)
+    "tickets.create": Permission({MEMBER: SELF, STAFF: STORE, MANAGER: STORE, INTEGRATION: STORE, HQ: ANY},
+                                 "a member about themself; staff and integrations (hotline, social connectors) "
+                                 "for one of their stores (the body's store_id); HQ anywhere"),
+    "tickets.read": Permission({MEMBER: SELF, STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, INTEGRATION: STORE,
+                                HQ: ANY},
+                               "its member (public replies only); whoever works its queue or serves its store; "
+                               "an integration its stores' tickets; HQ"),
+    "tickets.list": Permission({STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
+                               "a queue's or a store's list: whoever works that queue or serves that store; "
+                               "?assignee=me: any agent role; HQ"),
+    "tickets.member_list": Permission({MEMBER: SELF, STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
+                                      "the member themself; staff and managers see the member's tickets they may "
+                                      "read (tickets.read); HQ all"),
+    "tickets.reply": Permission({MEMBER: SELF, STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
+                                "its member; the agents and managers of its queue; HQ"),
+    "tickets.work": Permission({STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
+                               "comment, hold, resume, resolve, close, add a task: the agents and managers of "
+                               "its queue; HQ"),
+    "tickets.manage": Permission({MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
+                                 "assign and transfer: the store manager of a store queue, the region manager "
+                                 "of the region's queues and its stores' queues; HQ"),
+    "tickets.reopen": Permission({MEMBER: SELF, STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
+                                 "its member within 7 days of the resolve; the agents and managers of its queue, "
+                                 "any time; HQ"),
+    "tickets.rate": Permission({MEMBER: SELF}, "its member, once, after the resolve"),
+    "tickets.act": Permission({MEMBER: SELF, STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
+                              "the route of every action: each type is then held to its own row "
+                              "(tickets.reply / work / manage / reopen / rate)"),
+    "queues.put": Permission({HQ: ANY}, "HQ only"),
+    "queues.agent": Permission({STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
+                               "the caller themself: staff and managers for their store's queue, the region "
+                               "manager for the region's queues (and its stores'), HQ any queue"),
+    "routing.put": Permission({HQ: ANY}, "HQ only"),
+    "routing.read": Permission({MANAGER: ANY, REGION: ANY, HQ: ANY}, "managers and HQ"),
+    "tasks.list": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
+                             "the store's staff and managers, its region's manager, HQ"),
+    "tasks.complete": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY}, "as tasks.list"),
+    "tasks.assign": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY}, "as tasks.list"),
+    # ---- the knowledge base
+    "kb.put": Permission({HQ: ANY}, "HQ only (every edit is a new version; the old ones are kept)"),
+    "kb.read": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY},
+                          "staff, store and region managers, HQ (not members, not integrations)"),
+    "kb.search": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY}, "as kb.read"),
 }
 
 
@@ -168,7 +221,7 @@ def allow_role(operation: str, actor: Principal) -> Scope:
 
 
 def authorize(operation: str, actor: Principal, *, member_id: str | None = None,
-              store: StoreFacts | Callable[[], StoreFacts] | None = None) -> None:
+              store: StoreFacts | Callable[[], StoreFacts] | None = None, queue: QueueFacts | None = None) -> None:
     """The whole check for one operation: role, then the role's scope rule against the facts given.
 
     `member_id` is the member the request is about (resolved through merges by the caller where an old id
@@ -187,6 +240,23 @@ def authorize(operation: str, actor: Principal, *, member_id: str | None = None,
         if not in_store_scope(actor, facts.store_id, facts.region_id):
             raise Forbidden("store is outside your scope", code="store_out_of_scope",
                             details={"store_id": facts.store_id})
+    elif scope is Scope.QUEUE:
+        if queue is None and store is None:
+            raise LookupError(f"{operation}: the queue rule needs the queue or the store")
+        facts = store() if callable(store) else store
+        if not ((queue is not None and in_queue_scope(actor, queue))
+                or (facts is not None and in_store_scope(actor, facts.store_id, facts.region_id))):
+            raise Forbidden("this queue is outside your scope", code="queue_out_of_scope")
+
+
+def in_queue_scope(actor: Principal, queue: QueueFacts) -> bool:
+    if actor.role is Role.HQ:
+        return True
+    if actor.role is Role.REGION_MANAGER:
+        return actor.region_id is not None and queue.kind in ("store", "region") and queue.region_id == actor.region_id
+    if actor.role in COUNTER_ROLES:
+        return queue.kind == "store" and queue.store_id in actor.store_ids
+    return False
 
 
 def in_store_scope(actor: Principal, store_id: str, region_id: str | None) -> bool:

@@ -69,6 +69,19 @@ class ActionType(StrEnum):
     REOPEN = "reopen"
     CLOSE = "close"
     RATE = "rate"
+    # Not sent by clients: recorded when a task of the ticket is added or done (the ticket cannot resolve
+    # while one is open), so the events alone give the ticket's state.
+    TASK_ADDED = "task_added"
+    TASK_DONE = "task_done"
+
+
+CLIENT_ACTIONS = frozenset(ActionType) - {ActionType.TASK_ADDED, ActionType.TASK_DONE}
+WORKING = frozenset({"new", "open", "pending"})  # statuses an assignee is counted busy with
+
+
+def task_event_id(task_id: str, what: str) -> str:
+    """The event id of a task's addition or completion: '*' never appears in a client's action id."""
+    return f"*task-{what}:{task_id}"
 
 
 def store_queue(store_id: str) -> str:
@@ -104,6 +117,29 @@ class RoutingRule(BaseModel):
     priority: Priority | None = Field(default=None, description="set when the ticket asked for none")
     raise_to: Priority | None = Field(default=None, description="at least this priority (a VIP tier's)")
     assignment: Literal["round_robin", "least_open", "none"] = "round_robin"
+
+
+class RoutingRulesInput(BaseModel):
+    """PUT /routing-rules: the whole ordered list (first match wins)."""
+
+    model_config = ConfigDict(extra="forbid")
+    rules: list[RoutingRule] = Field(max_length=200)
+    version: StrictInt | None = Field(default=None, ge=0, description="the version read; a newer one is a 409")
+
+
+class QueueInput(BaseModel):
+    """PUT /queues/{queue_id}. Store queues are implicit (store-<store_id>), so a body of kind store is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["store", "region", "hq"]
+    name: str = Field(min_length=1, max_length=100)
+    region_id: StoreId | None = Field(default=None, description="kind region: the region it serves")
+
+    @model_validator(mode="after")
+    def _region_queue_names_its_region(self) -> QueueInput:
+        if (self.kind == "region") != (self.region_id is not None):
+            raise ValueError("region_id is required for a region queue and only for one")
+        return self
 
 
 @dataclass(frozen=True)
@@ -176,6 +212,36 @@ def choose_agent(agents: list[Agent], assignment: str) -> str | None:
     return min(agents, key=waited).sub
 
 
+@dataclass(frozen=True)
+class AgentRecord:
+    queue_id: str
+    sub: str
+    available: bool
+    open: int
+    last_assigned_at: str | None  # as stored: the round-robin claim conditions on it
+
+
+@dataclass(frozen=True)
+class AgentClaim:
+    """Routing chose this agent on what it read: the write holds only if the agent is still available and
+    nobody was given a ticket by it since (so round robin never hands two tickets to one turn)."""
+
+    queue_id: str
+    sub: str
+    last_assigned_at: str | None
+    at: str
+
+
+@dataclass(frozen=True)
+class QueueRecord:
+    queue_id: str
+    kind: str  # store | region | hq
+    name: str
+    store_id: str | None = None
+    region_id: str | None = None
+    defined: bool = True  # False: implicit (a store's queue, hq-service)
+
+
 # ---- the ticket and its events ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Event:
@@ -212,6 +278,7 @@ class Ticket:
     rating: int | None = None
     reopened: int = 0
     open_tasks: int = 0
+    task_ids: tuple[str, ...] = ()
     events: int = 0  # how many events the state was derived from (the optimistic lock of the next action)
 
     def evolve(self, **changes: Any) -> Ticket:
@@ -235,6 +302,8 @@ ALLOWED: dict[ActionType, frozenset[Status]] = {
     ActionType.REOPEN: frozenset({Status.RESOLVED}),
     ActionType.CLOSE: frozenset({Status.NEW, Status.OPEN, Status.PENDING, Status.RESOLVED}),
     ActionType.RATE: frozenset({Status.RESOLVED, Status.CLOSED}),
+    ActionType.TASK_ADDED: frozenset({Status.NEW, Status.OPEN, Status.PENDING}),
+    ActionType.TASK_DONE: frozenset(Status),  # a task finished after its ticket closed is still done
 }
 
 
@@ -283,7 +352,22 @@ def apply(ticket: Ticket, event: Event) -> Ticket:
         t = t.evolve(status=Status.CLOSED, closed_at=event.at)
     elif kind is ActionType.RATE:
         t = t.evolve(rating=event.data["score"])
+    elif kind is ActionType.TASK_ADDED:
+        t = t.evolve(open_tasks=t.open_tasks + 1, task_ids=(*t.task_ids, event.data["task_id"]))
+    elif kind is ActionType.TASK_DONE:
+        t = t.evolve(open_tasks=t.open_tasks - 1)
     return t
+
+
+def load_changes(before: Ticket | None, after: Ticket) -> dict[tuple[str, str], int]:
+    """How an event changes agents' open-ticket counts, per (queue, agent): least-open assignment reads them.
+    A ticket counts for its assignee in its queue while it is new, open or pending."""
+    changes: dict[tuple[str, str], int] = {}
+    for ticket, sign in ((before, -1), (after, 1)):
+        if ticket is not None and ticket.assignee and ticket.status.value in WORKING:
+            key = (ticket.queue_id, ticket.assignee)
+            changes[key] = changes.get(key, 0) + sign
+    return {k: v for k, v in changes.items() if v}
 
 
 class ActionInput(BaseModel):
@@ -291,7 +375,7 @@ class ActionInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     action_id: DocId
-    type: ActionType
+    type: Literal["reply", "comment", "assign", "transfer", "hold", "resume", "resolve", "reopen", "close", "rate"]
     body: str | None = Field(default=None, min_length=1, max_length=5_000, description="reply and comment")
     article_ids: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] = Field(
         default=[], max_length=10, description="knowledge-base articles a reply cites")
@@ -299,18 +383,23 @@ class ActionInput(BaseModel):
     queue_id: QueueId | None = Field(default=None, description="transfer: the queue")
     score: StrictInt | None = Field(default=None, ge=1, le=5, description="rate")
 
+    @property
+    def kind(self) -> ActionType:
+        return ActionType(self.type)
+
     @model_validator(mode="after")
     def _fields_of_type(self) -> ActionInput:
+        kind = ActionType(self.type)
         need = {ActionType.REPLY: {"body"}, ActionType.COMMENT: {"body"}, ActionType.ASSIGN: {"assignee"},
-                ActionType.TRANSFER: {"queue_id"}, ActionType.RATE: {"score"}}.get(self.type, set())
+                ActionType.TRANSFER: {"queue_id"}, ActionType.RATE: {"score"}}.get(kind, set())
         given = {name for name in ("body", "assignee", "queue_id", "score") if getattr(self, name) is not None}
         if self.article_ids:
             given.add("article_ids")
-        allowed = need | ({"article_ids"} if self.type is ActionType.REPLY else set())
+        allowed = need | ({"article_ids"} if kind is ActionType.REPLY else set())
         if need - given:
-            raise ValueError(f"{self.type.value} needs {', '.join(sorted(need - given))}")
+            raise ValueError(f"{kind.value} needs {', '.join(sorted(need - given))}")
         if given - allowed:
-            raise ValueError(f"{', '.join(sorted(given - allowed))} does not apply to {self.type.value}")
+            raise ValueError(f"{', '.join(sorted(given - allowed))} does not apply to {kind.value}")
         return self
 
     def data(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ TIER_SHARDS = 8
 # into this member, found again by that key), and documents (REDEEM#, ADJUST#, FACT#: their ids are made by
 # clients or by day, two members can hold the same one; they are read through the id they were written
 # for, see the ledger repository's find_document).
-MERGE_MOVES = (AUDIT_PREFIX, EVENT_PREFIX, LEDGER_PREFIX)
+MERGE_MOVES = (AUDIT_PREFIX, EVENT_PREFIX, LEDGER_PREFIX, "TKT#")
 
 GSI_LOOKUP = "gsi1"
 GSI_WORK = "gsi2"
@@ -160,6 +160,81 @@ def config_key(name: str) -> dict[str, str]:
     return {"pk": "CONFIG", "sk": name}
 
 
+# ---- service tickets ----------------------------------------------------------------------------------------
+# A ticket's partition holds its head (the derived state, versioned by the count of its events) and one item
+# per event, keyed by the action id that made it (so a retried action finds its event). Lists are index
+# queries on the head: gsi1 by queue and status, gsi4 by store and status, gsi3 (keys only) by assignee; a
+# member's tickets are pointer items in the member's partition (a merge moves them).
+GSI_LISTS = "gsi4"
+TICKET_PREFIX = "TICKET#"
+TICKET_EVENT_PREFIX = "ACT#"
+MEMBER_TICKET_PREFIX = "TKT#"
+
+
+def ticket_key(ticket_id: str) -> dict[str, str]:
+    return {"pk": f"{TICKET_PREFIX}{ticket_id}", "sk": "TICKET"}
+
+
+def ticket_event_key(ticket_id: str, action_id: str) -> dict[str, str]:
+    return {"pk": f"{TICKET_PREFIX}{ticket_id}", "sk": f"{TICKET_EVENT_PREFIX}{action_id}"}
+
+
+def ticket_list_keys(queue_id: str, store_id: str | None, assignee: str | None, status: str,
+                     created_iso: str, ticket_id: str) -> dict[str, str]:
+    """The head's index keys: newest last in every list (created times share one offset, so text order is
+    time order). No store, no gsi4 entry; no assignee, no gsi3 entry."""
+    sort = f"{created_iso}#{ticket_id}"
+    out = {"gsi1pk": ticket_queue_list(queue_id, status), "gsi1sk": sort}
+    if store_id:
+        out |= {"gsi4pk": ticket_store_list(store_id, status), "gsi4sk": sort}
+    if assignee:
+        out |= {"gsi3pk": ticket_assignee_list(assignee), "gsi3sk": f"{status}#{sort}"}
+    return out
+
+
+def ticket_queue_list(queue_id: str, status: str) -> str:
+    return f"TQUEUE#{queue_id}#{status}"
+
+
+def ticket_store_list(store_id: str, status: str) -> str:
+    return f"TSTORE#{store_id}#{status}"
+
+
+def ticket_assignee_list(sub: str) -> str:
+    return f"TAGENT#{sub}"
+
+
+def member_ticket_key(member_id: str, created_iso: str, ticket_id: str) -> dict[str, str]:
+    """Globally unique (ticket ids are), so a merge can move it into the survivor's partition."""
+    return {"pk": member_pk(member_id), "sk": f"{MEMBER_TICKET_PREFIX}{created_iso}#{ticket_id}"}
+
+
+def queue_key(queue_id: str) -> dict[str, str]:
+    return {"pk": ORG_PK, "sk": f"QUEUE#{queue_id}"}
+
+
+def agent_key(queue_id: str, sub: str) -> dict[str, str]:
+    """An agent of a queue: available or not, open tickets in this queue, when last assigned."""
+    return {"pk": f"QUEUE#{queue_id}", "sk": f"AGENT#{sub}"}
+
+
+def routing_rules_key() -> dict[str, str]:
+    return {"pk": ORG_PK, "sk": "ROUTING"}
+
+
+def task_key(task_id: str) -> dict[str, str]:
+    return {"pk": f"TASK#{task_id}", "sk": "TASK"}
+
+
+def task_list_keys(store_id: str, state: str, due_iso: str, task_id: str) -> dict[str, str]:
+    """gsi1: a store's tasks by state, soonest due first (times in one offset: 'overdue' is a range below now)."""
+    return {"gsi1pk": task_store_list(store_id, state), "gsi1sk": f"{due_iso}#{task_id}"}
+
+
+def task_store_list(store_id: str, state: str) -> str:
+    return f"STASK#{store_id}#{state}"
+
+
 # ---- coupons ----------------------------------------------------------------------------------------------
 TEMPLATE_PREFIX = "CTPL#"
 HQ_LEVEL = "HQ"
@@ -236,3 +311,49 @@ def settlement_key(month: str, shard: int, template_id: str, issuer: str, redeem
 
 def settlement_pk(month: str, shard: int) -> str:
     return f"SETTLE#{month}#{shard}"
+
+
+# ---- knowledge base ---------------------------------------------------------------------------------------
+# An article's partition holds its versions (`V#<8 digits>`, kept) and its head (`~HEAD`: the current version's
+# summary and the index's bookkeeping), which sorts after every version: one descending query of two items
+# reads the head and the current version. The inverted index is one partition per term (`KBTERM#<term>`),
+# one posting per article holding it (sort key: the article id). Heads are on the lookup index by category,
+# newest edit first.
+KB_ARTICLE_PREFIX = "KBART#"
+KB_HEAD = "~HEAD"
+KB_VERSION_PREFIX = "V#"
+KB_TERM_PREFIX = "KBTERM#"
+
+
+def kb_article_pk(article_id: str) -> str:
+    return f"{KB_ARTICLE_PREFIX}{article_id}"
+
+
+def kb_head_key(article_id: str) -> dict[str, str]:
+    return {"pk": kb_article_pk(article_id), "sk": KB_HEAD}
+
+
+def kb_version_sk(version: int) -> str:
+    return f"{KB_VERSION_PREFIX}{version:08d}"
+
+
+def kb_version_key(article_id: str, version: int) -> dict[str, str]:
+    return {"pk": kb_article_pk(article_id), "sk": kb_version_sk(version)}
+
+
+def kb_term_pk(term: str) -> str:
+    """Terms hold no '#': CJK characters or ASCII letters and digits (domain/kb.tokens)."""
+    return f"{KB_TERM_PREFIX}{term}"
+
+
+def kb_posting_key(term: str, article_id: str) -> dict[str, str]:
+    return {"pk": kb_term_pk(term), "sk": article_id}
+
+
+def kb_category_keys(category: str, updated_at_iso: str, article_id: str) -> dict[str, str]:
+    """gsi1 keys of an article's head: its category's partition, newest edit first (times share one offset)."""
+    return {"gsi1pk": kb_category_pk(category), "gsi1sk": f"{updated_at_iso}#{article_id}"}
+
+
+def kb_category_pk(category: str) -> str:
+    return f"KBCAT#{category}"

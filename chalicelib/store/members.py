@@ -509,7 +509,7 @@ def _openid_hashes(profile: dict[str, Any]) -> list[str]:
     return sorted(found)
 
 
-_INTERNAL = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk"})
+_INTERNAL = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4pk", "gsi4sk"})
 _JSON_TEXT = ("body", "detail", "data")  # nested data kept as compact JSON text (store/ledger._compact)
 
 

@@ -60,7 +60,32 @@ def _examples(api, tokens):
     assert api.put(f"/coupon-templates/{tpl}", cash, hq)[0] == 201
     code = api.post("/coupon-issues", {"issue_id": f"doc-{uuid.uuid4().hex[:8]}", "template_id": tpl,
                                        "member_ids": [buyer]}, hq)[1]["issued"][0]["code"]
+    tk = f"doc-{uuid.uuid4().hex[:8]}"
+    assert api.post("/tickets", {"ticket_id": tk, "channel": "store", "type": "complaint", "subject": "文档",
+                                 "description": "文档用", "store_id": "sh-001", "member_id": buyer}, staff)[0] == 201
+    task_a, task_b = f"doc-{uuid.uuid4().hex[:8]}", f"doc-{uuid.uuid4().hex[:8]}"
+    for task in (task_a, task_b):
+        assert api.post(f"/tickets/{tk}/tasks", {"task_id": task, "store_id": "sh-001", "title": "回访",
+                                                 "due_at": "2026-12-31T18:00:00+08:00"}, staff)[0] == 201
+    routing = api.get("/routing-rules", hq)[1]
     return [
+        ("/tickets", "POST", "/tickets", {"ticket_id": f"doc-{uuid.uuid4().hex[:8]}", "channel": "hotline",
+                                          "type": "inquiry", "subject": "问", "description": "营业时间"}, hq),
+        ("/tickets", "GET", "/tickets?queue=store-sh-001&status=new&limit=2", None, staff),
+        ("/tickets/{ticket_id}", "GET", f"/tickets/{tk}", None, staff),
+        ("/members/{member_id}/tickets", "GET", f"/members/{buyer}/tickets", None, staff),
+        ("/tickets/{ticket_id}/actions", "POST", f"/tickets/{tk}/actions",
+         {"action_id": "doc-c", "type": "comment", "body": "内部备注"}, staff),
+        ("/tickets/{ticket_id}/tasks", "POST", f"/tickets/{tk}/tasks",
+         {"task_id": f"doc-{uuid.uuid4().hex[:8]}", "store_id": "sh-002", "title": "调货",
+          "due_at": "2026-12-30T12:00:00+08:00"}, staff),
+        ("/queues/{queue_id}", "PUT", "/queues/doc-east", {"kind": "region", "name": "华东", "region_id": "east"}, hq),
+        ("/queues/{queue_id}/agents/me", "PUT", "/queues/store-sh-001/agents/me", {"available": False}, staff),
+        ("/routing-rules", "GET", "/routing-rules", None, hq),
+        ("/routing-rules", "PUT", "/routing-rules", {"rules": routing["rules"], "version": routing["version"]}, hq),
+        ("/stores/{store_id}/tasks", "GET", "/stores/sh-001/tasks?state=open&limit=5", None, staff),
+        ("/tasks/{task_id}/complete", "POST", f"/tasks/{task_a}/complete", {"outcome": "done"}, staff),
+        ("/tasks/{task_id}/assign", "POST", f"/tasks/{task_b}/assign", {"assignee": "staff-1"}, staff),
         ("/coupon-templates/{template_id}", "PUT", f"/coupon-templates/{tpl}-2",
          {**cash, "kind": "discount", "value": None, "pct": 85, "cap": 2_000, "budget": 100}, hq),
         ("/coupon-templates", "GET", "/coupon-templates", None, staff),

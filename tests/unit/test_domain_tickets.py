@@ -119,18 +119,24 @@ MODEL = {
     ("new", "close"): "closed", ("open", "close"): "closed", ("pending", "close"): "closed",
     ("resolved", "close"): "closed", ("resolved", "rate"): "resolved", ("closed", "rate"): "closed",
     **{(s, "comment"): s for s in ("new", "open", "pending", "resolved", "closed")},
+    **{(s, "task_added"): s for s in ("new", "open", "pending")},
+    **{(s, "task_done"): s for s in ("new", "open", "pending", "resolved", "closed")},
 }
 
 
 @given(st.lists(st.tuples(st.sampled_from(list(ActionType)), st.booleans()), max_size=30))
 def test_reducer_agrees_with_the_model(steps):
-    t, status, first_response, rating, applied = ticket(), "new", None, None, 0
+    t, status, first_response, rating, applied, tasks = ticket(), "new", None, None, 0, 0
     for n, (kind, agent) in enumerate(steps, start=1):
+        if kind is ActionType.TASK_DONE and not tasks:
+            continue  # the service records a task done only for a task that was added and is open
         role = "staff" if agent else "member"
         data = {"score": 4} if kind is ActionType.RATE else {"queue_id": "q2"} if kind is ActionType.TRANSFER \
-            else {"assignee": "agent-2"} if kind is ActionType.ASSIGN else {}
+            else {"assignee": "agent-2"} if kind is ActionType.ASSIGN else \
+            {"task_id": f"task-{n}"} if kind is ActionType.TASK_ADDED else {}
         e = event(kind.value, n, role=role, **data)
-        allowed = (status, kind.value) in MODEL and not (kind is ActionType.RATE and rating is not None)
+        allowed = (status, kind.value) in MODEL and not (kind is ActionType.RATE and rating is not None) \
+            and not (kind is ActionType.RESOLVE and tasks)
         if kind is ActionType.REPLY and status == "new" and not agent:
             expected = "new"  # the member adding to their own ticket does not open it
         else:
@@ -148,5 +154,7 @@ def test_reducer_agrees_with_the_model(steps):
             first_response = e.at
         if kind is ActionType.RATE:
             rating = 4
-        assert (t.status.value, t.first_response_at, t.rating) == (status, first_response, rating)
+        tasks += {ActionType.TASK_ADDED: 1, ActionType.TASK_DONE: -1}.get(kind, 0)
+        assert (t.status.value, t.first_response_at, t.rating, t.open_tasks) == (status, first_response, rating,
+                                                                                 tasks)
     assert t.events == applied  # every applied event counted once (the next action's optimistic lock)

@@ -1,0 +1,294 @@
+"""Tickets, their events, queues, agents, routing rules and the store task list in DynamoDB.
+
+Every change to a ticket is one transaction: the head put on the event count it was derived from (the
+optimistic lock), the event put where its action id is free (the dedupe), the agents' open counts moved
+with it, and any task written with it. So an action is recorded once or not at all, and the head always
+equals the fold of its events."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from ..domain import clock
+from ..domain.errors import DocumentExists, StaleRead
+from ..domain.tasks import Task, TaskExists, TaskNotOpen, TaskState
+from ..domain.tickets import (
+    ActionType,
+    AgentClaim,
+    AgentRecord,
+    Channel,
+    Event,
+    Priority,
+    QueueRecord,
+    RoutingRule,
+    Status,
+    Ticket,
+    TicketType,
+    load_changes,
+)
+from . import keys
+from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# ---- (de)serialising the ticket ------------------------------------------------------------------------------
+def ticket_body(t: Ticket) -> dict[str, Any]:
+    out = asdict(t)
+    for name in ("created_at", "first_response_at", "resolved_at", "closed_at"):
+        out[name] = clock.iso(out[name]) if out[name] else None
+    out["task_ids"] = list(t.task_ids)
+    return {k: (v.value if hasattr(v, "value") else v) for k, v in out.items()}
+
+
+def ticket_from(body: dict[str, Any]) -> Ticket:
+    data = dict(body)
+    for name in ("created_at", "first_response_at", "resolved_at", "closed_at"):
+        data[name] = datetime.fromisoformat(data[name]) if data.get(name) else None
+    data.update(channel=Channel(data["channel"]), type=TicketType(data["type"]), priority=Priority(data["priority"]),
+                status=Status(data["status"]), task_ids=tuple(data.get("task_ids") or ()))
+    return Ticket(**data)
+
+
+def _head_item(t: Ticket, fingerprint: str) -> dict[str, Any]:
+    return {**keys.ticket_key(t.ticket_id), "type": "ticket", "v": t.events, "fingerprint": fingerprint,
+            "body": _json(ticket_body(t)),
+            **keys.ticket_list_keys(t.queue_id, t.store_id, t.assignee, t.status.value, clock.iso(t.created_at),
+                                    t.ticket_id)}
+
+
+def _event_item(ticket_id: str, event: Event, seq: int, fingerprint: str | None) -> dict[str, Any]:
+    return {**keys.ticket_event_key(ticket_id, event.action_id), "type": "ticket_event", "seq": seq,
+            "fingerprint": fingerprint,
+            "body": _json({"action_id": event.action_id, "type": event.type.value, "by": event.by,
+                           "by_role": event.by_role, "at": clock.iso(event.at), "data": event.data})}
+
+
+def event_from(item: dict[str, Any]) -> tuple[int, Event]:
+    body = json.loads(item["body"])
+    return item["seq"], Event(action_id=body["action_id"], type=ActionType(body["type"]), by=body["by"],
+                              by_role=body["by_role"], at=datetime.fromisoformat(body["at"]), data=body["data"])
+
+
+def _task_item(task: Task) -> dict[str, Any]:
+    return {**keys.task_key(task.task_id), "type": "task", "state": task.state.value,
+            "body": _json(task.model_dump(mode="json")),
+            **keys.task_list_keys(task.store_id, task.state.value, clock.iso(task.due_at), task.task_id)}
+
+
+def task_from(item: dict[str, Any]) -> Task:
+    return Task.model_validate_json(item["body"])
+
+
+class DynamoTicketRepository:
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    # ---- tickets ---------------------------------------------------------------------------------------
+    def get(self, ticket_id: str) -> tuple[Ticket, str] | None:
+        item = self.db.get(keys.ticket_key(ticket_id))
+        return (ticket_from(json.loads(item["body"])), item["fingerprint"]) if item else None
+
+    def get_with_events(self, ticket_id: str) -> tuple[Ticket, str, str, list[Event]] | None:
+        """Head, description and events (in the order they were recorded) in one query."""
+        items = list(self.db.query_all(KeyConditionExpression="pk = :pk",
+                                       values={":pk": keys.ticket_key(ticket_id)["pk"]}, ConsistentRead=True))
+        head = next((i for i in items if i["sk"] == "TICKET"), None)
+        if head is None:
+            return None
+        desc = next((i["text"] for i in items if i["sk"] == "DESC"), "")
+        events = sorted((event_from(i) for i in items if i["sk"].startswith(keys.TICKET_EVENT_PREFIX)),
+                        key=lambda pair: pair[0])
+        return ticket_from(json.loads(head["body"])), head["fingerprint"], desc, [e for _, e in events]
+
+    def get_event(self, ticket_id: str, action_id: str) -> tuple[Event, str | None] | None:
+        item = self.db.get(keys.ticket_event_key(ticket_id, action_id))
+        return (event_from(item)[1], item.get("fingerprint")) if item else None
+
+    def create(self, ticket: Ticket, description: str, fingerprint: str, claim: AgentClaim | None) -> None:
+        """Head, description, the member's pointer and the chosen agent's claim, together."""
+        tx = self.db.tx()
+        tx.put(_head_item(ticket, fingerprint), condition="attribute_not_exists(pk)")
+        tx.put({"pk": keys.ticket_key(ticket.ticket_id)["pk"], "sk": "DESC", "type": "ticket_desc",
+                "text": description})
+        if ticket.member_id:
+            tx.put({**keys.member_ticket_key(ticket.member_id, clock.iso(ticket.created_at), ticket.ticket_id),
+                    "type": "ticket_ref", "ticket_id": ticket.ticket_id})
+        self._agents(tx, None, ticket, claim)
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(0):
+                raise DocumentExists("ticket") from None
+            raise StaleRead() from None
+
+    def record(self, before: Ticket, after: Ticket, event: Event, fingerprint: str | None, *, created_print: str,
+               claim: AgentClaim | None = None, task: Task | None = None, task_done: Task | None = None) -> None:
+        """One event: the head on the count it was derived from, the event where its id is free, the open
+        counts, and a task added (where its id is free) or done (while it is open). `created_print`: the
+        create request's fingerprint, which the head keeps."""
+        tx = self.db.tx()
+        tx.put(_head_item(after, created_print), condition="v = :v", values={":v": before.events})
+        tx.put(_event_item(after.ticket_id, event, after.events, fingerprint), condition="attribute_not_exists(pk)")
+        task_at = None
+        if task is not None:
+            task_at = tx.put(_task_item(task), condition="attribute_not_exists(pk)")
+        if task_done is not None:
+            task_at = tx.put(_task_item(task_done), condition="#s = :open", names={"#s": "state"},
+                             values={":open": TaskState.OPEN.value})
+        self._agents(tx, before, after, claim)
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(1):
+                raise DocumentExists("ticket") from None
+            if task_at is not None and cancelled.failed_at(task_at):
+                raise (TaskExists() if task is not None else TaskNotOpen()) from None
+            raise StaleRead() from None
+
+    @staticmethod
+    def _agents(tx: Tx, before: Ticket | None, after: Ticket, claim: AgentClaim | None) -> None:
+        changes = load_changes(before, after)
+        if claim is not None:
+            key = (claim.queue_id, claim.sub)
+            delta = changes.pop(key, 0)
+            condition = "available = :t AND " + ("last_assigned_at = :prev" if claim.last_assigned_at
+                                                 else "attribute_not_exists(last_assigned_at)")
+            values: dict[str, Any] = {":t": True, ":at": claim.at, ":d": delta}
+            if claim.last_assigned_at:
+                values[":prev"] = claim.last_assigned_at
+            tx.update(keys.agent_key(*key), "SET last_assigned_at = :at ADD #o :d", condition=condition,
+                      names={"#o": "open"}, values=values)
+        for (queue_id, sub), delta in sorted(changes.items()):
+            tx.update(keys.agent_key(queue_id, sub), "ADD #o :d", names={"#o": "open"}, values={":d": delta})
+
+    # ---- lists ---------------------------------------------------------------------------------------------
+    def by_queue(self, queue_id: str, status: str, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
+        return self._index_page(keys.GSI_LOOKUP, "gsi1pk", keys.ticket_queue_list(queue_id, status), cursor, limit)
+
+    def by_store(self, store_id: str, status: str, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
+        return self._index_page(keys.GSI_LISTS, "gsi4pk", keys.ticket_store_list(store_id, status), cursor, limit)
+
+    def _index_page(self, index: str, attr: str, pk: str, cursor: str | None,
+                    limit: int) -> tuple[list[Ticket], str | None]:
+        start = decode_cursor(cursor, expect={attr: pk})
+        items, last = self.db.query(IndexName=index, KeyConditionExpression=f"{attr} = :pk", values={":pk": pk},
+                                    Limit=limit, start=start)
+        return [ticket_from(json.loads(i["body"])) for i in items], encode_cursor(last)
+
+    def by_assignee(self, sub: str, status: str | None, cursor: str | None,
+                    limit: int) -> tuple[list[Ticket], str | None]:
+        pk = keys.ticket_assignee_list(sub)
+        start = decode_cursor(cursor, expect={"gsi3pk": pk})
+        condition, values = "gsi3pk = :pk", {":pk": pk}
+        if status:
+            condition += " AND begins_with(gsi3sk, :s)"
+            values[":s"] = f"{status}#"
+        refs, last = self.db.query(IndexName=keys.GSI_HISTORY, KeyConditionExpression=condition, values=values,
+                                   Limit=limit, start=start)
+        return self._heads([r["pk"] for r in refs]), encode_cursor(last)
+
+    def by_member(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
+        pk = keys.member_pk(member_id)
+        start = decode_cursor(cursor, expect={"pk": pk})
+        refs, last = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                                   values={":pk": pk, ":p": keys.MEMBER_TICKET_PREFIX}, Limit=limit,
+                                   ScanIndexForward=False, start=start)
+        return self._heads([keys.ticket_key(r["ticket_id"])["pk"] for r in refs]), encode_cursor(last)
+
+    def _heads(self, pks: list[str]) -> list[Ticket]:
+        found = {t.ticket_id: t for t in self.db.batch_get([{"pk": pk, "sk": "TICKET"} for pk in pks],
+                                                           lambda i: ticket_from(json.loads(i["body"])))}
+        order = [pk.removeprefix(keys.TICKET_PREFIX) for pk in pks]
+        return [found[t] for t in order if t in found]
+
+    # ---- queues, agents, routing rules ---------------------------------------------------------------------
+    def get_queue(self, queue_id: str) -> QueueRecord | None:
+        item = self.db.get(keys.queue_key(queue_id), consistent=False)
+        if item is None:
+            return None
+        return QueueRecord(queue_id=queue_id, kind=item["kind"], name=item["name"], store_id=item.get("store_id"),
+                           region_id=item.get("region_id"))
+
+    def put_queue(self, queue: QueueRecord, actor: str) -> bool:
+        """Create or replace; True when it was new."""
+        existed = self.db.get(keys.queue_key(queue.queue_id)) is not None
+        self.db.put({**keys.queue_key(queue.queue_id), "type": "queue", "kind": queue.kind, "name": queue.name,
+                     "store_id": queue.store_id, "region_id": queue.region_id, "updated_by": actor,
+                     "updated_at": clock.iso(clock.now())})
+        return not existed
+
+    def agents(self, queue_id: str) -> list[AgentRecord]:
+        items = self.db.query_all(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                                  values={":pk": f"QUEUE#{queue_id}", ":p": "AGENT#"}, ConsistentRead=True)
+        return [AgentRecord(queue_id=queue_id, sub=i["sk"].removeprefix("AGENT#"), available=bool(i.get("available")),
+                            open=i.get("open", 0), last_assigned_at=i.get("last_assigned_at")) for i in items]
+
+    def get_agent(self, queue_id: str, sub: str) -> AgentRecord | None:
+        i = self.db.get(keys.agent_key(queue_id, sub))
+        if i is None or "available" not in i:
+            return None
+        return AgentRecord(queue_id=queue_id, sub=sub, available=bool(i["available"]), open=i.get("open", 0),
+                           last_assigned_at=i.get("last_assigned_at"))
+
+    def set_available(self, queue_id: str, sub: str, available: bool) -> AgentRecord:
+        item = self.db.update(keys.agent_key(queue_id, sub), "SET available = :a, since = :now, #t = :type "
+                              "ADD #o :zero", names={"#o": "open", "#t": "type"},
+                              values={":a": available, ":now": clock.iso(clock.now()), ":zero": 0,
+                                      ":type": "agent"})
+        assert item is not None  # no condition: the update always applies
+        return AgentRecord(queue_id=queue_id, sub=sub, available=available, open=item.get("open", 0),
+                           last_assigned_at=item.get("last_assigned_at"))
+
+    def routing_rules(self) -> tuple[list[RoutingRule], int]:
+        item = self.db.get(keys.routing_rules_key(), consistent=False)
+        if item is None:
+            return [], 0
+        return [RoutingRule.model_validate(r) for r in json.loads(item["body"])], item["version"]
+
+    def put_routing_rules(self, rules: list[RoutingRule], expected_version: int, actor: str) -> None:
+        item = {**keys.routing_rules_key(), "type": "routing_rules", "version": expected_version + 1,
+                "body": _json([r.model_dump(mode="json") for r in rules]), "updated_by": actor,
+                "updated_at": clock.iso(clock.now())}
+        tx = self.db.tx()
+        if expected_version:
+            tx.put(item, condition="version = :v", values={":v": expected_version})
+        else:
+            tx.put(item, condition="attribute_not_exists(pk)")
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            raise StaleRead() from None
+
+    # ---- tasks -----------------------------------------------------------------------------------------
+    def get_task(self, task_id: str) -> Task | None:
+        item = self.db.get(keys.task_key(task_id))
+        return task_from(item) if item else None
+
+    def assign_task(self, task: Task, assignee: str) -> Task | None:
+        """On the state read: None when the task was done meanwhile."""
+        changed = task.model_copy(update={"assignee": assignee})
+        item = self.db.update(keys.task_key(task.task_id), "SET body = :b", condition="#s = :open",
+                              names={"#s": "state"},
+                              values={":b": _json(changed.model_dump(mode="json")), ":open": TaskState.OPEN.value})
+        return changed if item is not None else None
+
+    def store_tasks(self, store_id: str, state: str, due_before: str | None, cursor: str | None,
+                    limit: int) -> tuple[list[Task], str | None]:
+        pk = keys.task_store_list(store_id, state)
+        start = decode_cursor(cursor, expect={"gsi1pk": pk})
+        condition, values = "gsi1pk = :pk", {":pk": pk}
+        if due_before:
+            condition += " AND gsi1sk < :before"
+            values[":before"] = due_before
+        items, last = self.db.query(IndexName=keys.GSI_LOOKUP, KeyConditionExpression=condition, values=values,
+                                    Limit=limit, start=start)
+        return [task_from(i) for i in items], encode_cursor(last)
+
+    def tasks(self, task_ids: list[str]) -> list[Task]:
+        found = {t.task_id: t for t in self.db.batch_get([keys.task_key(t) for t in task_ids], task_from)}
+        return [found[t] for t in task_ids if t in found]
