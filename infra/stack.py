@@ -590,26 +590,35 @@ def alarm_webhook_resources(runtime: str) -> dict[str, Any]:
     }
 
 
-def table_throttle_alarm(template: dict[str, Any]) -> dict[str, Any]:
-    metrics: list[dict[str, Any]] = [{"Id": "throttles", "Expression": "SUM(FILL(METRICS(), 0))",
-                                      "Label": "throttled requests (table and indexes)", "ReturnData": True}]
-    sources: list[list[dict[str, Any]]] = [[{"Name": "TableName", "Value": {"Ref": "Table"}}]]
+def table_throttle_alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Throttles of the table and every index. An alarm's metric math takes at most 10 metrics (the sum and
+    a read and a write series per source): past four sources the rest go to a second alarm, and so on."""
+    sources: list[tuple[str, list[dict[str, Any]]]] = [("table", [{"Name": "TableName", "Value": {"Ref": "Table"}}])]
     for index in sorted(table_indexes(template)):
-        sources.append([{"Name": "TableName", "Value": {"Ref": "Table"}},
-                        {"Name": "GlobalSecondaryIndexName", "Value": index}])
-    for i, dims in enumerate(sources):
-        for kind in ("Read", "Write"):
-            metrics.append({"Id": f"{kind.lower()}{i}", "ReturnData": False, "MetricStat": {
-                "Metric": {"Namespace": "AWS/DynamoDB", "MetricName": f"{kind}ThrottleEvents", "Dimensions": dims},
-                "Period": 300, "Stat": "Sum"}})
-    if len(metrics) > 10:
-        raise ManifestError("the DynamoDB throttle alarm takes at most 10 metrics: split it by index")
-    return {"Type": "AWS::CloudWatch::Alarm", "Properties": {
-        "AlarmName": {"Fn::Sub": "${AWS::StackName}-dynamodb-throttles"},
-        "AlarmDescription": "DynamoDB throttled requests on the table or an index (on-demand: traffic doubled past "
-                            "the previous peak, or a hot partition)",
-        "Metrics": metrics, "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "Threshold": 1,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching", **ALARM_ACTIONS}}
+        sources.append((index, [{"Name": "TableName", "Value": {"Ref": "Table"}},
+                                {"Name": "GlobalSecondaryIndexName", "Value": index}]))
+    per_alarm = (10 - 1) // 2
+    alarms: dict[str, dict[str, Any]] = {}
+    for n, start in enumerate(range(0, len(sources), per_alarm)):
+        group = sources[start:start + per_alarm]
+        names = ", ".join(name for name, _ in group)
+        metrics: list[dict[str, Any]] = [{"Id": "throttles", "Expression": "SUM(FILL(METRICS(), 0))",
+                                          "Label": f"throttled requests ({names})", "ReturnData": True}]
+        for i, (_, dims) in enumerate(group):
+            for kind in ("Read", "Write"):
+                metrics.append({"Id": f"{kind.lower()}{i}", "ReturnData": False, "MetricStat": {
+                    "Metric": {"Namespace": "AWS/DynamoDB", "MetricName": f"{kind}ThrottleEvents",
+                               "Dimensions": dims},
+                    "Period": 300, "Stat": "Sum"}})
+        suffix = f"-{n + 1}" if n else ""
+        alarms[f"TableThrottleAlarm{n + 1 if n else ''}"] = {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "AlarmName": {"Fn::Sub": "${AWS::StackName}-dynamodb-throttles" + suffix},
+            "AlarmDescription": f"DynamoDB throttled requests on {names} (on-demand: traffic doubled past the "
+                                "previous peak, or a hot partition)",
+            "Metrics": metrics, "EvaluationPeriods": 1, "DatapointsToAlarm": 1, "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold", "TreatMissingData": "notBreaching",
+            **ALARM_ACTIONS}}
+    return alarms
 
 
 def dashboard(template: dict[str, Any], api: ApiSpec, specs: list[FunctionSpec], api_stage: str,
@@ -710,7 +719,7 @@ def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, 
                                                   "Value": {"Ref": f"{spec.logical}Function"}}
         outputs[f"{spec.logical}DlqUrl"] = {"Description": f"Dead-letter queue of {spec.name}",
                                             "Value": {"Ref": f"{spec.logical}Dlq"}}
-    resources["TableThrottleAlarm"] = table_throttle_alarm(template)
+    resources.update(table_throttle_alarms(template))
     alarm_names = [r["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
                    for r in resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]
     resources["Dashboard"] = dashboard(template, api, specs, api_stage, alarm_names)

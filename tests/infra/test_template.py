@@ -205,9 +205,17 @@ def test_alarms_cover_errors_throttles_dlqs_table_and_unfinished_daily_jobs(reso
             finish = alarms[f"{spec.name}-did-not-finish"]
             assert finish["MetricName"] == spec.success_metric and finish["TreatMissingData"] == "breaching"
             assert finish["Period"] * finish["EvaluationPeriods"] >= 24 * 3600
-    throttles = alarms["dynamodb-throttles"]
-    watched = {m["MetricStat"]["Metric"]["MetricName"] for m in throttles["Metrics"] if "MetricStat" in m}
-    assert watched == {"ReadThrottleEvents", "WriteThrottleEvents"}
+    watched: set[tuple[str, str]] = set()
+    for name in [n for n in alarms if n.startswith("dynamodb-throttles")]:
+        assert len(alarms[name]["Metrics"]) <= 10  # CloudWatch's limit for one alarm's metric math
+        watched |= {(m["MetricStat"]["Metric"]["MetricName"],
+                     next((d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"]
+                           if d["Name"] == "GlobalSecondaryIndexName"), "table"))
+                    for m in alarms[name]["Metrics"] if "MetricStat" in m}
+    indexes = [i["IndexName"] for i in json.loads((ROOT / "infra" / "template.json").read_text())["Resources"]
+               ["Table"]["Properties"]["GlobalSecondaryIndexes"]]
+    assert watched == {(kind, source) for kind in ("ReadThrottleEvents", "WriteThrottleEvents")
+                       for source in ("table", *indexes)}
     assert {"api-5xx", "api-error-logs"} <= set(alarms)
     for alarm in alarms.values():
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
