@@ -391,6 +391,24 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
         region_manager_own=ALLOW, region_manager_other=SCOPE,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
+    # The knowledge base: HQ alone writes articles; staff, store and region managers of any store or region
+    # read and search them (not members, not integrations).
+    ("PUT", "/kb/articles/{article_id}"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/kb/articles/{article_id}"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/kb/articles"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
 }
 
 # PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
@@ -1080,6 +1098,40 @@ def _assign_task(w: World) -> Prepared:
                                                "the task or its ticket"))
 
 
+# ---- the knowledge base (articles written as HQ; each found by a word no other article holds)
+def _article(w: World, title: str) -> str:
+    article_id = f"acl-{uuid.uuid4().hex[:10]}"
+    status, view = w.api.put(f"/kb/articles/{article_id}", {"category": "faq", "title": title, "body": "正文"}, w.hq)
+    assert status == 201, view
+    return article_id
+
+
+def _put_article(w: World) -> Prepared:
+    article_id = f"acl-{uuid.uuid4().hex[:10]}"
+
+    def unchanged() -> None:
+        status, body = w.api.get(f"/kb/articles/{article_id}", w.hq)
+        assert (status, body["code"]) == (404, "article_not_found"), "a refused PUT created the article anyway"
+
+    return Prepared("PUT", f"/kb/articles/{article_id}", {"category": "faq", "title": "退款须知", "body": "携带小票。"},
+                    ok_status=201, check_ok=lambda b: _eq((b["article_id"], b["version"], b["title"]),
+                                                          (article_id, 1, "退款须知")),
+                    check_unchanged=unchanged)
+
+
+def _get_article(w: World) -> Prepared:
+    article_id = _article(w, "积分规则")
+    return Prepared("GET", f"/kb/articles/{article_id}",
+                    check_ok=lambda b: _eq((b["article_id"], b["version"], b["title"]), (article_id, 1, "积分规则")))
+
+
+def _search_articles(w: World) -> Prepared:
+    word = f"acl{uuid.uuid4().hex[:10]}"
+    article_id = _article(w, f"{word} 说明")
+    return Prepared("GET", f"/kb/articles?q={word}",
+                    check_ok=lambda b: _eq([a["article_id"] for a in b["items"]], [article_id]))
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/health"): _health,
     ("GET", "/openapi.json"): _openapi,
@@ -1135,6 +1187,9 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/stores/{store_id}/tasks"): _store_tasks,
     ("POST", "/tasks/{task_id}/complete"): _complete_task,
     ("POST", "/tasks/{task_id}/assign"): _assign_task,
+    ("PUT", "/kb/articles/{article_id}"): _put_article,
+    ("GET", "/kb/articles/{article_id}"): _get_article,
+    ("GET", "/kb/articles"): _search_articles,
 }
 
 
