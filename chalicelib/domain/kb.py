@@ -73,7 +73,10 @@ def _distinct(tags: list[str]) -> list[str]:
 
 Title = Annotated[str, Field(min_length=1, max_length=120), AfterValidator(_line)]
 Tag = Annotated[str, Field(min_length=1, max_length=20), AfterValidator(_line)]
-Body = Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS), AfterValidator(_text)]
+Body = Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS,
+                            description="plain text; the whole request is at most 64 KB: long Chinese text fits as "
+                                        "UTF-8 (3 bytes a character), not as \\u escapes (6)"),
+                 AfterValidator(_text)]
 
 
 class ArticleContent(BaseModel):

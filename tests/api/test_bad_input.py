@@ -162,6 +162,13 @@ class Ctx(HqCalls):
             seen[q] = body
         return seen
 
+    def article(self, **change: Any) -> str:
+        """A new knowledge-base article (version 1): its id."""
+        article_id = f"bi-{uuid.uuid4().hex[:10]}"
+        status, view = self.api.put(f"/kb/articles/{article_id}", _article(**change), self.hq)
+        assert status == 201, view
+        return article_id
+
     def redeemed(self, member_id: str) -> tuple[str, str]:
         """A coupon of the member's, redeemed by the staff at sh-001 for a new order: (code, order_id)."""
         code = self.coupon(member_id)
@@ -555,6 +562,13 @@ def _case_cancel_coupon(c: Ctx) -> BodyCase:
                     lambda: _same(c.coupon_view(code), before))
 
 
+def _case_put_article(c: Ctx) -> BodyCase:
+    article_id = c.article()
+    before = c.api.get(f"/kb/articles/{article_id}", c.hq)
+    return BodyCase("PUT", f"/kb/articles/{article_id}", c.hq, _article(title="改过的标题", base_version=1), 200,
+                    lambda: _same(c.api.get(f"/kb/articles/{article_id}", c.hq), before))
+
+
 def _same(actual: Any, expected: Any) -> None:
     assert actual == expected, "a rejected request changed the data"
 
@@ -579,12 +593,14 @@ BODY_ROUTES: dict[tuple[str, str], Callable[[Ctx], BodyCase]] = {
     ("POST", "/coupons/{code}/redeem"): _case_redeem_coupon,
     ("POST", "/coupons/{code}/redemption/cancel"): _case_cancel_coupon,
     ("POST", "/benefit-pool/allocations"): _case_allocate,
+    ("PUT", "/kb/articles/{article_id}"): _case_put_article,
 }
 # covered by their own tests below
 QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{member_id}/orders"),
                 ("GET", "/members/{member_id}/points"), ("GET", "/coupons/{code}"),
                 ("GET", "/members/{member_id}/coupons"), ("GET", "/benefit-pool"),
-                ("GET", "/coupon-templates/{template_id}/stats"), ("GET", "/coupons/settlement")}
+                ("GET", "/coupon-templates/{template_id}/stats"), ("GET", "/coupons/settlement"),
+                ("GET", "/kb/articles")}
 
 
 def test_every_route_that_takes_input_is_covered_here():
@@ -2421,6 +2437,110 @@ def test_member_coupons_without_a_state_lists_every_state(api, ctx, two_coupon_m
     held = ctx.coupons_of(two_coupon_member)
     assert {s for _, s in held} == {"available", "used"}
     assert sorted((c["code"], c["state"]) for c in page["items"]) == sorted(held)
+
+
+# ---- the knowledge base: PUT /kb/articles/{id}, GET /kb/articles/{id}, GET /kb/articles?q=&category=&limit= ------
+def _article(**change: Any) -> dict[str, Any]:
+    return {"category": "faq", "title": "退款须知", "tags": ["退款"], "body": "请携带小票到门店办理。", **change}
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    pytest.param({"category": None}, ["body", "category"], id="null category"),
+    pytest.param({"category": "FAQ"}, ["body", "category"], id="upper-case category"),
+    pytest.param({"category": "退款"}, ["body", "category"], id="category not a slug"),
+    pytest.param({"category": "x" * 33}, ["body", "category"], id="33-char category"),
+    pytest.param({"title": ""}, ["body", "title"], id="empty title"),
+    pytest.param({"title": "   "}, ["body", "title"], id="blank title"),
+    pytest.param({"title": "标" * 121}, ["body", "title"], id="121-char title"),
+    pytest.param({"title": "一行\n两行"}, ["body", "title"], id="newline in title"),
+    pytest.param({"title": "\u202e反转"}, ["body", "title"], id="bidi override in title"),
+    pytest.param({"body": ""}, ["body", "body"], id="empty body"),
+    pytest.param({"body": "\u0000"}, ["body", "body"], id="NUL body"),
+    pytest.param({"body": "x" * 20_001}, ["body", "body"], id="20,001-char body"),
+    pytest.param({"tags": "退款"}, ["body", "tags"], id="tags not a list"),
+    pytest.param({"tags": [""]}, ["body", "tags", 0], id="empty tag"),
+    pytest.param({"tags": ["标" * 21]}, ["body", "tags", 0], id="21-char tag"),
+    pytest.param({"tags": [f"t{n}" for n in range(11)]}, ["body", "tags"], id="11 tags"),
+    pytest.param({"base_version": -1}, ["body", "base_version"], id="negative base_version"),
+    pytest.param({"base_version": "1"}, ["body", "base_version"], id="base_version as text"),
+    pytest.param({"base_version": 1.5}, ["body", "base_version"], id="fractional base_version"),
+    pytest.param({"version": 9}, ["body", "version"], id="unknown field"),
+])
+def test_put_article_rejects_invalid_body_and_keeps_the_article(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    article_id = ctx.article()
+    before = api.get(f"/kb/articles/{article_id}", ctx.hq)
+    with nothing_written():
+        status, body = api.put(f"/kb/articles/{article_id}", _article(**change), ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+    assert api.get(f"/kb/articles/{article_id}", ctx.hq) == before
+
+
+@pytest.mark.parametrize("field", ["category", "title", "body"])
+def test_put_article_requires_field(api, ctx, nothing_written, field):  # noqa: ANN001
+    body = _article()
+    del body[field]
+    with nothing_written():
+        status, answer = api.put(f"/kb/articles/bi-{uuid.uuid4().hex[:10]}", body, ctx.hq)
+    assert_error(status, answer, 422, "validation_error", ["body", field])
+
+
+def test_put_article_at_the_bounds_is_accepted(api, ctx):  # noqa: ANN001
+    at_bounds = _article(category="x" * 32, title="标" * 120, body="字" * 20_000, tags=[f"标签{n}" for n in range(10)])
+    # 20,000 CJK characters fit the 64 KB request as UTF-8 (3 bytes each), not as \u escapes (6 each)
+    raw = json.dumps(at_bounds, ensure_ascii=False)
+    status, view = api.put(f"/kb/articles/{'a' * 64}", raw, ctx.hq)
+    assert status in (200, 201) and view["body"] == "字" * 20_000, view
+
+
+def test_stale_base_version_is_409_and_keeps_the_article(api, ctx, nothing_written):  # noqa: ANN001
+    article_id = ctx.article()
+    with nothing_written():
+        status, body = api.put(f"/kb/articles/{article_id}", _article(title="新", base_version=2), ctx.hq)
+    assert_error(status, body, 409, "version_conflict")
+    assert body["details"] == {"base_version": 2, "current_version": 1}
+
+
+@pytest.mark.parametrize("article_id", [pytest.param("a" * 65, id="65 chars"), pytest.param("a.b", id="dot"),
+                                        pytest.param("a%20b", id="encoded space"), pytest.param("文章", id="CJK")])
+@pytest.mark.parametrize("method", ["PUT", "GET"])
+def test_malformed_article_id_is_404_and_writes_nothing(api, ctx, nothing_written, method, article_id):  # noqa: ANN001
+    with nothing_written():
+        status, body = api.call(method, f"/kb/articles/{article_id}", _article() if method == "PUT" else None,
+                                ctx.hq)
+    assert_error(status, body, 404, "article_not_found")
+
+
+def test_unknown_article_is_404(api, ctx):  # noqa: ANN001
+    status, body = api.get(f"/kb/articles/bi-{uuid.uuid4().hex[:10]}", ctx.staff)
+    assert_error(status, body, 404, "article_not_found")
+
+
+@pytest.mark.parametrize(("query", "code", "loc"), [
+    pytest.param("", "validation_error", ["query"], id="neither q nor category"),
+    pytest.param("limit=5", "validation_error", ["query"], id="only a limit"),
+    pytest.param("q=", "validation_error", ["query", "q"], id="empty q"),
+    pytest.param("q=" + "字" * 65, "validation_error", ["query", "q"], id="65-char q"),
+    pytest.param("category=FAQ", "validation_error", ["query", "category"], id="upper-case category"),
+    pytest.param("category=a%23b", "validation_error", ["query", "category"], id="category with #"),
+    pytest.param("q=x&limit=0", "validation_error", ["query", "limit"], id="limit 0"),
+    pytest.param("q=x&limit=21", "validation_error", ["query", "limit"], id="limit 21"),
+    pytest.param("q=x&limit=ten", "validation_error", ["query", "limit"], id="limit not a number"),
+    pytest.param("q=%EF%BC%81%EF%BC%9F", "no_search_terms", ["query", "q"], id="only punctuation"),
+    pytest.param("q=%F0%9F%98%80", "no_search_terms", ["query", "q"], id="only an emoji"),
+])
+def test_kb_search_rejects_invalid_query(api, ctx, query, code, loc):  # noqa: ANN001
+    status, body = api.get(f"/kb/articles?{query}", ctx.staff)
+    assert_error(status, body, 422, code, loc)
+
+
+def test_kb_search_at_the_bounds_is_accepted(api, ctx):  # noqa: ANN001
+    word = f"bi{uuid.uuid4().hex[:10]}"
+    article_id = ctx.article(title=f"{word} 说明")
+    for query in (f"q={word}&limit=1", f"q={word}%20" + "字" * (63 - len(word)) + "&limit=20", "category=faq&limit=20",
+                  f"q={word}&category=faq"):
+        status, answer = api.get(f"/kb/articles?{query}", ctx.staff)
+        assert status == 200, (query, answer)
+        assert "category=faq&limit=20" == query or [a["article_id"] for a in answer["items"]][:1] == [article_id]
 
 
 # ---- edge cases that must be ACCEPTED --------------------------------------------------------------------
