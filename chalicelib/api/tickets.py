@@ -89,12 +89,11 @@ def get_ticket(call: Call, ticket_id: str) -> TicketDetailAnswer:
        response=MemberTicketPage, errors=(404, 422), summary="A member's tickets, newest first")
 def member_tickets(call: Call, member_id: str) -> MemberTicketPage:
     q: PageQuery = call.query
-    items, cursor = tickets.member_tickets(member_id, call.principal, bootstrap.tickets(), bootstrap.ledger(),
-                                           bootstrap.stores(), q.cursor, q.limit)
+    live, items, cursor = tickets.member_tickets(member_id, call.principal, bootstrap.tickets(), bootstrap.ledger(),
+                                                 bootstrap.members(), bootstrap.stores(), q.cursor, q.limit)
     if call.principal.role is Role.MEMBER:
-        return MemberTicketPage(member_id=member_id, items=[MemberTicketView.of(t) for t in items],
-                                next_cursor=cursor)
-    return MemberTicketPage(member_id=member_id, items=[TicketSummary.of(t) for t in items], next_cursor=cursor)
+        return MemberTicketPage(member_id=live, items=[MemberTicketView.of(t) for t in items], next_cursor=cursor)
+    return MemberTicketPage(member_id=live, items=[TicketSummary.of(t) for t in items], next_cursor=cursor)
 
 
 @route("/tickets/{ticket_id}/actions", "POST", op="tickets.act", tag=TAG, body=ActionInput, response=ActionView,

@@ -11,7 +11,7 @@ from ..domain.stores import Store
 from ..domain.tasks import Task
 from ..domain.tickets import Event, Facts, QueueRecord, Ticket, TicketInput, route
 from .ledger_common import fingerprint, live_member, optimistic
-from .ports import LedgerRepository, StoreRepository, TicketRepository
+from .ports import LedgerRepository, MemberRepository, StoreRepository, TicketRepository
 from .ticket_queues import pick_agent, resolve_queue
 
 
@@ -42,6 +42,9 @@ def open_ticket(cmd: TicketInput, actor: Principal, tickets: TicketRepository, l
     member_id = cmd.member_id
     if scope is Scope.SELF:
         member_id = member_id or actor.member_id
+        if member_id is None:  # signed in through WeChat, no membership yet: nobody the ticket could be about
+            raise Forbidden("members may only open tickets about themselves; sign up first",
+                            code="not_your_member")
         authorize("tickets.create", actor, member_id=member_id)
     elif scope is Scope.STORE:
         if cmd.store_id is None:
@@ -137,6 +140,8 @@ def authorize_ticket(operation: str, ticket: Ticket, actor: Principal, tickets: 
             raise NotFound("ticket not found", code="ticket_not_found", details={"ticket_id": ticket.ticket_id})
         authorize(operation, actor, member_id=owner)
         return resolve_queue(ticket.queue_id, tickets, stores)
+    if scope is Scope.STORE and ticket.store_id is None:  # an integration: a ticket of no store is not its stores'
+        raise Forbidden("store is outside your scope", code="store_out_of_scope", details={"store_id": None})
     queue = resolve_queue(ticket.queue_id, tickets, stores)
     store = None
     if operation == "tickets.read" and ticket.store_id:
@@ -170,16 +175,18 @@ def list_tickets(actor: Principal, tickets: TicketRepository, stores: StoreRepos
 
 
 def member_tickets(member_id: str, actor: Principal, tickets: TicketRepository, ledger: LedgerRepository,
-                   stores: StoreRepository, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
-    """The live member's tickets, newest first. Staff see only those they may read (a ticket of another
-    store's queue about another store is left out of their page)."""
+                   members: MemberRepository, stores: StoreRepository, cursor: str | None,
+                   limit: int) -> tuple[str, list[Ticket], str | None]:
+    """The live member's tickets (with those of members merged into it), newest first. Staff see only those
+    they may read (a ticket of another store's queue about another store is left out of their page)."""
     scope = scope_of("tickets.member_list", actor)
     if scope is Scope.SELF:
         authorize("tickets.member_list", actor, member_id=member_id)
     _, state = live_member(ledger, member_id)
-    page, next_cursor = tickets.by_member(state.member_id, cursor, limit)
+    live = state.member_id
+    page, next_cursor = tickets.by_member([live, *(m for m, _ in members.merged_away(live))], cursor, limit)
     if scope is not Scope.QUEUE:
-        return page, next_cursor
+        return live, page, next_cursor
     queues: dict[str, QueueRecord] = {}
     visible = []
     for ticket in page:
@@ -191,4 +198,4 @@ def member_tickets(member_id: str, actor: Principal, tickets: TicketRepository, 
         except Forbidden:
             continue
         visible.append(ticket)
-    return visible, next_cursor
+    return live, visible, next_cursor

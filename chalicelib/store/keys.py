@@ -32,7 +32,7 @@ TIER_SHARDS = 8
 # into this member, found again by that key), and documents (REDEEM#, ADJUST#, FACT#: their ids are made by
 # clients or by day, two members can hold the same one; they are read through the id they were written
 # for, see the ledger repository's find_document).
-MERGE_MOVES = (AUDIT_PREFIX, EVENT_PREFIX, LEDGER_PREFIX, "TKT#")
+MERGE_MOVES = (AUDIT_PREFIX, EVENT_PREFIX, LEDGER_PREFIX)
 
 GSI_LOOKUP = "gsi1"
 GSI_WORK = "gsi2"
@@ -164,7 +164,8 @@ def config_key(name: str) -> dict[str, str]:
 # A ticket's partition holds its head (the derived state, versioned by the count of its events) and one item
 # per event, keyed by the action id that made it (so a retried action finds its event). Lists are index
 # queries on the head: gsi1 by queue and status, gsi4 by store and status, gsi3 (keys only) by assignee; a
-# member's tickets are pointer items in the member's partition (a merge moves them).
+# member's tickets are pointer items in the partition of the member they were opened for (a merge leaves
+# them there; the list reads the partitions of the members merged into the survivor too).
 GSI_LISTS = "gsi4"
 TICKET_PREFIX = "TICKET#"
 TICKET_EVENT_PREFIX = "ACT#"
@@ -205,7 +206,6 @@ def ticket_assignee_list(sub: str) -> str:
 
 
 def member_ticket_key(member_id: str, created_iso: str, ticket_id: str) -> dict[str, str]:
-    """Globally unique (ticket ids are), so a merge can move it into the survivor's partition."""
     return {"pk": member_pk(member_id), "sk": f"{MEMBER_TICKET_PREFIX}{created_iso}#{ticket_id}"}
 
 

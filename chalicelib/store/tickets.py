@@ -192,13 +192,21 @@ class DynamoTicketRepository:
                                    Limit=limit, start=start)
         return self._heads([r["pk"] for r in refs]), encode_cursor(last)
 
-    def by_member(self, member_id: str, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
-        pk = keys.member_pk(member_id)
-        start = decode_cursor(cursor, expect={"pk": pk})
-        refs, last = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-                                   values={":pk": pk, ":p": keys.MEMBER_TICKET_PREFIX}, Limit=limit,
-                                   ScanIndexForward=False, start=start)
-        return self._heads([keys.ticket_key(r["ticket_id"])["pk"] for r in refs]), encode_cursor(last)
+    def by_member(self, member_ids: list[str], cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
+        """The tickets of a live member and of the members merged into it (their pointers stay where they were
+        written: a member holds few tickets, so each partition's are read whole), newest first."""
+        live = member_ids[0]
+        start = decode_cursor(cursor, expect={"m": live})
+        refs = [r for member_id in member_ids for r in self.db.query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            values={":pk": keys.member_pk(member_id), ":p": keys.MEMBER_TICKET_PREFIX})]
+        refs.sort(key=lambda r: r["sk"], reverse=True)
+        if start is not None:
+            refs = [r for r in refs if r["sk"] < start.get("sk", "")]
+        page = refs[:limit]
+        more = len(refs) > limit
+        next_cursor = encode_cursor({"m": live, "sk": page[-1]["sk"]}) if more else None
+        return self._heads([keys.ticket_key(r["ticket_id"])["pk"] for r in page]), next_cursor
 
     def _heads(self, pks: list[str]) -> list[Ticket]:
         found = {t.ticket_id: t for t in self.db.batch_get([{"pk": pk, "sk": "TICKET"} for pk in pks],

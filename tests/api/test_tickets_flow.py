@@ -242,3 +242,20 @@ def test_reopen_window_for_members(api, tokens, store, member, monkeypatch):
     status, reopened = action(api, staff, tid, "reopen")
     assert status == 201 and reopened["ticket"]["status"] == "open" and reopened["ticket"]["reopened"] == 1
     assert isinstance(datetime.fromisoformat(reopened["at"]), datetime)
+
+
+def test_a_merged_members_tickets_are_the_survivors(api, tokens, store):
+    staff = tokens.staff(stores=["sh-001"])
+    survivor = api.post("/members", registration(), staff)[1]["member_id"]
+    source = api.post("/members", registration(), staff)[1]["member_id"]
+    old = api.post("/tickets", ticket(store_id=store), tokens.member(source))[1]["ticket_id"]
+    new = api.post("/tickets", ticket(store_id=store), tokens.member(survivor))[1]["ticket_id"]
+    assert api.post(f"/members/{survivor}/merge", {"source_member_id": source}, tokens.hq())[0] == 200
+    status, page = api.get(f"/members/{survivor}/tickets?limit=1", tokens.member(survivor))
+    assert status == 200 and [t["ticket_id"] for t in page["items"]] == [new] and page["next_cursor"]
+    status, rest = api.get(f"/members/{survivor}/tickets?limit=1&cursor={page['next_cursor']}",
+                           tokens.member(survivor))
+    assert [t["ticket_id"] for t in rest["items"]] == [old] and rest["next_cursor"] is None
+    assert api.get(f"/tickets/{old}", tokens.member(survivor))[0] == 200  # followed through the tombstone
+    status, err = api.get(f"/members/{survivor}/tickets?cursor=bm90LWEtY3Vyc29y", tokens.member(survivor))
+    assert status == 422 and err["code"] == "invalid_cursor"
