@@ -44,3 +44,23 @@ def test_store_text_longer_than_documented_is_refused(fuzz_world: World):
     # fixed: the length is checked on what was sent, then surrounding whitespace is trimmed
     resp = _put(fuzz_world, "/stores/fuzz-long", {**STORE, "name": " " + "店" * 80})
     assert resp.status_code == 422, (resp.status_code, resp.text)
+
+
+# ---- fixed: tickets (found by the fuzzer's first run over the ticket routes) -------------------------------
+
+def test_a_member_with_no_membership_yet_cannot_open_a_ticket(fuzz_world: World):
+    # a WeChat session with no phone bound has no member_id: the self rule had no member to check (500)
+    resp = requests.post(fuzz_world.url + "/tickets", json={"ticket_id": "fz-nobody", "channel": "miniprogram",
+                                                           "type": "inquiry", "subject": "?", "description": "?"},
+                         headers=fuzz_world.auth("member_wechat"), timeout=30)
+    assert (resp.status_code, resp.json()["code"]) == (403, "not_your_member"), resp.text
+
+
+def test_an_integration_cannot_read_a_ticket_of_no_store(fuzz_world: World):
+    # a ticket opened by HQ without a store: the integration's store rule had no store to check (500)
+    opened = requests.post(fuzz_world.url + "/tickets", json={"ticket_id": "fz-storeless", "channel": "email",
+                                                             "type": "inquiry", "subject": "?", "description": "?"},
+                           headers=fuzz_world.auth("hq"), timeout=30)
+    assert opened.status_code in (200, 201), opened.text
+    resp = requests.get(fuzz_world.url + "/tickets/fz-storeless", headers=fuzz_world.auth("integration"), timeout=30)
+    assert (resp.status_code, resp.json()["code"]) == (403, "store_out_of_scope"), resp.text

@@ -1,6 +1,6 @@
 """The world the schema fuzzer runs in: an isolated table with the demo stores and a few real members,
-orders and redemptions, coupon templates and coupons (some redeemed at the counter), a bearer token for
-every kind of caller, and the budget knobs.
+orders and redemptions, coupon templates and coupons (some redeemed at the counter), service tickets with
+tasks and queues, a bearer token for every kind of caller, and the budget knobs.
 
 Isolation: the fuzzer PUTs random (valid) tiers, points rules and stores. It gets its own table (as
 tests/conftest.py's `fresh_table` does, but for a whole module) so no other test file in the same xdist
@@ -33,6 +33,7 @@ EXAMPLES = int(os.environ.get("CHAINCRM_FUZZ_EXAMPLES", "4"))  # per operation, 
 STATEFUL_EXAMPLES = int(os.environ.get("CHAINCRM_FUZZ_STATEFUL_EXAMPLES", "60"))  # scenarios
 STATEFUL_STEPS = int(os.environ.get("CHAINCRM_FUZZ_STATEFUL_STEPS", "10"))  # calls per scenario, at most
 SEED = os.environ.get("CHAINCRM_FUZZ_SEED", "20261123")  # "random": a new seed each run
+FUZZ_ARTICLES = ("fz-kb-0", "fz-kb-1")  # knowledge-base articles the seed writes (GETs name them)
 
 SEED_USED: int | None = None  # the stateless run's seed (CHAINCRM_FUZZ_SEED=<it> replays a long run)
 
@@ -149,6 +150,10 @@ class World:
     templates: list[str] = field(default_factory=list)  # coupon templates: active, unlimited, exchangeable
     coupons: list[tuple[str, str]] = field(default_factory=list)  # (code, holder): issued available
     redeemed: list[tuple[str, str]] = field(default_factory=list)  # (code, order_id): held for an order at sh-001
+    articles: list[str] = field(default_factory=lambda: list(FUZZ_ARTICLES))  # knowledge base, seeded below
+    tickets: list[str] = field(default_factory=list)  # opened by HQ at sh-001 about members[0], in store-sh-001
+    tasks: list[str] = field(default_factory=list)  # open tasks for sh-001 (on those tickets)
+    queues: list[str] = field(default_factory=list)  # queues a body may name: store, region (east) and HQ ones
     stores: list[str] = field(default_factory=lambda: list(STORES))
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, caller) -> requests
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)  # (operation, status) -> responses
@@ -294,6 +299,26 @@ def _seed(stack: Any, url: str, table: str) -> World:
         post(f"/coupons/{code}/redeem", {"member_id": m, "store_id": "sh-001", "order_id": order_id,
                                          "order_amount": 10_000}, staff)
         redeemed.append((code, order_id))
+    # Tickets: a region queue of east beside the implicit store-sh-001 and hq-service; the staff token joins
+    # sh-001's queue (not available: an agent to assign to, not one routing hands tickets to); three tickets
+    # at sh-001 about the member token's member, each with a task for sh-001.
+    queues = ["store-sh-001", "store-sh-002", "fz-east", "hq-service"]
+    post("/queues/fz-east", {"kind": "region", "name": "fz-east", "region_id": "east"}, hq, "PUT")
+    post("/queues/store-sh-001/agents/me", {"available": False}, staff, "PUT")
+    tickets, tasks = [], []
+    for n in range(3):
+        ticket = post("/tickets", {"ticket_id": f"fz-t-{uuid.uuid4().hex[:8]}", "channel": "hotline",
+                                   "type": "complaint", "subject": f"fuzz {n}", "description": "fuzz seed",
+                                   "store_id": "sh-001", "member_id": members[0]}, hq)
+        tickets.append(ticket["ticket_id"])
+        task = post(f"/tickets/{ticket['ticket_id']}/tasks", {"task_id": f"fz-k-{uuid.uuid4().hex[:8]}",
+                                                              "store_id": "sh-001", "title": "fuzz",
+                                                              "due_at": "2030-01-01T09:00:00+08:00"}, hq)
+        tasks.append(task["task_id"])
+    # The knowledge base: two articles in category faq (FUZZ_ARTICLES), holding the words the searches name.
+    for article_id, title in zip(FUZZ_ARTICLES, ("积分过期规则", "退款须知"), strict=True):
+        post(f"/kb/articles/{article_id}", {"category": "faq", "title": title, "tags": ["fuzz"],
+                                            "body": "会员积分一年后过期。请携带小票到门店办理退款。"}, hq, "PUT")
     wechat = post("/auth/wechat", {"code": f"fuzz~{uuid.uuid4().hex[:8]}"}, staff)  # public route
     tokens = {
         "member": t.member(members[0]),
@@ -305,7 +330,8 @@ def _seed(stack: Any, url: str, table: str) -> World:
         "hq": hq,
     }
     return World(url=url, table=table, tokens=tokens, members=members, expendable=expendable, orders=orders,
-                 redemptions=redemptions, templates=templates, coupons=coupons, redeemed=redeemed)
+                 redemptions=redemptions, templates=templates, coupons=coupons, redeemed=redeemed,
+                 tickets=tickets, tasks=tasks, queues=queues)
 
 
 CURRENT: World | None = None  # set by the fuzz_world fixture while its module runs
@@ -353,6 +379,14 @@ def shape(world: World, case: Any) -> Any:
             params["template_id"] = f"fz-new-{seed % 20}" if method == "PUT" else _pick(seed, world.templates)
         if "code" in params:  # a cancel names a redeemed coupon; the counter's other calls an available one
             params["code"] = _pick(seed, world.redeemed if path.endswith("/cancel") else world.coupons)[0]
+        if "article_id" in params:  # PUT: a new article, or one of a few the run keeps editing
+            params["article_id"] = f"fz-kb-new-{seed % 10}" if method == "PUT" else _pick(seed, world.articles)
+        if "ticket_id" in params:
+            params["ticket_id"] = _pick(seed, world.tickets)
+        if "task_id" in params:
+            params["task_id"] = _pick(seed, world.tasks)
+        if "queue_id" in params:  # PUT a queue: a new one, or one of a few the run keeps replacing (not a store's)
+            params["queue_id"] = _pick(seed, world.queues) if path.endswith("/me") else f"fz-q-{seed % 10}"
         case.path_parameters = params
     query = case.query
     if isinstance(query, dict) and "phone" in query and not meta.is_negative_at(ParameterLocation.QUERY):
@@ -437,6 +471,27 @@ def _shape_body(world: World, seed: int, method: str, path: str, body: dict[str,
             lines[0]["amount"] += amount - sum(line["amount"] for line in lines)
     elif path == "/coupons/{code}/redemption/cancel":
         body["order_id"] = _pick(seed, world.redeemed)[1]  # the order the code the path names is held for
+    elif path == "/kb/articles/{article_id}":
+        body.pop("base_version", None)  # an edit from whatever is there (a stale one is a documented 409)
+    elif path == "/tickets":
+        body["store_id"] = "sh-001"
+        body["member_id"] = world.members[0]  # the member token's own member
+        if body.get("order_id") is not None:
+            body["order_id"] = world.orders[seed % 2]  # members[0]'s orders
+    elif path == "/tickets/{ticket_id}/actions":
+        _shape_action(world, seed, body)
+    elif path == "/tickets/{ticket_id}/tasks":
+        body["store_id"] = store
+    elif path == "/queues/{queue_id}":
+        body["kind"] = _pick(seed >> 3, ["region", "hq"])
+        if body["kind"] == "region":
+            body["region_id"] = "east"
+        else:
+            body.pop("region_id", None)
+    elif path == "/routing-rules":
+        body.pop("version", None)  # the version is the run's own business: the rules replace what is there
+        for rule in [r for r in body.get("rules") or [] if isinstance(r, dict)]:
+            rule["queue_id"] = _pick(seed >> 2, ["{store}", *world.queues])
     elif path == "/tiers" and isinstance(body.get("tiers"), list):
         tiers = [t for t in body["tiers"] if isinstance(t, dict)]
         seen: set[Any] = set()
@@ -446,6 +501,26 @@ def _shape_body(world: World, seed: int, method: str, path: str, body: dict[str,
         if tiers:
             body["tiers"] = tiers
     return body
+
+
+ACTION_FIELDS = ("body", "article_ids", "assignee", "queue_id", "score")
+
+
+def _shape_action(world: World, seed: int, body: dict[str, Any]) -> None:
+    """An action with just the fields its type takes (the rest is the state's and the caller's business)."""
+    kind = _pick(seed >> 3, ["reply", "comment", "assign", "transfer", "hold", "resume", "resolve", "reopen",
+                             "close", "rate"])
+    for key in ACTION_FIELDS:
+        body.pop(key, None)
+    body["type"] = kind
+    if kind in ("reply", "comment"):
+        body["body"] = "fuzz"
+    elif kind == "assign":
+        body["assignee"] = "staff-1"  # the staff token: an agent of store-sh-001
+    elif kind == "transfer":
+        body["queue_id"] = _pick(seed >> 5, world.queues)
+    elif kind == "rate":
+        body["score"] = 1 + (seed >> 5) % 5
 
 
 def _shape_template(seed: int, body: dict[str, Any]) -> None:
@@ -470,6 +545,14 @@ def _shape_query(seed: int, path: str, query: dict[str, Any]) -> dict[str, Any] 
 
     if path == "/coupons/{code}":  # a counter lookup names the store it is at
         return {**query, "store_id": "sh-001"}
+    if path == "/kb/articles":  # a word the seeded articles hold, alone or with their category, or the category
+        limit = query.get("limit")
+        shaped = _pick(seed >> 2, [{"q": "积分过期"}, {"q": "退款 门店", "category": "faq"}, {"category": "faq"}])
+        return {**shaped, **({"limit": limit} if limit is not None else {})}
+    if path == "/tickets":  # one filter at a time: the queue, the store (the counter tokens') or my own
+        shaped = {k: v for k, v in query.items() if k not in ("queue", "store_id", "assignee")}
+        key, value = _pick(seed >> 2, [("queue", "store-sh-001"), ("store_id", "sh-001"), ("assignee", "me")])
+        return {**shaped, key: value}
     if path not in ("/benefit-pool", "/coupon-templates/{template_id}/stats", "/coupons/settlement"):
         return None
     shaped = {k: v for k, v in query.items() if k not in ("store_id", "region_id")}
