@@ -503,9 +503,11 @@ def measure(runs: int) -> list[tuple[str, Usage]]:
     program.tiers(bootstrap.ledger())  # the program configuration is cached per container
     program.rules(bootstrap.ledger())
     _bulk_members()  # 1,000 registrations, made before the meter is on (it would triple their requests)
+    from .tickets import SCENARIOS as TICKETS  # it builds on this module's callers and Scenario
+
     results = []
     with CapacityMeter(bootstrap.dynamodb_client()) as meter:
-        for scenario in SCENARIOS:
+        for scenario in [*SCENARIOS, *TICKETS]:
             args = scenario.prepare(runs)
             meter.take()  # forget the preparation's requests
             for arg in args:
