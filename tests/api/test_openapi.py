@@ -68,7 +68,13 @@ def _examples(api, tokens):
         assert api.post(f"/tickets/{tk}/tasks", {"task_id": task, "store_id": "sh-001", "title": "回访",
                                                  "due_at": "2026-12-31T18:00:00+08:00"}, staff)[0] == 201
     routing = api.get("/routing-rules", hq)[1]
+    kb = f"doc-{uuid.uuid4().hex[:8]}"
+    article = {"category": "faq", "title": "积分过期规则", "tags": ["积分"], "body": "会员积分一年后过期。"}
+    assert api.put(f"/kb/articles/{kb}", article, hq)[0] == 201
     return [
+        ("/kb/articles/{article_id}", "PUT", f"/kb/articles/{kb}", {**article, "body": "积分两年后过期。"}, hq),
+        ("/kb/articles/{article_id}", "GET", f"/kb/articles/{kb}", None, staff),
+        ("/kb/articles", "GET", "/kb/articles?q=%E7%A7%AF%E5%88%86%E8%BF%87%E6%9C%9F&limit=3", None, staff),
         ("/tickets", "POST", "/tickets", {"ticket_id": f"doc-{uuid.uuid4().hex[:8]}", "channel": "hotline",
                                           "type": "inquiry", "subject": "问", "description": "营业时间"}, hq),
         ("/tickets", "GET", "/tickets?queue=store-sh-001&status=new&limit=2", None, staff),
