@@ -25,7 +25,7 @@ from typing import Any
 
 # Operations that bill reads; every other operation reporting capacity bills writes.
 READ_OPERATIONS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
-WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
+WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"}
 TABLE_KEYS = ("pk", "sk")
 
 
@@ -160,8 +160,13 @@ class CapacityMeter:
         import json
 
         body = json.loads(params["body"])
-        actions = [(next(iter(a)), next(iter(a.values()))) for a in body["TransactItems"]] \
-            if model.name == "TransactWriteItems" else [(model.name, body)]
+        if model.name == "TransactWriteItems":
+            actions = [(next(iter(a)), next(iter(a.values()))) for a in body["TransactItems"]]
+        elif model.name == "BatchWriteItem":  # each put or delete is a plain write of its item (not doubled)
+            actions = [(next(iter(r)), {**next(iter(r.values())), "TableName": table})
+                       for table, requests in body["RequestItems"].items() for r in requests]
+        else:
+            actions = [(model.name, body)]
         self._pending = []
         for kind, action in actions:
             key = action.get("Key") or {k: action["Item"][k] for k in ("pk", "sk")}

@@ -267,3 +267,23 @@ def test_the_meter_adds_up_the_read_units_dynamodb_reports_and_ignores_its_own_r
         assert meter.take().rcu == 0  # take() starts the next block from zero
     assert (usage.rcu, usage.wcu) == (0.5 + 3.0 + 1.5 + 11.0, 0)
     assert dict(usage.requests) == {"GetItem": 1, "BatchGetItem": 1, "Query": 1}
+
+
+def test_the_meter_prices_a_batch_write_per_item_not_doubled():
+    client = FakeClient()
+    old = {**sized(200), "pk": {"S": "KBTERM#旧词"}, "sk": {"S": "a1"}}
+    client.items[_key(old)] = old
+    new = [{**sized(size), "pk": {"S": f"KBTERM#{n}"}, "sk": {"S": "a1"}} for n, size in enumerate((100, 1500))]
+    body = {"RequestItems": {"t": [{"PutRequest": {"Item": new[0]}}, {"PutRequest": {"Item": new[1]}},
+                                   {"DeleteRequest": {"Key": {"pk": old["pk"], "sk": old["sk"]}}}]}}
+
+    def apply() -> None:
+        for item in new:
+            client.items[_key(item)] = item
+        client.items.pop(_key(old))
+
+    with CapacityMeter(client) as meter:
+        # DynamoDB Local reports a batch's units as CapacityUnits: they must not be taken for reads
+        client.call("BatchWriteItem", body, apply, parsed={"ConsumedCapacity": [{"CapacityUnits": 3.0}]})
+        usage = meter.take()
+    assert (usage.rcu, usage.wcu, dict(usage.requests)) == (0, 1 + 2 + 1, {"BatchWriteItem": 1})
