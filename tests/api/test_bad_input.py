@@ -569,6 +569,94 @@ def _case_put_article(c: Ctx) -> BodyCase:
                     lambda: _same(c.api.get(f"/kb/articles/{article_id}", c.hq), before))
 
 
+# ---- tickets (set up as HQ at sh-001, the staff token's store; each a new ticket in store-sh-001's queue)
+def _ticket_body(**change: Any) -> dict[str, Any]:
+    return {"ticket_id": f"bi-{uuid.uuid4().hex[:10]}", "channel": "store", "type": "complaint",
+            "subject": "奶茶太甜", "description": "点了三分糖，喝起来是全糖", "store_id": "sh-001", **change}
+
+
+def _ticket(c: Ctx, **change: Any) -> str:
+    status, ticket = c.api.post("/tickets", _ticket_body(**change), c.hq)
+    assert status == 201, ticket
+    return ticket["ticket_id"]
+
+
+def _ticket_view(c: Ctx, ticket_id: str) -> tuple[int, Any]:
+    return c.api.get(f"/tickets/{ticket_id}", c.hq)
+
+
+def _task_body(**change: Any) -> dict[str, Any]:
+    return {"task_id": f"bi-{uuid.uuid4().hex[:10]}", "store_id": "sh-001", "title": "收货并交给顾客",
+            "due_at": "2030-01-01T09:00:00+08:00", **change}
+
+
+def _ticket_task(c: Ctx) -> tuple[str, str]:
+    """An open task for sh-001 on a new ticket: (ticket_id, task_id)."""
+    ticket_id = _ticket(c)
+    status, task = c.api.post(f"/tickets/{ticket_id}/tasks", _task_body(), c.hq)
+    assert status == 201, task
+    return ticket_id, task["task_id"]
+
+
+def _case_open_ticket(c: Ctx) -> BodyCase:
+    body = _ticket_body()
+    return BodyCase("POST", "/tickets", c.staff, body, 201,
+                    lambda: _same(_ticket_view(c, body["ticket_id"])[0], 404))
+
+
+def _case_ticket_action(c: Ctx) -> BodyCase:
+    ticket_id = _ticket(c)
+    before = _ticket_view(c, ticket_id)
+    return BodyCase("POST", f"/tickets/{ticket_id}/actions", c.hq,
+                    {"action_id": "a-1", "type": "reply", "body": "您好，我们马上处理"}, 201,
+                    lambda: _same(_ticket_view(c, ticket_id), before))
+
+
+def _case_ticket_task(c: Ctx) -> BodyCase:
+    ticket_id = _ticket(c)
+    before = _ticket_view(c, ticket_id)
+    return BodyCase("POST", f"/tickets/{ticket_id}/tasks", c.staff, _task_body(store_id="sh-002"), 201,
+                    lambda: _same(_ticket_view(c, ticket_id), before))
+
+
+def _case_put_queue(c: Ctx) -> BodyCase:
+    from chalicelib import bootstrap
+
+    queue_id = f"bi-{uuid.uuid4().hex[:10]}"
+    assert c.api.put(f"/queues/{queue_id}", {"kind": "region", "name": "华东", "region_id": "east"}, c.hq)[0] == 201
+    before = bootstrap.tickets().get_queue(queue_id)
+    return BodyCase("PUT", f"/queues/{queue_id}", c.hq, {"kind": "hq", "name": "总部客服"}, 200,
+                    lambda: _same(bootstrap.tickets().get_queue(queue_id), before))
+
+
+def _case_availability(c: Ctx) -> BodyCase:
+    from chalicelib import bootstrap
+
+    sub = f"bi-{uuid.uuid4().hex[:10]}"
+    return BodyCase("PUT", "/queues/store-sh-001/agents/me", c.tokens.staff(stores=["sh-001"], sub=sub),
+                    {"available": False}, 200,
+                    lambda: _same(bootstrap.tickets().get_agent("store-sh-001", sub), None))
+
+
+def _case_put_routing_rules(c: Ctx) -> BodyCase:
+    current = c.config("/routing-rules")  # sent back as read it is valid (and routes nothing differently)
+    return BodyCase("PUT", "/routing-rules", c.hq, current, 200, lambda: _same(c.config("/routing-rules"), current))
+
+
+def _case_complete_task(c: Ctx) -> BodyCase:
+    ticket_id, task_id = _ticket_task(c)
+    before = _ticket_view(c, ticket_id)
+    return BodyCase("POST", f"/tasks/{task_id}/complete", c.staff, {"outcome": "done", "note": "已交付"}, 200,
+                    lambda: _same(_ticket_view(c, ticket_id), before))
+
+
+def _case_assign_task(c: Ctx) -> BodyCase:
+    ticket_id, task_id = _ticket_task(c)
+    before = _ticket_view(c, ticket_id)
+    return BodyCase("POST", f"/tasks/{task_id}/assign", c.staff, {"assignee": "clerk-9"}, 200,
+                    lambda: _same(_ticket_view(c, ticket_id), before))
+
+
 def _same(actual: Any, expected: Any) -> None:
     assert actual == expected, "a rejected request changed the data"
 
@@ -594,13 +682,22 @@ BODY_ROUTES: dict[tuple[str, str], Callable[[Ctx], BodyCase]] = {
     ("POST", "/coupons/{code}/redemption/cancel"): _case_cancel_coupon,
     ("POST", "/benefit-pool/allocations"): _case_allocate,
     ("PUT", "/kb/articles/{article_id}"): _case_put_article,
+    ("POST", "/tickets"): _case_open_ticket,
+    ("POST", "/tickets/{ticket_id}/actions"): _case_ticket_action,
+    ("POST", "/tickets/{ticket_id}/tasks"): _case_ticket_task,
+    ("PUT", "/queues/{queue_id}"): _case_put_queue,
+    ("PUT", "/queues/{queue_id}/agents/me"): _case_availability,
+    ("PUT", "/routing-rules"): _case_put_routing_rules,
+    ("POST", "/tasks/{task_id}/complete"): _case_complete_task,
+    ("POST", "/tasks/{task_id}/assign"): _case_assign_task,
 }
 # covered by their own tests below
 QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{member_id}/orders"),
                 ("GET", "/members/{member_id}/points"), ("GET", "/coupons/{code}"),
                 ("GET", "/members/{member_id}/coupons"), ("GET", "/benefit-pool"),
                 ("GET", "/coupon-templates/{template_id}/stats"), ("GET", "/coupons/settlement"),
-                ("GET", "/kb/articles")}
+                ("GET", "/kb/articles"), ("GET", "/tickets"), ("GET", "/members/{member_id}/tickets"),
+                ("GET", "/stores/{store_id}/tasks")}
 
 
 def test_every_route_that_takes_input_is_covered_here():
@@ -2541,6 +2638,440 @@ def test_kb_search_at_the_bounds_is_accepted(api, ctx):  # noqa: ANN001
         status, answer = api.get(f"/kb/articles?{query}", ctx.staff)
         assert status == 200, (query, answer)
         assert "category=faq&limit=20" == query or [a["article_id"] for a in answer["items"]][:1] == [article_id]
+
+
+# ---- service tickets: POST /tickets, actions and tasks, queues and agents, routing rules, the task list -------
+TICKET_INVALID = [
+    pytest.param({"channel": "wechat"}, ["body", "channel"], id="unknown channel"),
+    pytest.param({"channel": None}, ["body", "channel"], id="null channel"),
+    pytest.param({"type": "COMPLAINT"}, ["body", "type"], id="upper-case type"),
+    pytest.param({"subject": ""}, ["body", "subject"], id="empty subject"),
+    pytest.param({"subject": "题" * 201}, ["body", "subject"], id="201-char subject"),
+    pytest.param({"description": ""}, ["body", "description"], id="empty description"),
+    pytest.param({"description": "x" * 5_001}, ["body", "description"], id="5,001-char description"),
+    pytest.param({"store_id": "sh 001"}, ["body", "store_id"], id="malformed store_id"),
+    pytest.param({"member_id": "abc"}, ["body", "member_id"], id="malformed member_id"),
+    pytest.param({"order_id": "o/1"}, ["body", "order_id"], id="malformed order_id"),
+    pytest.param({"priority": "asap"}, ["body", "priority"], id="unknown priority"),
+    pytest.param({"ticket_id": "t" * 65}, ["body", "ticket_id"], id="65-char ticket_id"),
+    pytest.param({"ticket_id": 7}, ["body", "ticket_id"], id="numeric ticket_id"),
+    pytest.param({"status": "closed"}, ["body", "status"], id="unknown field status"),
+    pytest.param({"queue_id": "hq-service"}, ["body", "queue_id"], id="unknown field queue_id"),
+]
+
+
+@pytest.mark.parametrize(("change", "loc"), TICKET_INVALID)
+def test_open_ticket_rejects_invalid_body_and_opens_nothing(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    body = _ticket_body(**change)
+    with nothing_written():
+        status, answer = api.post("/tickets", body, ctx.hq)
+    assert_error(status, answer, 422, "validation_error", loc)
+
+
+@pytest.mark.parametrize("field", ["ticket_id", "channel", "type", "subject", "description"])
+def test_open_ticket_requires_field(api, ctx, nothing_written, field):  # noqa: ANN001
+    body = _ticket_body()
+    del body[field]
+    with nothing_written():
+        status, answer = api.post("/tickets", body, ctx.hq)
+    assert_error(status, answer, 422, "validation_error", ["body", field])
+
+
+@pytest.mark.parametrize(("change", "who", "status_code", "code", "loc"), [
+    pytest.param({"store_id": "nowhere"}, "hq", 422, "unknown_store", ["body", "store_id"], id="unknown store"),
+    pytest.param({"store_id": None}, "staff", 422, "store_required", ["body", "store_id"], id="staff without store"),
+    pytest.param({"order_id": UNKNOWN_ORDER}, "hq", 422, "unknown_order", ["body", "order_id"], id="unknown order"),
+    pytest.param({"member_id": UNKNOWN_MEMBER}, "hq", 404, "member_not_found", None, id="unknown member"),
+])
+def test_open_ticket_about_what_is_not_there_is_refused(api, ctx, nothing_written, change, who,  # noqa: ANN001
+                                                         status_code, code, loc):
+    body = _ticket_body(**change)
+    with nothing_written():
+        status, answer = api.post("/tickets", body, getattr(ctx, who))
+    assert_error(status, answer, status_code, code, loc)
+
+
+def test_open_ticket_about_another_members_order_is_422(api, ctx, nothing_written):  # noqa: ANN001
+    m, other = ctx.member(), ctx.member()
+    order_id = ctx.order(other["member_id"])["order_id"]
+    with nothing_written():
+        status, answer = api.post("/tickets", _ticket_body(member_id=m["member_id"], order_id=order_id), ctx.hq)
+    assert_error(status, answer, 422, "order_not_members", ["body", "order_id"])
+
+
+def test_ticket_id_reused_with_another_body_is_409_and_opens_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    body = _ticket_body()
+    assert api.post("/tickets", body, ctx.staff)[0] == 201
+    before = _ticket_view(ctx, body["ticket_id"])
+    with nothing_written():
+        status, answer = api.post("/tickets", {**body, "subject": "别的事"}, ctx.staff)
+        assert api.post("/tickets", body, ctx.staff)[0] == 200  # the same body again: a replay
+    assert_error(status, answer, 409, "ticket_id_taken")
+    assert _ticket_view(ctx, body["ticket_id"]) == before
+
+
+ACTION_INVALID = [
+    pytest.param({"type": "escalate"}, ["body", "type"], id="unknown type"),
+    pytest.param({"type": "task_added"}, ["body", "type"], id="recorded-only type"),
+    pytest.param({"body": None}, ["body"], id="reply without body"),
+    pytest.param({"body": ""}, ["body", "body"], id="empty reply"),
+    pytest.param({"body": "x" * 5_001}, ["body", "body"], id="5,001-char reply"),
+    pytest.param({"score": 5}, ["body"], id="reply with a score"),
+    pytest.param({"article_ids": ["a b"]}, ["body", "article_ids", 0], id="malformed article id"),
+    pytest.param({"article_ids": [f"a{n}" for n in range(11)]}, ["body", "article_ids"], id="11 articles"),
+    pytest.param({"type": "comment", "article_ids": ["a1"]}, ["body"], id="comment citing an article"),
+    pytest.param({"type": "rate", "body": None, "score": 0}, ["body", "score"], id="score 0"),
+    pytest.param({"type": "rate", "body": None, "score": 6}, ["body", "score"], id="score 6"),
+    pytest.param({"type": "rate", "body": None, "score": "5"}, ["body", "score"], id="score as text"),
+    pytest.param({"type": "rate", "body": None, "score": 4.5}, ["body", "score"], id="fractional score"),
+    pytest.param({"type": "assign", "body": None}, ["body"], id="assign without assignee"),
+    pytest.param({"type": "transfer", "body": None, "queue_id": "HQ"}, ["body", "queue_id"], id="malformed queue"),
+    pytest.param({"type": "hold", "body": None, "assignee": "x"}, ["body"], id="hold with an assignee"),
+    pytest.param({"action_id": "a/1"}, ["body", "action_id"], id="malformed action_id"),
+    pytest.param({"by": "hq-1"}, ["body", "by"], id="unknown field by"),
+]
+
+
+def _action(**change: Any) -> dict[str, Any]:
+    body = {"action_id": f"bi-{uuid.uuid4().hex[:10]}", "type": "reply", "body": "您好", **change}
+    return {k: v for k, v in body.items() if v is not None}
+
+
+@pytest.mark.parametrize(("change", "loc"), ACTION_INVALID)
+def test_action_rejects_invalid_body_and_records_nothing(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    ticket_id = _ticket(ctx)
+    before = _ticket_view(ctx, ticket_id)
+    with nothing_written():
+        status, answer = api.post(f"/tickets/{ticket_id}/actions", _action(**change), ctx.hq)
+    assert_error(status, answer, 422, "validation_error", loc)
+    assert _ticket_view(ctx, ticket_id) == before
+
+
+@pytest.mark.parametrize(("change", "status_code", "code", "loc"), [
+    pytest.param({"type": "transfer", "body": None, "queue_id": "nowhere"}, 422, "unknown_queue",
+                 ["body", "queue_id"], id="transfer to an unknown queue"),
+    pytest.param({"type": "transfer", "body": None, "queue_id": "store-nowhere"}, 422, "unknown_queue",
+                 ["body", "queue_id"], id="transfer to the queue of an unknown store"),
+    pytest.param({"type": "transfer", "body": None, "queue_id": "store-sh-001"}, 422, "same_queue",
+                 ["body", "queue_id"], id="transfer to its own queue"),
+    pytest.param({"type": "assign", "body": None, "assignee": "nobody-here"}, 422, "not_an_agent",
+                 ["body", "assignee"], id="assign to someone not an agent"),
+    pytest.param({"type": "resume", "body": None}, 409, "action_not_allowed", None, id="resume a new ticket"),
+    pytest.param({"type": "reopen", "body": None}, 409, "action_not_allowed", None, id="reopen a new ticket"),
+    pytest.param({"type": "rate", "body": None, "score": 5}, 409, "action_not_allowed", None,
+                 id="rate a new ticket"),
+])
+def test_action_the_ticket_cannot_take_is_refused_and_records_nothing(api, ctx, tokens, nothing_written,  # noqa: ANN001
+                                                                      change, status_code, code, loc):
+    member_id = ctx.member()["member_id"]
+    ticket_id = _ticket(ctx, member_id=member_id)
+    before = _ticket_view(ctx, ticket_id)
+    who = tokens.member(member_id) if change.get("type") == "rate" else ctx.hq
+    with nothing_written():
+        status, answer = api.post(f"/tickets/{ticket_id}/actions", _action(**change), who)
+    assert_error(status, answer, status_code, code, loc)
+    assert _ticket_view(ctx, ticket_id) == before
+
+
+def test_action_id_reused_with_another_body_is_409_and_records_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    ticket_id = _ticket(ctx)
+    body = _action(type="comment", body="内部备注")
+    assert api.post(f"/tickets/{ticket_id}/actions", body, ctx.hq)[0] == 201
+    before = _ticket_view(ctx, ticket_id)
+    with nothing_written():
+        status, answer = api.post(f"/tickets/{ticket_id}/actions", {**body, "body": "别的"}, ctx.hq)
+        assert api.post(f"/tickets/{ticket_id}/actions", body, ctx.hq)[0] == 200  # the same body: a replay
+    assert_error(status, answer, 409, "action_id_taken")
+    assert _ticket_view(ctx, ticket_id) == before
+
+
+TASK_INVALID = [
+    pytest.param({"store_id": "sh 002"}, ["body", "store_id"], id="malformed store_id"),
+    pytest.param({"title": ""}, ["body", "title"], id="empty title"),
+    pytest.param({"title": "题" * 201}, ["body", "title"], id="201-char title"),
+    pytest.param({"due_at": "2030-01-01T09:00:00"}, ["body", "due_at"], id="due_at without offset"),
+    pytest.param({"due_at": "2030-02-30T09:00:00+08:00"}, ["body", "due_at"], id="30 February"),
+    pytest.param({"due_at": 1893459600}, ["body", "due_at"], id="due_at as a number"),
+    pytest.param({"assignee": ""}, ["body", "assignee"], id="empty assignee"),
+    pytest.param({"task_id": "t" * 65}, ["body", "task_id"], id="65-char task_id"),
+    pytest.param({"state": "done"}, ["body", "state"], id="unknown field state"),
+]
+
+
+@pytest.mark.parametrize(("change", "loc"), TASK_INVALID)
+def test_ticket_task_rejects_invalid_body_and_adds_nothing(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    ticket_id = _ticket(ctx)
+    with nothing_written():
+        status, answer = api.post(f"/tickets/{ticket_id}/tasks", _task_body(**change), ctx.hq)
+    assert_error(status, answer, 422, "validation_error", loc)
+
+
+@pytest.mark.parametrize("field", ["task_id", "store_id", "title", "due_at"])
+def test_ticket_task_requires_field(api, ctx, nothing_written, field):  # noqa: ANN001
+    ticket_id = _ticket(ctx)
+    body = _task_body()
+    del body[field]
+    with nothing_written():
+        status, answer = api.post(f"/tickets/{ticket_id}/tasks", body, ctx.hq)
+    assert_error(status, answer, 422, "validation_error", ["body", field])
+
+
+def test_ticket_task_that_cannot_be_added_is_refused_and_adds_nothing(api, ctx, nothing_written):  # noqa: ANN001
+    ticket_id = _ticket(ctx)
+    task = _task_body()
+    assert api.post(f"/tickets/{ticket_id}/tasks", task, ctx.hq)[0] == 201
+    resolved = _ticket(ctx)
+    assert api.post(f"/tickets/{resolved}/actions", _action(type="resolve", body=None), ctx.hq)[0] == 201
+    before = (_ticket_view(ctx, ticket_id), _ticket_view(ctx, resolved))
+    with nothing_written():
+        status, answer = api.post(f"/tickets/{ticket_id}/tasks", _task_body(store_id="nowhere"), ctx.hq)
+        assert_error(status, answer, 422, "unknown_store", ["body", "store_id"])
+        status, answer = api.post(f"/tickets/{ticket_id}/tasks", {**task, "title": "别的"}, ctx.hq)
+        assert_error(status, answer, 409, "task_id_taken")
+        status, answer = api.post(f"/tickets/{resolved}/tasks", _task_body(), ctx.hq)
+        assert_error(status, answer, 409, "action_not_allowed")
+    assert (_ticket_view(ctx, ticket_id), _ticket_view(ctx, resolved)) == before
+
+
+@pytest.mark.parametrize(("method", "template", "make_body"), [
+    pytest.param("GET", "/tickets/{}", lambda: None, id="GET ticket"),
+    pytest.param("POST", "/tickets/{}/actions", lambda: _action(), id="POST action"),
+    pytest.param("POST", "/tickets/{}/tasks", lambda: _task_body(), id="POST task"),
+])
+@pytest.mark.parametrize("ticket_id", [pytest.param("t" * 65, id="65 chars"), pytest.param("t%201", id="encoded space"),
+                                       pytest.param("%E5%8D%95", id="encoded CJK"),
+                                       pytest.param("t%2F1", id="encoded slash"),
+                                       pytest.param("bi-nobody-opened-this", id="well-formed unknown")])
+def test_malformed_or_unknown_ticket_id_is_404(api, ctx, nothing_written, method, template, make_body,  # noqa: ANN001
+                                               ticket_id):
+    with nothing_written():
+        status, body = api.call(method, template.format(ticket_id), make_body(), ctx.hq)
+    assert_error(status, body, 404, "ticket_not_found")
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    pytest.param({"kind": "store"}, ["path", "queue_id"], id="a store queue"),
+    pytest.param({"kind": "team"}, ["body", "kind"], id="unknown kind"),
+    pytest.param({"kind": "region"}, ["body"], id="region queue without its region"),
+    pytest.param({"region_id": "east"}, ["body"], id="hq queue with a region"),
+    pytest.param({"name": ""}, ["body", "name"], id="empty name"),
+    pytest.param({"name": "名" * 101}, ["body", "name"], id="101-char name"),
+    pytest.param({"agents": ["hq-1"]}, ["body", "agents"], id="unknown field"),
+])
+def test_put_queue_rejects_invalid_body_and_keeps_the_queue(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    case = _case_put_queue(ctx)
+    with nothing_written():
+        status, body = api.put(case.path, {**case.valid, **change}, ctx.hq)
+    assert_error(status, body, 422, None, loc)
+    case.unchanged()
+
+
+@pytest.mark.parametrize("queue_id", [pytest.param("store-sh-001", id="a store's queue"),
+                                      pytest.param("store-nowhere", id="an unknown store's queue")])
+def test_put_queue_never_defines_a_store_queue(api, ctx, nothing_written, queue_id):  # noqa: ANN001
+    with nothing_written():
+        status, body = api.put(f"/queues/{queue_id}", {"kind": "hq", "name": "x"}, ctx.hq)
+    assert_error(status, body, 422, "implicit_queue", ["path", "queue_id"])
+
+
+@pytest.mark.parametrize("method", ["PUT queue", "PUT agent"])
+@pytest.mark.parametrize("queue_id", [pytest.param("Q1", id="upper case"), pytest.param("q" * 49, id="49 chars"),
+                                      pytest.param("-q", id="leading hyphen"),
+                                      pytest.param("q%201", id="encoded space"),
+                                      pytest.param("%E9%98%9F", id="encoded CJK")])
+def test_malformed_queue_id_is_404_and_writes_nothing(api, ctx, nothing_written, method, queue_id):  # noqa: ANN001
+    path, body = ((f"/queues/{queue_id}", {"kind": "hq", "name": "x"}) if method == "PUT queue"
+                  else (f"/queues/{queue_id}/agents/me", {"available": True}))
+    with nothing_written():
+        status, answer = api.put(path, body, ctx.hq)
+    assert_error(status, answer, 404, "queue_not_found")
+
+
+@pytest.mark.parametrize("queue_id", ["bi-nobody-defined-this", "store-nowhere"])
+def test_agent_of_an_unknown_queue_is_404(api, ctx, nothing_written, queue_id):  # noqa: ANN001
+    with nothing_written():
+        status, body = api.put(f"/queues/{queue_id}/agents/me", {"available": True}, ctx.hq)
+    assert_error(status, body, 404, "queue_not_found")
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param({"available": "true"}, id="text"), pytest.param({"available": 1}, id="number"),
+    pytest.param({"available": None}, id="null"), pytest.param({}, id="missing"),
+    pytest.param({"available": True, "open": 0}, id="unknown field"),
+])
+def test_availability_rejects_invalid_body(api, ctx, nothing_written, body):  # noqa: ANN001
+    case = _case_availability(ctx)
+    with nothing_written():
+        status, answer = api.put(case.path, body, case.token)
+    assert_error(status, answer, 422, "validation_error")
+    case.unchanged()
+
+
+RULE = {"name": "退款", "types": ["refund"], "queue_id": "{store}"}
+
+
+@pytest.mark.parametrize(("rules", "version", "loc"), [
+    pytest.param("all", None, ["body", "rules"], id="rules not a list"),
+    pytest.param([{**RULE, "types": ["refunds"]}], None, ["body", "rules", 0, "types", 0], id="unknown type"),
+    pytest.param([{**RULE, "channels": ["fax"]}], None, ["body", "rules", 0, "channels", 0], id="unknown channel"),
+    pytest.param([{**RULE, "assignment": "random"}], None, ["body", "rules", 0, "assignment"], id="unknown assignment"),
+    pytest.param([{**RULE, "queue_id": "HQ"}], None, ["body", "rules", 0, "queue_id"], id="malformed queue"),
+    pytest.param([{**RULE, "name": ""}], None, ["body", "rules", 0, "name"], id="empty name"),
+    pytest.param([{**RULE, "when": "always"}], None, ["body", "rules", 0, "when"], id="unknown rule field"),
+    pytest.param([{k: v for k, v in RULE.items() if k != "queue_id"}], None, ["body", "rules", 0, "queue_id"],
+                 id="rule without a queue"),
+    pytest.param([RULE] * 201, None, ["body", "rules"], id="201 rules"),
+    pytest.param([RULE], -1, ["body", "version"], id="negative version"),
+    pytest.param([RULE], "1", ["body", "version"], id="version as text"),
+    pytest.param([{**RULE, "queue_id": "bi-nobody-defined-this"}], None, ["body", "rules[0].queue_id"],
+                 id="unknown queue"),
+])
+def test_put_routing_rules_rejects_invalid_rules_and_keeps_them(api, ctx, nothing_written, rules, version,  # noqa: ANN001
+                                                                loc):
+    before = ctx.config("/routing-rules")
+    body = {"rules": rules} if version is None else {"rules": rules, "version": version}
+    with nothing_written():
+        status, answer = api.put("/routing-rules", body, ctx.hq)
+    assert_error(status, answer, 422, None, loc)
+    assert ctx.config("/routing-rules") == before
+
+
+def test_put_routing_rules_of_a_stale_version_is_409_and_keeps_them(api, ctx, nothing_written):  # noqa: ANN001
+    before = ctx.config("/routing-rules")
+    with nothing_written():
+        status, answer = api.put("/routing-rules", {"rules": [RULE], "version": before["version"] + 1}, ctx.hq)
+    assert_error(status, answer, 409, "version_conflict")
+    assert ctx.config("/routing-rules") == before
+
+
+@pytest.mark.parametrize(("path", "body", "loc"), [
+    pytest.param("complete", {"outcome": "finished"}, ["body", "outcome"], id="complete: unknown outcome"),
+    pytest.param("complete", {}, ["body", "outcome"], id="complete: no outcome"),
+    pytest.param("complete", {"outcome": "done", "note": "x" * 2_001}, ["body", "note"], id="complete: long note"),
+    pytest.param("complete", {"outcome": "done", "at": "now"}, ["body", "at"], id="complete: unknown field"),
+    pytest.param("assign", {"assignee": ""}, ["body", "assignee"], id="assign: empty assignee"),
+    pytest.param("assign", {"assignee": "x" * 201}, ["body", "assignee"], id="assign: 201-char assignee"),
+    pytest.param("assign", {}, ["body", "assignee"], id="assign: no assignee"),
+    pytest.param("assign", {"assignee": 7}, ["body", "assignee"], id="assign: numeric assignee"),
+])
+def test_task_rejects_invalid_body_and_keeps_the_task(api, ctx, nothing_written, path, body, loc):  # noqa: ANN001
+    ticket_id, task_id = _ticket_task(ctx)
+    before = _ticket_view(ctx, ticket_id)
+    with nothing_written():
+        status, answer = api.post(f"/tasks/{task_id}/{path}", body, ctx.staff)
+    assert_error(status, answer, 422, "validation_error", loc)
+    assert _ticket_view(ctx, ticket_id) == before
+
+
+@pytest.mark.parametrize("path", ["complete", "assign"])
+@pytest.mark.parametrize("task_id", [pytest.param("t" * 65, id="65 chars"), pytest.param("t%201", id="encoded space"),
+                                     pytest.param("bi-nobody-made-this", id="well-formed unknown")])
+def test_malformed_or_unknown_task_id_is_404(api, ctx, nothing_written, path, task_id):  # noqa: ANN001
+    body = {"outcome": "done"} if path == "complete" else {"assignee": "clerk-9"}
+    with nothing_written():
+        status, answer = api.post(f"/tasks/{task_id}/{path}", body, ctx.hq)
+    assert_error(status, answer, 404, "task_not_found")
+
+
+def test_a_done_task_is_409_for_another_outcome_or_an_assignee(api, ctx, nothing_written):  # noqa: ANN001
+    ticket_id, task_id = _ticket_task(ctx)
+    assert api.post(f"/tasks/{task_id}/complete", {"outcome": "done"}, ctx.staff)[0] == 200
+    before = _ticket_view(ctx, ticket_id)
+    with nothing_written():
+        status, answer = api.post(f"/tasks/{task_id}/complete", {"outcome": "failed"}, ctx.staff)
+        assert_error(status, answer, 409, "task_done")
+        status, answer = api.post(f"/tasks/{task_id}/assign", {"assignee": "clerk-9"}, ctx.staff)
+        assert_error(status, answer, 409, "task_done")
+        assert api.post(f"/tasks/{task_id}/complete", {"outcome": "done"}, ctx.staff)[0] == 200  # a replay
+    assert _ticket_view(ctx, ticket_id) == before
+
+
+@pytest.mark.parametrize(("query", "status_code", "code", "loc"), [
+    pytest.param("", 422, "unsupported_filter", ["query"], id="no filter"),
+    pytest.param("status=new", 422, "unsupported_filter", ["query"], id="only a status"),
+    pytest.param("queue=store-sh-001&store_id=sh-001", 422, "unsupported_filter", ["query"], id="queue and store"),
+    pytest.param("store_id=sh-001&assignee=me", 422, "unsupported_filter", ["query"], id="store and assignee"),
+    pytest.param("assignee=hq-1", 422, "validation_error", ["query", "assignee"], id="assignee not me"),
+    pytest.param("queue=store-sh-001&status=done", 422, "validation_error", ["query", "status"], id="unknown status"),
+    pytest.param("queue=Store-SH", 422, "validation_error", ["query", "queue"], id="malformed queue"),
+    pytest.param("store_id=sh%20001", 422, "validation_error", ["query", "store_id"], id="malformed store"),
+    pytest.param("queue=store-sh-001&limit=0", 422, "validation_error", ["query", "limit"], id="limit 0"),
+    pytest.param("queue=store-sh-001&limit=101", 422, "validation_error", ["query", "limit"], id="limit 101"),
+    pytest.param("queue=store-sh-001&limit=1.5", 422, "validation_error", ["query", "limit"], id="fractional limit"),
+    pytest.param("queue=store-sh-001&cursor=abc!!", 422, "invalid_cursor", ["query", "cursor"], id="cursor not b64"),
+    pytest.param("queue=store-sh-001&cursor=" + "A" * 3000, 422, "validation_error", ["query", "cursor"],
+                 id="oversized cursor"),
+    pytest.param("queue=store-sh-001&cursor=bm90IGpzb24", 422, "invalid_cursor", ["query", "cursor"],
+                 id="cursor of no listing"),
+    pytest.param("queue=bi-nobody-defined-this", 404, "queue_not_found", None, id="unknown queue"),
+    pytest.param("store_id=nowhere", 404, "store_not_found", None, id="unknown store"),
+])
+def test_ticket_list_rejects_invalid_query(api, ctx, query, status_code, code, loc):  # noqa: ANN001
+    status, body = api.get(f"/tickets?{query}", ctx.hq)
+    assert_error(status, body, status_code, code, loc)
+
+
+def _cursor_of(api: Any, path: str, token: str) -> str:
+    status, page = api.get(path, token)
+    assert status == 200 and page["next_cursor"], page
+    return page["next_cursor"]
+
+
+def test_ticket_list_cursor_pages_and_is_valid_only_for_its_listing(api, ctx):  # noqa: ANN001
+    for _ in range(2):
+        _ticket(ctx)
+    cursor = _cursor_of(api, "/tickets?queue=store-sh-001&limit=1", ctx.hq)
+    status, page = api.get(f"/tickets?queue=store-sh-001&limit=1&cursor={cursor}", ctx.hq)
+    assert status == 200 and len(page["items"]) == 1, page
+    for other in ("queue=store-sh-001&status=closed", "store_id=sh-001", "queue=hq-service"):
+        status, body = api.get(f"/tickets?{other}&cursor={cursor}", ctx.hq)
+        assert_error(status, body, 422, "invalid_cursor", ["query", "cursor"])
+
+
+def test_member_tickets_reject_invalid_query_and_unknown_members(api, ctx, tokens):  # noqa: ANN001
+    member_id = ctx.member()["member_id"]
+    for _ in range(2):
+        _ticket(ctx, member_id=member_id)
+    cursor = _cursor_of(api, f"/members/{member_id}/tickets?limit=1", ctx.hq)
+    status, page = api.get(f"/members/{member_id}/tickets?limit=1&cursor={cursor}", ctx.hq)
+    assert status == 200 and len(page["items"]) == 1, page
+    other = ctx.member()["member_id"]
+    for query, code in ((f"cursor={cursor}", "invalid_cursor"), ("cursor=abc!!", "invalid_cursor"),
+                        ("limit=0", "validation_error"), ("limit=101", "validation_error")):
+        status, body = api.get(f"/members/{other if 'cursor=' in query else member_id}/tickets?{query}", ctx.hq)
+        assert_error(status, body, 422, code, ["query"])
+    for bad in ("abc", UNKNOWN_MEMBER.lower(), UNKNOWN_MEMBER):
+        status, body = api.get(f"/members/{bad}/tickets", ctx.hq)
+        assert_error(status, body, 404, "member_not_found")
+
+
+@pytest.mark.parametrize(("query", "code", "loc"), [
+    pytest.param("state=late", "validation_error", ["query", "state"], id="unknown state"),
+    pytest.param("limit=0", "validation_error", ["query", "limit"], id="limit 0"),
+    pytest.param("limit=101", "validation_error", ["query", "limit"], id="limit 101"),
+    pytest.param("cursor=abc!!", "invalid_cursor", ["query", "cursor"], id="cursor not base64"),
+])
+def test_store_tasks_reject_invalid_query(api, ctx, query, code, loc):  # noqa: ANN001
+    status, body = api.get(f"/stores/sh-001/tasks?{query}", ctx.staff)
+    assert_error(status, body, 422, code, loc)
+
+
+def test_store_tasks_cursor_pages_and_is_valid_only_for_its_listing(api, ctx):  # noqa: ANN001
+    for _ in range(2):
+        _ticket_task(ctx)
+    cursor = _cursor_of(api, "/stores/sh-001/tasks?limit=1", ctx.staff)
+    status, page = api.get(f"/stores/sh-001/tasks?limit=1&cursor={cursor}", ctx.staff)
+    assert status == 200 and len(page["items"]) == 1, page
+    for other in ("/stores/sh-001/tasks?state=done", "/stores/sh-002/tasks"):
+        status, body = api.get(f"{other}{'&' if '?' in other else '?'}cursor={cursor}", ctx.hq)
+        assert_error(status, body, 422, "invalid_cursor", ["query", "cursor"])
+
+
+@pytest.mark.parametrize("store_id", [pytest.param("x" * 41, id="41 chars"), pytest.param("sh.001", id="dot"),
+                                      pytest.param("nowhere", id="well-formed unknown")])
+def test_tasks_of_a_malformed_or_unknown_store_are_404(api, ctx, store_id):  # noqa: ANN001
+    status, body = api.get(f"/stores/{store_id}/tasks", ctx.hq)
+    assert_error(status, body, 404, "store_not_found")
 
 
 # ---- edge cases that must be ACCEPTED --------------------------------------------------------------------
