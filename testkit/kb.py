@@ -38,6 +38,30 @@ def chinese_text(chars: int, seed: int = 0) -> str:
     return "".join(out)[:chars]
 
 
+# Words of the same trade: an article drawn from them has as many distinct bigrams as real prose of its length
+# (within words, and across each pair of neighbours), unlike a few sentences repeated.
+WORDS = tuple("""
+会员 积分 过期 兑换 门店 退款 小票 订单 优惠 券面 叠加 使用 金卡 银卡 生日 礼券 营业 时间 公告 节假 调整 线上
+自提 取货 跨店 退货 换货 协作 受理 工单 等级 累计 消费 复核 设备 故障 收银 重启 区域 技术 支持 顾客 投诉 回复
+记录 结果 商品 质量 问题 新品 上市 试饮 活动 数量 有限 电话 热线 总部 客服 队列 手机 变更 微信 验证 处理 奶茶
+咖啡 果汁 甜品 面包 蛋糕 外卖 配送 骑手 超时 赔付 补偿 发票 开具 抬头 税号 电子 纸质 邮寄 地址 修改 取消 支付
+扫码 现金 银行 余额 储值 充值 赠送 返还 到账 延迟 查询 明细 冻结 解冻 账号 注销 隐私 授权 同意 撤回 导出 删除
+店长 店员 培训 排班 交接 盘点 库存 调拨 缺货 补货 供应 保质 陈列 卫生 检查 整改 评分 评价 差评 好评 回访 满意
+""".split())
+
+
+def article_text(chars: int, seed: int = 0) -> str:
+    """About `chars` characters of prose made of WORDS (sentences of 6 to 14 words), reproducibly."""
+    rng = random.Random(seed)
+    out: list[str] = []
+    length = 0
+    while length < chars:
+        sentence = "".join(rng.choice(WORDS) for _ in range(rng.randint(6, 14))) + rng.choice("，。；！")
+        out.append(sentence)
+        length += len(sentence)
+    return "".join(out)[:chars]
+
+
 def unique_han(n: int = 4) -> str:
     """`n` random Han characters (from 20,000): their bigrams are, for practical purposes, in no other article."""
     rng = random.Random(uuid.uuid4().int)
