@@ -217,3 +217,23 @@ def test_coupon_expiry_calls_are_granted(fresh_table, api, tokens, record):  # n
     assert result == {"coupons_expired": 1, "expiring_facts": 1}
     granted = _granted(_spec("coupon-expiry").dynamodb)
     assert recorder.calls and recorder.calls <= granted, recorder.calls - granted
+
+
+def test_knowledge_base_calls_are_granted(api, tokens, record):  # noqa: ANN001
+    """Every knowledge-base route, an edit's BatchWriteItem of postings and the category index query included."""
+    import uuid
+
+    hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
+    article_id, category = f"g-{uuid.uuid4().hex[:8]}", f"g{uuid.uuid4().hex[:8]}"
+    article = {"category": category, "title": "积分过期", "body": "一年后过期。"}
+    recorder = record()
+    statuses = [
+        api.put(f"/kb/articles/{article_id}", article, hq)[0],
+        api.put(f"/kb/articles/{article_id}", {**article, "body": "两年后过期。"}, hq)[0],
+        api.get(f"/kb/articles/{article_id}", staff)[0],
+        api.get("/kb/articles?q=%E7%A7%AF%E5%88%86", staff)[0],
+        api.get(f"/kb/articles?category={category}", staff)[0]]
+    assert statuses == [201, 200, 200, 200, 200]
+    assert ("BatchWriteItem", "table") in recorder.calls and ("Query", "gsi1") in recorder.calls
+    granted = _granted(stack.load_api().dynamodb)
+    assert recorder.calls <= granted, recorder.calls - granted
