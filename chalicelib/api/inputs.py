@@ -15,11 +15,13 @@ from ..domain.members import ConsentInput, MemberId, MemberPatch, Phone, Registr
 from ..domain.orders import DocId, OrderInput, RefundInput
 from ..domain.pool import AllocationInput
 from ..domain.program import PointsRules, TierProgram
+from ..domain.sla import SlaPolicyInput
 from ..domain.stores import StoreInput
 from ..domain.tasks import AssignInput, CompleteInput, TaskInput
 from ..domain.tickets import ActionInput, QueueId, QueueInput, RoutingRulesInput, TicketInput
 
-__all__ = ["ActionInput", "AssignInput", "AvailabilityInput", "CompleteInput", "QueueInput", "RoutingRulesInput",
+__all__ = ["SlaPolicyInput", "NotificationsQuery", "ReadInput",
+           "ActionInput", "AssignInput", "AvailabilityInput", "CompleteInput", "QueueInput", "RoutingRulesInput",
            "TaskInput", "TaskListQuery", "TicketInput", "TicketListQuery",
            "AdjustmentInput", "AllocationInput", "CancelInput", "CouponListQuery", "CouponLookupQuery", "ExchangeInput",
            "IssueInput",
@@ -131,3 +133,14 @@ class TaskListQuery(PageQuery):
 class AvailabilityInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     available: bool = Field(strict=True)
+
+
+# ---- SLA and notifications
+class NotificationsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    limit: int = Field(default=50, ge=1, le=PAGE_MAX)
+
+
+class ReadInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    notification_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=100)

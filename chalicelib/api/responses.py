@@ -19,6 +19,7 @@ from ..domain.points import rolling_total
 from ..domain.pool import Allocation, DayStats, PoolLine, SettlementRow
 from ..domain.program import Tier
 from ..domain.receipts import Adjustment, LotTake, Redemption, Refund
+from ..domain.sla import SlaPolicy
 from ..domain.stores import Store
 from ..domain.tasks import Task
 from ..domain.tickets import ActionType, Event, RoutingRule, Ticket
@@ -504,3 +505,31 @@ class TicketAnswer(RootModel[TicketSummary | MemberTicketView]):
 
 class TicketDetailAnswer(RootModel[TicketView | MemberTicketView]):
     """Staff get the whole ticket (events, internal comments, tasks); its member the public replies."""
+
+
+# ---- SLA and notifications -----------------------------------------------------------------------------------
+class SlaPolicyView(SlaPolicy):
+    """The policy now; `version` 0 = never set (the defaults: 30 business minutes, 24 wall hours)."""
+
+
+class NotificationView(_Out):
+    notification_id: str
+    recipient: str = Field(description="sub:<sub>, store_managers:<store>, region_manager:<region>, hq or "
+                                       "queue:<queue>")
+    ticket_id: str
+    step: str
+    due_at: datetime
+    created_at: datetime
+    subject: str
+    store_id: str | None
+    queue_id: str
+    priority: str
+    read: bool
+
+
+class NotificationPage(_Out):
+    items: list[NotificationView]
+
+
+class MarkedView(_Out):
+    marked: int = Field(description="how many ids were marked read (again: no change)")

@@ -279,7 +279,9 @@ class Ticket:
     reopened: int = 0
     open_tasks: int = 0
     task_ids: tuple[str, ...] = ()
-    events: int = 0  # how many events the state was derived from (the optimistic lock of the next action)
+    sla: dict[str, Any] | None = None  # the clocks (domain/sla.sla_body): deadlines, escalation steps taken
+    events: int = 0  # how many events the state was derived from (the next event's sequence number)
+    writes: int = 0  # how many times the head was written (actions and the SLA sweep): the optimistic lock
 
     def evolve(self, **changes: Any) -> Ticket:
         return replace(self, **changes)

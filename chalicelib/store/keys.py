@@ -209,6 +209,34 @@ def member_ticket_key(member_id: str, created_iso: str, ticket_id: str) -> dict[
     return {"pk": member_pk(member_id), "sk": f"{MEMBER_TICKET_PREFIX}{created_iso}#{ticket_id}"}
 
 
+def ticket_sla_keys(stage: str, shard: int, next_check_iso: str, ticket_id: str) -> dict[str, str]:
+    """gsi2 (sparse): a ticket with an escalation step still to come, under its stage, by when that step falls
+    due. The sweep reads `<= now` of each stage's shards; the at-risk and breached lists read a stage whole."""
+    return {"gsi2pk": ticket_sla_pk(stage, shard), "gsi2sk": f"{next_check_iso}#{ticket_id}"}
+
+
+def ticket_sla_pk(stage: str, shard: int) -> str:
+    return f"SLA#{stage}#{shard}"
+
+
+def sla_policy_key() -> dict[str, str]:
+    return {"pk": ORG_PK, "sk": "SLA_POLICY"}
+
+
+def notification_key(recipient: str, at_iso: str, ticket_id: str, step: str) -> dict[str, str]:
+    """A notification in its addressee's partition (a person `sub:<sub>`, or a role in a scope): the step's own
+    due time and name make its key, so a re-run of the sweep finds it taken instead of notifying twice."""
+    return {"pk": notifications_pk(recipient), "sk": f"N#{at_iso}#{ticket_id}#{step}"}
+
+
+def notifications_pk(recipient: str) -> str:
+    return f"NOTIFY#{recipient}"
+
+
+def notification_read_key(sub: str, notification_id: str) -> dict[str, str]:
+    return {"pk": notifications_pk(f"sub:{sub}"), "sk": f"READ#{notification_id}"}
+
+
 def queue_key(queue_id: str) -> dict[str, str]:
     return {"pk": ORG_PK, "sk": f"QUEUE#{queue_id}"}
 

@@ -7,12 +7,13 @@ equals the fold of its events."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
 from ..domain import clock
 from ..domain.errors import DocumentExists, StaleRead
+from ..domain.sla import SLA_SHARDS, Notification, sla_from, sla_shard
 from ..domain.tasks import Task, TaskExists, TaskNotOpen, TaskState
 from ..domain.tickets import (
     ActionType,
@@ -55,10 +56,16 @@ def ticket_from(body: dict[str, Any]) -> Ticket:
 
 
 def _head_item(t: Ticket, fingerprint: str) -> dict[str, Any]:
-    return {**keys.ticket_key(t.ticket_id), "type": "ticket", "v": t.events, "fingerprint": fingerprint,
-            "body": _json(ticket_body(t)),
+    item = {**keys.ticket_key(t.ticket_id), "type": "ticket", "v": t.events, "w": t.writes,
+            "fingerprint": fingerprint, "body": _json(ticket_body(t)),
             **keys.ticket_list_keys(t.queue_id, t.store_id, t.assignee, t.status.value, clock.iso(t.created_at),
                                     t.ticket_id)}
+    if t.sla is not None:
+        sla = sla_from(t.sla)
+        due = sla.next_check()
+        if due is not None:
+            item |= keys.ticket_sla_keys(sla.stage, sla_shard(t.ticket_id), clock.iso(due), t.ticket_id)
+    return item
 
 
 def _event_item(ticket_id: str, event: Event, seq: int, fingerprint: str | None) -> dict[str, Any]:
@@ -132,7 +139,8 @@ class DynamoTicketRepository:
         counts, and a task added (where its id is free) or done (while it is open). `created_print`: the
         create request's fingerprint, which the head keeps."""
         tx = self.db.tx()
-        tx.put(_head_item(after, created_print), condition="v = :v", values={":v": before.events})
+        after = replace(after, writes=before.writes + 1)
+        tx.put(_head_item(after, created_print), condition="w = :w", values={":w": before.writes})
         tx.put(_event_item(after.ticket_id, event, after.events, fingerprint), condition="attribute_not_exists(pk)")
         task_at = None
         if task is not None:
@@ -207,6 +215,89 @@ class DynamoTicketRepository:
         more = len(refs) > limit
         next_cursor = encode_cursor({"m": live, "sk": page[-1]["sk"]}) if more else None
         return self._heads([keys.ticket_key(r["ticket_id"])["pk"] for r in page]), next_cursor
+
+    # ---- the SLA sweep and notifications --------------------------------------------------------------------
+    def sla_due(self, stage: str, shard: int, now: datetime, limit: int = 500) -> list[str]:
+        """Tickets of a stage whose next escalation step is due by now (the sweep's work; no scan)."""
+        items, _ = self.db.query(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :pk AND gsi2sk <= :now",
+                                 values={":pk": keys.ticket_sla_pk(stage, shard), ":now": f"{clock.iso(now)}#~"},
+                                 Limit=limit)
+        return [i["pk"].removeprefix(keys.TICKET_PREFIX) for i in items]
+
+    def sla_page(self, stage: str, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
+        """A stage's tickets (at risk, breached), soonest next step first within each shard; the cursor walks the
+        shards in turn."""
+        state = decode_cursor(cursor, expect={"stage": stage}) if cursor else {"stage": stage, "shard": "0"}
+        shard = int(state.get("shard", "0")) if str(state.get("shard", "0")).isdigit() else 0
+        start = {k: v for k, v in state.items() if k not in ("stage", "shard")} or None
+        out: list[Ticket] = []
+        while shard < SLA_SHARDS and len(out) < limit:
+            pk = keys.ticket_sla_pk(stage, shard)
+            if start is not None and start.get("gsi2pk") != pk:
+                start = None
+            items, last = self.db.query(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :pk",
+                                        values={":pk": pk}, Limit=limit - len(out), start=start)
+            out += [ticket_from(json.loads(i["body"])) for i in items]
+            if last:
+                return out, encode_cursor({"stage": stage, "shard": str(shard), **last})
+            shard, start = shard + 1, None
+        more = shard < SLA_SHARDS
+        return out, encode_cursor({"stage": stage, "shard": str(shard)}) if more else None
+
+    def escalate(self, before: Ticket, after: Ticket, created_print: str, notes: list[Notification]) -> None:
+        """The head with its steps taken, and their notifications, at once: a notification already there (a
+        re-run) cancels the whole write, and the caller reads again."""
+        tx = self.db.tx()
+        after = replace(after, writes=before.writes + 1)
+        tx.put(_head_item(after, created_print), condition="w = :w", values={":w": before.writes})
+        for note in notes:
+            tx.put({**keys.notification_key(note.recipient, note.due_at, note.ticket_id, note.step),
+                    "type": "notification", **asdict(note)}, condition="attribute_not_exists(pk)")
+        try:
+            self.db.commit(tx)
+        except TxCancelled as cancelled:
+            if cancelled.failed_at(0):
+                raise StaleRead() from None
+            raise DocumentExists("notification") from None
+
+    def notifications(self, recipients: list[str], limit: int) -> list[Notification]:
+        """The newest notifications of each addressee key, merged newest first."""
+        found: list[dict[str, Any]] = []
+        for recipient in recipients:
+            items, _ = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :n)",
+                                     values={":pk": keys.notifications_pk(recipient), ":n": "N#"},
+                                     ScanIndexForward=False, Limit=limit)
+            found += items
+        found.sort(key=lambda i: i["sk"], reverse=True)
+        fields = set(Notification.__dataclass_fields__)
+        return [Notification(**{k: v for k, v in i.items() if k in fields}) for i in found[:limit]]
+
+    def read_marks(self, sub: str, ids: list[str]) -> set[str]:
+        marks = self.db.batch_get([keys.notification_read_key(sub, i) for i in ids[:100]],
+                                  lambda item: item["sk"].removeprefix("READ#"))
+        return set(marks)
+
+    def mark_read(self, sub: str, ids: list[str]) -> None:
+        for i in ids:
+            self.db.put({**keys.notification_read_key(sub, i), "type": "notification_read",
+                         "at": clock.iso(clock.now())})
+
+    def sla_policy(self) -> dict[str, Any] | None:
+        item = self.db.get(keys.sla_policy_key(), consistent=False)
+        return json.loads(item["body"]) if item else None
+
+    def put_sla_policy(self, body: dict[str, Any], expected_version: int, actor: str) -> None:
+        item = {**keys.sla_policy_key(), "type": "sla_policy", "version": expected_version + 1, "body": _json(body),
+                "updated_by": actor, "updated_at": clock.iso(clock.now())}
+        tx = self.db.tx()
+        if expected_version:
+            tx.put(item, condition="version = :v", values={":v": expected_version})
+        else:
+            tx.put(item, condition="attribute_not_exists(pk)")
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            raise StaleRead() from None
 
     def _heads(self, pks: list[str]) -> list[Ticket]:
         found = {t.ticket_id: t for t in self.db.batch_get([{"pk": pk, "sk": "TICKET"} for pk in pks],
