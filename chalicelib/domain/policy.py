@@ -192,6 +192,10 @@ POLICY: dict[str, Permission] = {
                                "manager for the region's queues (and its stores'), HQ any queue"),
     "routing.put": Permission({HQ: ANY}, "HQ only"),
     "routing.read": Permission({MANAGER: ANY, REGION: ANY, HQ: ANY}, "managers and HQ"),
+    "sla.put": Permission({HQ: ANY}, "HQ only"),
+    "sla.read": Permission({MANAGER: ANY, REGION: ANY, HQ: ANY}, "managers and HQ"),
+    "notifications.read": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY},
+                                     "the caller's own: addressed to them, or to a role and scope they hold"),
     "tasks.list": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
                              "the store's staff and managers, its region's manager, HQ"),
     "tasks.complete": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY}, "as tasks.list"),
@@ -246,6 +250,9 @@ def authorize(operation: str, actor: Principal, *, member_id: str | None = None,
         facts = store() if callable(store) else store
         if not ((queue is not None and in_queue_scope(actor, queue))
                 or (facts is not None and in_store_scope(actor, facts.store_id, facts.region_id))):
+            if queue is None and facts is not None:  # asked about a store (a store's ticket list): say so
+                raise Forbidden("store is outside your scope", code="store_out_of_scope",
+                                details={"store_id": facts.store_id})
             raise Forbidden("this queue is outside your scope", code="queue_out_of_scope")
 
 
