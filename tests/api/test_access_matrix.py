@@ -4,7 +4,9 @@ The expected answers below are written BY HAND from the spec (docs/auth.md). The
 derived from the app's own route or policy tables: a table computed from the code under test could never
 disagree with it. A refusal names the one 403 code that applies: role_not_allowed (the role may never do
 this), not_your_member (a member acting on another member), store_out_of_scope (the role may, not for this
-store), phone_not_editable.
+store), queue_out_of_scope (the role may, not for this ticket's queue), phone_not_editable. A member asking
+about another member's ticket is told it does not exist (404 ticket_not_found, GONE); a list that leaves out
+what the caller may not see answers with it left out (HIDDEN).
 
 Callers ("principals"). "own" means scoped to the store/region the request is about (store sh-001, region
 "east"; the target member's home store is sh-001); "other" means scoped elsewhere (gz-001 / "south" / the
