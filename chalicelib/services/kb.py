@@ -126,7 +126,9 @@ def search(query: SearchQuery, actor: Principal, kb: KbRepository) -> SearchResu
     articles' heads. `category` alone: one Query of that category's index partition."""
     authorize("kb.search", actor)
     if query.q is None:
-        assert query.category is not None  # SearchQuery asks for one of them
+        if query.category is None:  # (SearchQuery already refuses this)
+            raise Invalid("give q, category or both", code="validation_error",
+                          details=[{"loc": ["query"], "msg": "give q, category or both"}])
         return SearchResult([(s, None) for s in kb.category(query.category, query.limit)], [], True)
     terms = query_terms(query.q)
     if not terms:
