@@ -37,7 +37,7 @@ def my_notifications(call: Call) -> NotificationPage:
                                    for n, read in found])
 
 
-@route("/notifications/me/read", "POST", op="notifications.read", tag=TAG, body=ReadInput, response=MarkedView,
+@route("/notifications/me/read", "POST", op="notifications.mark", tag=TAG, body=ReadInput, response=MarkedView,
        errors=(422,), summary="Mark notifications read (for me; idempotent)")
 def mark_read(call: Call) -> MarkedView:
     body: ReadInput = call.body

@@ -196,6 +196,8 @@ POLICY: dict[str, Permission] = {
     "sla.read": Permission({MANAGER: ANY, REGION: ANY, HQ: ANY}, "managers and HQ"),
     "notifications.read": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY},
                                      "the caller's own: addressed to them, or to a role and scope they hold"),
+    "notifications.mark": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY},
+                                     "the caller marks read for themself (read state is per person)"),
     "tasks.list": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
                              "the store's staff and managers, its region's manager, HQ"),
     "tasks.complete": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY}, "as tasks.list"),

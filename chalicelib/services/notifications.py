@@ -31,5 +31,5 @@ def mine(actor: Principal, tickets: TicketRepository, limit: int) -> list[tuple[
 
 
 def mark_read(actor: Principal, notification_ids: list[str], tickets: TicketRepository) -> None:
-    authorize("notifications.read", actor)
+    authorize("notifications.mark", actor)
     tickets.mark_read(actor.sub, notification_ids)
