@@ -124,6 +124,9 @@ class TicketListQuery(PageQuery):
     assignee: Literal["me"] | None = None
     status: Literal["new", "open", "pending", "resolved", "closed"] | None = Field(
         default=None, description="default: new (queue and store lists); any (assignee)")
+    sla: Literal["at_risk", "breached"] | None = Field(
+        default=None, description="alone: tickets past their at-risk or breach time, from the SLA due index (it "
+                                  "lags the clock by up to one sweep, 5 minutes); staff see those they may read")
 
 
 class TaskListQuery(PageQuery):

@@ -19,7 +19,7 @@ from ..domain.points import rolling_total
 from ..domain.pool import Allocation, DayStats, PoolLine, SettlementRow
 from ..domain.program import Tier
 from ..domain.receipts import Adjustment, LotTake, Redemption, Refund
-from ..domain.sla import SlaPolicy
+from ..domain.sla import Clock, SlaPolicy, sla_from
 from ..domain.stores import Store
 from ..domain.tasks import Task
 from ..domain.tickets import ActionType, Event, RoutingRule, Ticket
@@ -390,8 +390,39 @@ class EventView(_Out):
     data: dict[str, Any]
 
 
+class SlaClockView(_Out):
+    state: str = Field(description="within | at_risk | breached | met, as of this answer")
+    target_minutes: int
+    clock: str = Field(description="business (the queue's calendar) or wall")
+    used_seconds: int = Field(description="consumed by finished segments (a running clock adds from since)")
+    running: bool
+    due_at: datetime | None
+    at_risk_at: datetime | None
+    done_at: datetime | None
+
+    @classmethod
+    def of(cls, c: Clock, at: datetime) -> SlaClockView:
+        return cls(state=c.state(at), target_minutes=c.target // 60, clock=c.mode, used_seconds=c.used,
+                   running=c.running, due_at=c.due_at, at_risk_at=c.at_risk_at, done_at=c.done_at)
+
+
+class SlaView(_Out):
+    policy_version: int
+    first_response: SlaClockView
+    resolution: SlaClockView
+    escalated: list[str] = Field(description="escalation steps taken (each once)")
+
+    @classmethod
+    def of(cls, body: dict[str, Any] | None) -> SlaView | None:
+        if body is None:
+            return None
+        s, at = sla_from(body), now()
+        return cls(policy_version=s.policy_version, first_response=SlaClockView.of(s.first_response, at),
+                   resolution=SlaClockView.of(s.resolution, at), escalated=list(s.escalated))
+
+
 class TicketSummary(_Out):
-    """A ticket in a staff list: its state and routing, not its conversation."""
+    """A ticket in a staff list: its state, routing and SLA clocks, not its conversation."""
 
     ticket_id: str
     channel: str
@@ -413,10 +444,12 @@ class TicketSummary(_Out):
     rating: int | None
     reopened: int
     open_tasks: int
+    sla: SlaView | None = Field(description="null for tickets opened before SLA clocks existed")
 
     @classmethod
     def of(cls, t: Ticket) -> TicketSummary:
-        return cls.model_validate({name: getattr(t, name) for name in cls.model_fields})
+        return cls.model_validate({**{name: getattr(t, name) for name in cls.model_fields if name != "sla"},
+                                   "sla": SlaView.of(t.sla)})
 
 
 class TicketView(TicketSummary):

@@ -71,7 +71,7 @@ def list_tickets(call: Call) -> TicketPage:
     q: TicketListQuery = call.query
     items, cursor = tickets.list_tickets(call.principal, bootstrap.tickets(), bootstrap.stores(), queue_id=q.queue,
                                          store_id=q.store_id, assignee=q.assignee,
-                                         status=q.status, cursor=q.cursor, limit=q.limit)
+                                         status=q.status, cursor=q.cursor, limit=q.limit, sla=q.sla)
     return TicketPage(items=[TicketSummary.of(t) for t in items], next_cursor=cursor)
 
 

@@ -152,12 +152,14 @@ def authorize_ticket(operation: str, ticket: Ticket, actor: Principal, tickets: 
 
 def list_tickets(actor: Principal, tickets: TicketRepository, stores: StoreRepository, *, queue_id: str | None,
                  store_id: str | None, assignee: str | None, status: str | None, cursor: str | None,
-                 limit: int) -> tuple[list[Ticket], str | None]:
+                 limit: int, sla: str | None = None) -> tuple[list[Ticket], str | None]:
     """One index query per supported filter; any other combination is a 422 (never a scan)."""
+    if sla is not None:
+        if queue_id or store_id or assignee or status:
+            raise _unsupported()
+        page, next_cursor = tickets.sla_page(sla, cursor, limit)
+        return _readable(actor, page, tickets, stores), next_cursor
     if assignee is not None and queue_id is None and store_id is None:
-        if assignee != "me":
-            raise Invalid("assignee must be me", code="unsupported_filter",
-                          details=[{"loc": ["query", "assignee"], "msg": "only 'me'"}])
         # The caller's own work: the role (checked by the route) is the whole rule.
         return tickets.by_assignee(actor.sub, status, cursor, limit)
     if queue_id is not None and store_id is None and assignee is None:
@@ -170,8 +172,31 @@ def list_tickets(actor: Principal, tickets: TicketRepository, stores: StoreRepos
             raise NotFound("store not found", code="store_not_found", details={"store_id": store_id})
         authorize("tickets.list", actor, store=store)
         return tickets.by_store(store_id, status or "new", cursor, limit)
-    raise Invalid("filter by queue, by store_id, or assignee=me (each with an optional status)",
-                  code="unsupported_filter", details=[{"loc": ["query"], "msg": "unsupported combination"}])
+    raise _unsupported()
+
+
+def _unsupported() -> Invalid:
+    return Invalid("filter by queue, by store_id, by assignee=me (each with an optional status), or by sla alone",
+                   code="unsupported_filter", details=[{"loc": ["query"], "msg": "unsupported combination"}])
+
+
+def _readable(actor: Principal, page: list[Ticket], tickets: TicketRepository,
+              stores: StoreRepository) -> list[Ticket]:
+    """The tickets of a brand-wide page this caller may read (HQ: all; others: their queues' and stores')."""
+    if scope_of("tickets.read", actor) is Scope.ANY:
+        return page
+    queues: dict[str, QueueRecord] = {}
+    visible = []
+    for ticket in page:
+        queue = queues.get(ticket.queue_id) or resolve_queue(ticket.queue_id, tickets, stores)
+        queues[ticket.queue_id] = queue
+        store = (stores.get(ticket.store_id) or StoreRef(ticket.store_id)) if ticket.store_id else None
+        try:
+            authorize("tickets.read", actor, queue=queue, store=store)
+        except Forbidden:
+            continue
+        visible.append(ticket)
+    return visible
 
 
 def member_tickets(member_id: str, actor: Principal, tickets: TicketRepository, ledger: LedgerRepository,
@@ -187,15 +212,4 @@ def member_tickets(member_id: str, actor: Principal, tickets: TicketRepository, 
     page, next_cursor = tickets.by_member([live, *(m for m, _ in members.merged_away(live))], cursor, limit)
     if scope is not Scope.QUEUE:
         return live, page, next_cursor
-    queues: dict[str, QueueRecord] = {}
-    visible = []
-    for ticket in page:
-        queue = queues.get(ticket.queue_id) or resolve_queue(ticket.queue_id, tickets, stores)
-        queues[ticket.queue_id] = queue
-        store = (stores.get(ticket.store_id) or StoreRef(ticket.store_id)) if ticket.store_id else None
-        try:
-            authorize("tickets.member_list", actor, queue=queue, store=store)
-        except Forbidden:
-            continue
-        visible.append(ticket)
-    return live, visible, next_cursor
+    return live, _readable(actor, page, tickets, stores), next_cursor
