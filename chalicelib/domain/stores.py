@@ -5,7 +5,7 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 
 class StoreType(StrEnum):
@@ -16,24 +16,95 @@ class StoreType(StrEnum):
 
 
 class OpeningHours(BaseModel):
-    """One day's hours in the store's local time (Asia/Shanghai). close <= open means past midnight."""
+    """One opening window in the store's local time (Asia/Shanghai). A close at or before the open runs past
+    midnight: 18:00-02:00 closes at 02:00 the next day, and 00:00-00:00 is the whole day. Any other equal
+    open and close is refused (empty or 24 hours? say 00:00-00:00)."""
 
     model_config = ConfigDict(extra="forbid")
     open: time
     close: time
 
+    @model_validator(mode="after")
+    def _clear(self, info: ValidationInfo) -> OpeningHours:
+        if self.open.tzinfo is not None or self.close.tzinfo is not None:
+            raise ValueError("hours are local times (Asia/Shanghai), without an offset")
+        if self.open == self.close and self.open != time(0) and not _stored(info):
+            raise ValueError("open and close are the same time: write 00:00-00:00 for a whole day")
+        return self
+
+    def span(self) -> tuple[int, int]:
+        """Seconds from the opening day's midnight: (open, close), close > open (up to 48 h for past midnight)."""
+        start = _seconds(self.open)
+        end = _seconds(self.close)
+        return start, end if end > start else end + DAY_SECONDS
+
+
+DAY_SECONDS = 86_400
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = date.weekday()
+MAX_WINDOWS_PER_DAY = 6
+
+
+def _seconds(t: time) -> int:
+    return t.hour * 3600 + t.minute * 60 + t.second
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Validating an item written before today's rules (context {"stored": True}): load what was accepted then."""
+    return bool(info.context and info.context.get("stored"))
+
+
+def _as_list(value: list[OpeningHours] | OpeningHours | None) -> list[OpeningHours] | None:
+    """A day is sent as one window (the old shape) or a list; it is kept as a list in opening order, and a
+    day with no window is a closed day (None, left out of answers)."""
+    if value is None:
+        return None
+    windows = value if isinstance(value, list) else [value]
+    return sorted(windows, key=lambda w: _seconds(w.open)) or None
+
+
+Day = Annotated[
+    Annotated[list[OpeningHours], Field(max_length=MAX_WINDOWS_PER_DAY)] | OpeningHours | None,
+    Field(description="one window {open, close} or a list of them (answers always give the list); none: closed"),
+    AfterValidator(_as_list),
+]
+
 
 class WeeklyHours(BaseModel):
-    """Hours per weekday; a missing day means closed that day."""
+    """Opening windows per weekday; a missing day means closed that day. A window belongs to the day it opens
+    on; windows must not overlap, also where one runs past midnight into the next day's (Sunday's into
+    Monday's)."""
 
     model_config = ConfigDict(extra="forbid")
-    mon: OpeningHours | None = None
-    tue: OpeningHours | None = None
-    wed: OpeningHours | None = None
-    thu: OpeningHours | None = None
-    fri: OpeningHours | None = None
-    sat: OpeningHours | None = None
-    sun: OpeningHours | None = None
+    mon: Day = None
+    tue: Day = None
+    wed: Day = None
+    thu: Day = None
+    fri: Day = None
+    sat: Day = None
+    sun: Day = None
+
+    @model_validator(mode="after")
+    def _no_overlap(self, info: ValidationInfo) -> WeeklyHours:
+        if _stored(info):
+            return self
+        week = 7 * DAY_SECONDS
+        spans = [(i * DAY_SECONDS + a, i * DAY_SECONDS + b, name)
+                 for i, name in enumerate(WEEKDAYS) for a, b in self.spans(i)]
+        # Each window again a week later, so Sunday's past-midnight window meets Monday's first.
+        spans = sorted(spans + [(a + week, b + week, name) for a, b, name in spans])
+        for (_, end, first), (start, _, second) in zip(spans, spans[1:], strict=False):
+            if start < end:
+                raise ValueError(f"opening windows overlap ({first} and {second})")
+        return self
+
+    def windows(self, weekday: int) -> list[OpeningHours]:
+        """The day's windows in opening order (weekday as date.weekday(): 0 is Monday)."""
+        day = getattr(self, WEEKDAYS[weekday])
+        return list(day) if isinstance(day, list) else [day] if day else []
+
+    def spans(self, weekday: int) -> tuple[tuple[int, int], ...]:
+        """The day's windows as seconds from its midnight, (open, close) with close > open."""
+        return tuple(w.span() for w in self.windows(weekday))
 
 
 def _trimmed(value: str) -> str:

@@ -48,8 +48,11 @@ class DynamoStoreRepository:
 
 
 def _store(item: dict[str, Any]) -> Store:
-    return Store(store_id=item["store_id"], name=item["name"], region_id=item["region_id"], city=item["city"],
-                 store_type=item["store_type"],
-                 opened_on=date.fromisoformat(item["opened_on"]) if item.get("opened_on") else None,
-                 business_hours=item.get("business_hours") or {},
-                 updated_at=datetime.fromisoformat(item["updated_at"]))
+    # context "stored": hours written under earlier rules (one window a day, open == close for 24 hours,
+    # a past-midnight window reaching into the next day's) load as they were accepted; the calendar reads them.
+    return Store.model_validate({
+        "store_id": item["store_id"], "name": item["name"], "region_id": item["region_id"], "city": item["city"],
+        "store_type": item["store_type"],
+        "opened_on": date.fromisoformat(item["opened_on"]) if item.get("opened_on") else None,
+        "business_hours": item.get("business_hours") or {},
+        "updated_at": datetime.fromisoformat(item["updated_at"])}, context={"stored": True})
