@@ -34,7 +34,7 @@ def _input(ticket_id: str) -> TicketInput:
 
 def _open(ticket_id: str) -> str:
     ticket, created = tickets.open_ticket(_input(ticket_id), CLERK, bootstrap.tickets(), bootstrap.ledger(),
-                                          bootstrap.stores())
+                                          bootstrap.stores(), bootstrap.calendars())
     if not created or ticket.assignee is None:
         raise RuntimeError("expected a new ticket, assigned")
     return ticket.ticket_id
@@ -47,7 +47,8 @@ def _tickets(n: int) -> list[str]:
 
 def _act(ticket_id: str, actor: Principal, **body: Any) -> None:
     _, _, created = ticket_actions.act(ticket_id, ActionInput(action_id=uuid.uuid4().hex[:16], **body), actor,
-                                       bootstrap.tickets(), bootstrap.ledger(), bootstrap.stores(), lambda ids: [])
+                                       bootstrap.tickets(), bootstrap.ledger(), bootstrap.stores(), lambda ids: [],
+                                       bootstrap.calendars())
     if not created:
         raise RuntimeError("the action was not recorded")
 

@@ -60,7 +60,7 @@ def _event(e: Event) -> EventView:
                "idempotent by ticket_id")
 def open_ticket(call: Call) -> Reply:
     ticket, created = tickets.open_ticket(call.body, call.principal, bootstrap.tickets(), bootstrap.ledger(),
-                                          bootstrap.stores())
+                                          bootstrap.stores(), bootstrap.calendars())
     return Reply(TicketAnswer(_for(call.principal, ticket)), 201 if created else 200)
 
 
@@ -102,7 +102,7 @@ def member_tickets(call: Call, member_id: str) -> MemberTicketPage:
                "action_id")
 def ticket_action(call: Call, ticket_id: str) -> Reply:
     ticket, event, created = ticket_actions.act(ticket_id, call.body, call.principal, bootstrap.tickets(),
-                                                bootstrap.ledger(), bootstrap.stores(), _cite)
+                                                bootstrap.ledger(), bootstrap.stores(), _cite, bootstrap.calendars())
     return Reply(ActionView(action_id=event.action_id, type=event.type.value, at=event.at,
                             ticket=_for(call.principal, ticket)), 201 if created else 200)
 

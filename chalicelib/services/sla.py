@@ -21,6 +21,7 @@ from ..domain.sla import (
     sla_from,
 )
 from ..domain.tickets import Event, QueueRecord, Ticket
+from .calendars import CalendarRepository, calendar_for_queue
 from .ledger_common import optimistic
 from .ports import StoreRepository, TicketRepository
 from .ticket_queues import resolve_queue
@@ -67,6 +68,12 @@ def calendars(tickets: TicketRepository, stores: StoreRepository, queue_calendar
         return cache[key]
 
     return get
+
+
+def queue_calendars(tickets: TicketRepository, stores: StoreRepository, calendar_repo: CalendarRepository) -> Calendars:
+    """The calendars tickets count business time in: a store queue its store's hours, holidays and closures;
+    region and HQ queues their office calendar (see services/calendars.calendar_for_queue)."""
+    return calendars(tickets, stores, lambda queue: calendar_for_queue(queue, stores, calendar_repo))
 
 
 def opened(ticket: Ticket, tickets: TicketRepository, cals: Calendars) -> Ticket:

@@ -20,6 +20,8 @@ from ..domain.tickets import (
     check,
     task_event_id,
 )
+from . import sla
+from .calendars import CalendarRepository
 from .ledger_common import fingerprint, optimistic
 from .ports import LedgerRepository, StoreRepository, TicketRepository
 from .ticket_queues import pick_agent, resolve_queue
@@ -47,10 +49,11 @@ def _refusal(refused: ActionRefused) -> Conflict:
 
 
 def act(ticket_id: str, cmd: ActionInput, actor: Principal, tickets: TicketRepository, ledger: LedgerRepository,
-        stores: StoreRepository, cite: Cite) -> tuple[Ticket, Event, bool]:
+        stores: StoreRepository, cite: Cite, calendar_repo: CalendarRepository) -> tuple[Ticket, Event, bool]:
     """Apply one action; the same action id again replays what was recorded (another body under it: 409)."""
     kind = cmd.kind
     print_ = fingerprint({**cmd.model_dump(mode="json"), "by": actor.sub})
+    cals = sla.queue_calendars(tickets, stores, calendar_repo)
 
     def attempt() -> tuple[Ticket, Event]:
         ticket, created_print = _load(ticket_id, tickets)
@@ -59,19 +62,21 @@ def act(ticket_id: str, cmd: ActionInput, actor: Principal, tickets: TicketRepos
         data, claim = _data(kind, cmd, ticket, tickets, stores, cite, now)
         event = Event(action_id=cmd.action_id, type=kind, by=actor.sub, by_role=actor.role.value, at=now, data=data)
         check(ticket, event, by_member=actor.role is Role.MEMBER)
-        after = apply(ticket, event)
+        after = sla.after_event(ticket, apply(ticket, event), event, cals)
         tickets.record(ticket, after, event, print_, created_print=created_print, claim=claim)
         return after, event
 
     try:
         after, event = optimistic(attempt)
         return after, event, True
-    except (DocumentExists, ActionRefused) as stopped:
+    except (DocumentExists, ActionRefused, Invalid) as stopped:
+        # Invalid too: a retried transfer finds the ticket in the queue it moved it to (same_queue), a retried
+        # assign a queue its assignee is not an agent of; what was recorded answers, as for any replay.
         recorded = tickets.get_event(ticket_id, cmd.action_id)
         if recorded is None:
             if isinstance(stopped, ActionRefused):
                 raise _refusal(stopped) from None
-            raise  # pragma: no cover - an event is never deleted
+            raise  # the 422 (a DocumentExists always finds its event: an event is never deleted)
         event, stored_print = recorded
         if stored_print != print_:
             raise Conflict("this action_id was used for another action", code="action_id_taken",

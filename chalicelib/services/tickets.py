@@ -10,6 +10,8 @@ from ..domain.policy import Scope, StoreRef, authorize, scope_of
 from ..domain.stores import Store
 from ..domain.tasks import Task
 from ..domain.tickets import Event, Facts, QueueRecord, Ticket, TicketInput, route
+from . import sla
+from .calendars import CalendarRepository
 from .ledger_common import fingerprint, live_member, optimistic
 from .ports import LedgerRepository, MemberRepository, StoreRepository, TicketRepository
 from .ticket_queues import pick_agent, resolve_queue
@@ -35,7 +37,7 @@ def _store(stores: StoreRepository, store_id: str) -> Store:
 
 
 def open_ticket(cmd: TicketInput, actor: Principal, tickets: TicketRepository, ledger: LedgerRepository,
-                stores: StoreRepository) -> tuple[Ticket, bool]:
+                stores: StoreRepository, calendar_repo: CalendarRepository) -> tuple[Ticket, bool]:
     """Create the ticket, routed and (if an agent of its queue is available) assigned. Idempotent by
     ticket_id: the same body from the same caller replays; anything else under that id is a 409."""
     scope = scope_of("tickets.create", actor)
@@ -70,6 +72,7 @@ def open_ticket(cmd: TicketInput, actor: Principal, tickets: TicketRepository, l
                                region_id=store.region_id if store else None, priority=cmd.priority,
                                member_tier=tier))
     queue = resolve_queue(where.queue_id, tickets, stores)
+    cals = sla.queue_calendars(tickets, stores, calendar_repo)
 
     def attempt() -> Ticket:
         now = clock.to_ms(clock.now())
@@ -78,6 +81,7 @@ def open_ticket(cmd: TicketInput, actor: Principal, tickets: TicketRepository, l
                         description="", store_id=store.store_id if store else None, member_id=member_id,
                         order_id=cmd.order_id, queue_id=queue.queue_id, priority=where.priority, created_at=now,
                         created_by=actor.sub, assignee=claim.sub if claim else None, routed_by=where.rule)
+        ticket = sla.opened(ticket, tickets, cals)
         tickets.create(ticket, cmd.description, print_, claim)
         return ticket
 
