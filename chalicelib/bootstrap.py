@@ -111,7 +111,8 @@ def wechat() -> Any:
 def reset() -> None:
     """Forget everything built (tests and the local launcher change the environment)."""
     reset_settings()
-    for getter in (dynamodb_client, secrets, db, members, stores, ledger, coupons, tickets, tokens, wechat):
+    for getter in (dynamodb_client, secrets, db, members, stores, ledger, coupons, tickets, tokens, wechat,
+                   calendars):
         getter.cache_clear()
 
 
@@ -121,3 +122,11 @@ def kb() -> Any:
     from .store.kb import DynamoKbRepository
 
     return DynamoKbRepository(db())
+
+
+@lru_cache(maxsize=1)
+def calendars() -> Any:
+    """The calendar repository: cached, because it holds the per-container cache of calendar reads."""
+    from .store.calendars import DynamoCalendarRepository
+
+    return DynamoCalendarRepository(db())

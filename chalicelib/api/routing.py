@@ -40,6 +40,7 @@ PATH_PARAMS: dict[str, tuple[str, str]] = {
     "task_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "task_not_found"),
     "queue_id": (r"^[a-z0-9][a-z0-9_-]{0,47}$", "queue_not_found"),
     "article_id": (r"^[A-Za-z0-9_-]{1,64}$", "article_not_found"),
+    "calendar_id": (r"^[a-z0-9][a-z0-9_-]{0,47}$", "calendar_not_found"),
 }
 
 

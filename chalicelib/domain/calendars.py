@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Generic, Literal, Protocol, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -151,6 +151,18 @@ class OfficeCalendar(BaseModel):
         if self.honours_brand_calendar is not None:
             return self.honours_brand_calendar
         return self.hours is not None
+
+
+_T = TypeVar("_T", BrandCalendar, OfficeCalendar, StoreClosures)
+
+
+@dataclass(frozen=True, eq=False)
+class Saved(Generic[_T]):
+    """One calendar fact as stored: the value, when and by whom it was last written."""
+
+    value: _T
+    updated_at: datetime
+    updated_by: str
 
 
 # ---- resolved calendars ------------------------------------------------------------------------------------

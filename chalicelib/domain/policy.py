@@ -207,6 +207,18 @@ POLICY: dict[str, Permission] = {
     "kb.read": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY},
                           "staff, store and region managers, HQ (not members, not integrations)"),
     "kb.search": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY}, "as kb.read"),
+    # ---- calendars (what SLA business time counts in)
+    "calendars.put_brand": Permission({HQ: ANY}, "HQ only (public holidays and adjusted working days)"),
+    "calendars.read_brand": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY},
+                                       "staff, store and region managers, HQ (not members, not integrations)"),
+    "calendars.put_office": Permission({HQ: ANY}, "HQ only (the hours of HQ's and the regions' queues)"),
+    "calendars.read_office": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY},
+                                        "as calendars.read_brand"),
+    "calendars.put_closures": Permission({MANAGER: STORE, REGION: STORE, HQ: ANY},
+                                         "the store's manager, its region's manager, HQ (not staff: a closure "
+                                         "moves every deadline of the store's queue)"),
+    "calendars.read_closures": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
+                                          "the store's staff and managers, its region's manager, HQ"),
 }
 
 

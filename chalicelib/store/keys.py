@@ -385,3 +385,22 @@ def kb_category_keys(category: str, updated_at_iso: str, article_id: str) -> dic
 
 def kb_category_pk(category: str) -> str:
     return f"KBCAT#{category}"
+
+
+# ---- calendars ----------------------------------------------------------------------------------------------
+# One small partition for the calendars SLA clocks count in: the brand calendar (holidays, adjusted working
+# days), office calendars by id, and each store's own closures (apart from the store item: HQ replaces the
+# store, its managers its closures). Read through a per-container cache, so the partition is never hot.
+CALENDAR_PK = "CAL"
+
+
+def brand_calendar_key() -> dict[str, str]:
+    return {"pk": CALENDAR_PK, "sk": "BRAND"}
+
+
+def office_calendar_key(calendar_id: str) -> dict[str, str]:
+    return {"pk": CALENDAR_PK, "sk": f"OFFICE#{calendar_id}"}
+
+
+def store_closures_key(store_id: str) -> dict[str, str]:
+    return {"pk": CALENDAR_PK, "sk": f"CLOSURES#{store_id}"}
