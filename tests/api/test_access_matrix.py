@@ -411,6 +411,40 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
         region_manager_own=ALLOW, region_manager_other=ALLOW,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
+    # ---- calendars: HQ alone writes the brand calendar (holidays, adjusted working days) and office calendars;
+    # staff, store and region managers read them (the deadlines they work to count in them). A store's closures:
+    # its manager, its region's manager, HQ write them (not staff); its staff, managers, region manager read.
+    ("PUT", "/calendars/brand"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/calendars/brand"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("PUT", "/calendars/{calendar_id}"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/calendars/{calendar_id}"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("PUT", "/stores/{store_id}/closures"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/stores/{store_id}/closures"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
 }
 
 # PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
@@ -1134,6 +1168,57 @@ def _search_articles(w: World) -> Prepared:
                     check_ok=lambda b: _eq([a["article_id"] for a in b["items"]], [article_id]))
 
 
+# ---- calendars (dates long past: SLA clocks of other tests in the session count as before)
+BRAND_CALENDAR = {"holidays": [{"start": "2020-10-01", "end": "2020-10-07", "name": "国庆节"}],
+                  "workdays": [{"date": "2020-10-10", "hours_of": "mon"}]}
+
+
+def _put_brand_calendar(w: World) -> Prepared:
+    return Prepared("PUT", "/calendars/brand", BRAND_CALENDAR,
+                    check_ok=lambda b: _eq((b["holidays"][0]["start"], b["workdays"][0]["hours_of"]),
+                                           ("2020-10-01", "mon")),
+                    check_unchanged=_unchanged(lambda: w.api.get("/calendars/brand", w.hq), "the brand calendar"))
+
+
+def _get_brand_calendar(w: World) -> Prepared:
+    assert w.api.put("/calendars/brand", BRAND_CALENDAR, w.hq)[0] == 200
+    return Prepared("GET", "/calendars/brand", check_ok=lambda b: _eq(b["workdays"][0]["date"], "2020-10-10"))
+
+
+def _put_office_calendar(w: World) -> Prepared:
+    calendar_id = f"acl-{uuid.uuid4().hex[:10]}"
+
+    def unchanged() -> None:
+        status, body = w.api.get(f"/calendars/{calendar_id}", w.hq)
+        assert (status, body["code"]) == (404, "calendar_not_found"), "a refused PUT created the calendar anyway"
+
+    return Prepared("PUT", f"/calendars/{calendar_id}", {"name": "区域客服", "hours": {"mon": {"open": "09:00",
+                                                                                        "close": "18:00"}}},
+                    ok_status=201, check_ok=lambda b: _eq((b["calendar_id"], b["honours_brand_calendar"]),
+                                                          (calendar_id, True)),
+                    check_unchanged=unchanged)
+
+
+def _get_office_calendar(w: World) -> Prepared:
+    calendar_id = f"acl-{uuid.uuid4().hex[:10]}"
+    assert w.api.put(f"/calendars/{calendar_id}", {"name": "热线"}, w.hq)[0] == 201
+    return Prepared("GET", f"/calendars/{calendar_id}",
+                    check_ok=lambda b: _eq((b["calendar_id"], b["name"], b["hours"]), (calendar_id, "热线", None)))
+
+
+def _put_closures(w: World) -> Prepared:
+    day = f"2020-01-{uuid.uuid4().int % 28 + 1:02d}"
+    return Prepared("PUT", f"/stores/{OWN_STORE}/closures", {"closures": [{"start": day, "name": "盘点"}]},
+                    check_ok=lambda b: _eq((b["store_id"], b["closures"][0]["start"]), (OWN_STORE, day)),
+                    check_unchanged=_unchanged(lambda: w.api.get(f"/stores/{OWN_STORE}/closures", w.hq),
+                                               "the store's closures"))
+
+
+def _get_closures(w: World) -> Prepared:
+    return Prepared("GET", f"/stores/{OWN_STORE}/closures",
+                    check_ok=lambda b: _eq((b["store_id"], type(b["closures"])), (OWN_STORE, list)))
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/health"): _health,
     ("GET", "/openapi.json"): _openapi,
@@ -1192,6 +1277,12 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("PUT", "/kb/articles/{article_id}"): _put_article,
     ("GET", "/kb/articles/{article_id}"): _get_article,
     ("GET", "/kb/articles"): _search_articles,
+    ("PUT", "/calendars/brand"): _put_brand_calendar,
+    ("GET", "/calendars/brand"): _get_brand_calendar,
+    ("PUT", "/calendars/{calendar_id}"): _put_office_calendar,
+    ("GET", "/calendars/{calendar_id}"): _get_office_calendar,
+    ("PUT", "/stores/{store_id}/closures"): _put_closures,
+    ("GET", "/stores/{store_id}/closures"): _get_closures,
 }
 
 
