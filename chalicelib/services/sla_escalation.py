@@ -6,6 +6,7 @@ free); one ticket that fails is logged and counted and the run goes on; a run th
 rest in the index, due, and the next run takes them."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from .ports import StoreRepository, TicketRepository
 
 STAGES = ("within", "at_risk", "breached")
 ATTEMPTS = 5
+BUDGET_SECONDS = 240  # the function's timeout is 280 s
 
 
 @dataclass
@@ -26,16 +28,24 @@ class SweepResult:
     escalated: int = 0  # steps taken
     notified: int = 0  # notifications written
     failed: int = 0  # tickets that raised (logged; the next run tries them again)
+    left_for_next_run: bool = False  # the time budget ran out
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {k: int(v) for k, v in self.__dict__.items()}
 
 
-def sweep(now: datetime, tickets: TicketRepository, stores: StoreRepository, log: Any) -> SweepResult:
+def sweep(now: datetime, tickets: TicketRepository, stores: StoreRepository, log: Any,
+          budget_seconds: float = BUDGET_SECONDS) -> SweepResult:
+    """Stops taking new tickets once the budget is spent (inside the function's timeout): what is left stays
+    due in the index for the next run."""
     result = SweepResult()
+    deadline = time.monotonic() + budget_seconds
     for stage in STAGES:
         for shard in range(SLA_SHARDS):
             for ticket_id in tickets.sla_due(stage, shard, now):
+                if time.monotonic() > deadline:
+                    result.left_for_next_run = True
+                    return result
                 result.checked += 1
                 try:
                     steps, notes = escalate_one(ticket_id, now, tickets, stores)

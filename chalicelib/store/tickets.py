@@ -7,6 +7,7 @@ equals the fold of its events."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
@@ -55,7 +56,8 @@ def ticket_from(body: dict[str, Any]) -> Ticket:
     return Ticket(**data)
 
 
-def _head_item(t: Ticket, fingerprint: str) -> dict[str, Any]:
+def head_item(t: Ticket, fingerprint: str) -> dict[str, Any]:
+    """The head as stored, with its list and due-index keys (the bench seeds tickets with it)."""
     item = {**keys.ticket_key(t.ticket_id), "type": "ticket", "v": t.events, "w": t.writes,
             "fingerprint": fingerprint, "body": _json(ticket_body(t)),
             **keys.ticket_list_keys(t.queue_id, t.store_id, t.assignee, t.status.value, clock.iso(t.created_at),
@@ -119,7 +121,7 @@ class DynamoTicketRepository:
     def create(self, ticket: Ticket, description: str, fingerprint: str, claim: AgentClaim | None) -> None:
         """Head, description, the member's pointer and the chosen agent's claim, together."""
         tx = self.db.tx()
-        tx.put(_head_item(ticket, fingerprint), condition="attribute_not_exists(pk)")
+        tx.put(head_item(ticket, fingerprint), condition="attribute_not_exists(pk)")
         tx.put({"pk": keys.ticket_key(ticket.ticket_id)["pk"], "sk": "DESC", "type": "ticket_desc",
                 "text": description})
         if ticket.member_id:
@@ -140,7 +142,7 @@ class DynamoTicketRepository:
         create request's fingerprint, which the head keeps."""
         tx = self.db.tx()
         after = replace(after, writes=before.writes + 1)
-        tx.put(_head_item(after, created_print), condition="w = :w", values={":w": before.writes})
+        tx.put(head_item(after, created_print), condition="w = :w", values={":w": before.writes})
         tx.put(_event_item(after.ticket_id, event, after.events, fingerprint), condition="attribute_not_exists(pk)")
         task_at = None
         if task is not None:
@@ -217,12 +219,13 @@ class DynamoTicketRepository:
         return self._heads([keys.ticket_key(r["ticket_id"])["pk"] for r in page]), next_cursor
 
     # ---- the SLA sweep and notifications --------------------------------------------------------------------
-    def sla_due(self, stage: str, shard: int, now: datetime, limit: int = 500) -> list[str]:
-        """Tickets of a stage whose next escalation step is due by now (the sweep's work; no scan)."""
-        items, _ = self.db.query(IndexName=keys.GSI_WORK, KeyConditionExpression="gsi2pk = :pk AND gsi2sk <= :now",
-                                 values={":pk": keys.ticket_sla_pk(stage, shard), ":now": f"{clock.iso(now)}#~"},
-                                 Limit=limit)
-        return [i["pk"].removeprefix(keys.TICKET_PREFIX) for i in items]
+    def sla_due(self, stage: str, shard: int, now: datetime) -> Iterator[str]:
+        """Tickets of a stage whose next escalation step is due by now, page by page (the sweep's work; no scan)."""
+        for item in self.db.query_all(IndexName=keys.GSI_WORK,
+                                      KeyConditionExpression="gsi2pk = :pk AND gsi2sk <= :now",
+                                      values={":pk": keys.ticket_sla_pk(stage, shard), ":now": f"{clock.iso(now)}#~"},
+                                      ProjectionExpression="pk"):
+            yield item["pk"].removeprefix(keys.TICKET_PREFIX)
 
     def sla_page(self, stage: str, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
         """A stage's tickets (at risk, breached), soonest next step first within each shard; the cursor walks the
@@ -249,7 +252,7 @@ class DynamoTicketRepository:
         re-run) cancels the whole write, and the caller reads again."""
         tx = self.db.tx()
         after = replace(after, writes=before.writes + 1)
-        tx.put(_head_item(after, created_print), condition="w = :w", values={":w": before.writes})
+        tx.put(head_item(after, created_print), condition="w = :w", values={":w": before.writes})
         for note in notes:
             tx.put({**keys.notification_key(note.recipient, note.due_at, note.ticket_id, note.step),
                     "type": "notification", **asdict(note)}, condition="attribute_not_exists(pk)")
