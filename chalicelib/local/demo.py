@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from ..domain.access import Principal, Role
 from ..domain.coupons import IssueInput, TemplateInput
+from ..domain.kb import ArticleInput
 from ..domain.members import Registration
 from ..domain.stores import StoreInput
+from ..domain.tickets import QueueInput, RoutingRule, TicketInput
 
 HOURS = {d: {"open": "10:00", "close": "22:00"} for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
 
@@ -38,6 +40,25 @@ TEMPLATES = {
 
 SEEDER = Principal(sub="seed", role=Role.HQ)
 
+# Service: an HQ complaints desk that takes refunds, the stores' own queues for the rest, two articles.
+QUEUES = {"hq-complaints": dict(kind="hq", name="总部客诉组")}
+RULES = [
+    dict(name="退款到总部", types=["refund"], queue_id="hq-complaints", assignment="least_open", priority="high"),
+    dict(name="投诉留在门店", types=["complaint"], queue_id="{store}", assignment="round_robin"),
+]
+ARTICLES = {
+    "refund-steps": dict(category="refund", title="退款流程", tags=["退款", "POS"],
+                         body="顾客持小票到任一门店退款；整单退款时优惠券自动退回（在有效期内）。部分退款不退券。"),
+    "opening-hours": dict(category="store", title="营业时间与节假日", tags=["营业时间"],
+                          body="门店一般10:00至22:00营业；法定节假日与调休以总部日历为准。"),
+}
+TICKETS = [
+    dict(ticket_id="demo-t1", channel="store", type="complaint", subject="奶茶太甜",
+         description="点了三分糖，喝起来是全糖", store_id="sh-001", member=0),
+    dict(ticket_id="demo-t2", channel="hotline", type="refund", subject="外卖少送一杯",
+         description="顾客来电：外卖订单少了一杯，要求退款", store_id="gz-001", member=3),
+]
+
 
 def seed() -> dict[str, int]:
     from .. import bootstrap
@@ -57,5 +78,30 @@ def seed() -> dict[str, int]:
         coupon_templates.put_template(template_id, TemplateInput.model_validate(terms), SEEDER, bootstrap.coupons())
     issued, _ = coupon_issues.issue(IssueInput(issue_id="demo-welcome", template_id="welcome-5", member_ids=member_ids),
                                     SEEDER, bootstrap.coupons(), bootstrap.ledger(), bootstrap.stores())
+    opened = _service(member_ids)
     return {"stores": len(STORES), "members_created": created, "coupon_templates": len(TEMPLATES),
-            "welcome_coupons": issued["issued_count"]}
+            "welcome_coupons": issued["issued_count"], "tickets_opened": opened}
+
+
+def _service(member_ids: list[str]) -> int:
+    """Queues, routing rules and articles (again: the same content, no new version), then two tickets."""
+    from .. import bootstrap
+    from ..services import kb, ticket_queues, tickets
+
+    for queue_id, fields in QUEUES.items():
+        ticket_queues.put_queue(queue_id, QueueInput.model_validate(fields), SEEDER, bootstrap.tickets(),
+                                bootstrap.stores())
+    rules = [RoutingRule.model_validate(r) for r in RULES]
+    current, _ = ticket_queues.get_rules(SEEDER, bootstrap.tickets())
+    if current != rules:
+        ticket_queues.put_rules(rules, None, SEEDER, bootstrap.tickets(), bootstrap.stores())
+    for article_id, fields in ARTICLES.items():
+        kb.put_article(article_id, ArticleInput.model_validate(fields), SEEDER, bootstrap.kb())
+    opened = 0
+    for t in TICKETS:
+        body = {k: v for k, v in t.items() if k != "member"}
+        _, new = tickets.open_ticket(TicketInput.model_validate({**body, "member_id": member_ids[t["member"]]}),
+                                     SEEDER, bootstrap.tickets(), bootstrap.ledger(), bootstrap.stores(),
+                                     bootstrap.calendars())
+        opened += int(new)
+    return opened
