@@ -2,7 +2,7 @@
 adapters implement these; services never import boto3 or chalice."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -14,6 +14,7 @@ from ..domain.receipts import Refund
 from ..domain.sla import Notification
 from ..domain.stores import Store
 from ..domain.tasks import Task
+from ..domain.ticket_stats import StatRow
 from ..domain.tickets import AgentClaim, AgentRecord, Event, QueueRecord, RoutingRule, Ticket
 
 
@@ -112,9 +113,12 @@ class TicketRepository(Protocol):
     def get(self, ticket_id: str) -> tuple[Ticket, str] | None: ...
     def get_with_events(self, ticket_id: str) -> tuple[Ticket, str, str, list[Event]] | None: ...
     def get_event(self, ticket_id: str, action_id: str) -> tuple[Event, str | None] | None: ...
-    def create(self, ticket: Ticket, description: str, fingerprint: str, claim: AgentClaim | None) -> None: ...
+    def create(self, ticket: Ticket, description: str, fingerprint: str, claim: AgentClaim | None,
+               stats: Sequence[StatRow] = ()) -> None: ...
     def record(self, before: Ticket, after: Ticket, event: Event, fingerprint: str | None, *, created_print: str,
-               claim: AgentClaim | None = None, task: Task | None = None, task_done: Task | None = None) -> None: ...
+               claim: AgentClaim | None = None, task: Task | None = None, task_done: Task | None = None,
+               stats: Sequence[StatRow] = ()) -> None: ...
+    def stat_rows(self, dim: str, first: date, last: date) -> list[dict[str, Any]]: ...
     def by_queue(self, queue_id: str, status: str, cursor: str | None,
                  limit: int) -> tuple[list[Ticket], str | None]: ...
     def by_store(self, store_id: str, status: str, cursor: str | None,

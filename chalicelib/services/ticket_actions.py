@@ -20,7 +20,7 @@ from ..domain.tickets import (
     check,
     task_event_id,
 )
-from . import sla
+from . import sla, ticket_stats
 from .calendars import CalendarRepository
 from .ledger_common import fingerprint, optimistic
 from .ports import LedgerRepository, StoreRepository, TicketRepository
@@ -63,7 +63,8 @@ def act(ticket_id: str, cmd: ActionInput, actor: Principal, tickets: TicketRepos
         event = Event(action_id=cmd.action_id, type=kind, by=actor.sub, by_role=actor.role.value, at=now, data=data)
         check(ticket, event, by_member=actor.role is Role.MEMBER)
         after = sla.after_event(ticket, apply(ticket, event), event, cals)
-        tickets.record(ticket, after, event, print_, created_print=created_print, claim=claim)
+        tickets.record(ticket, after, event, print_, created_print=created_print, claim=claim,
+                       stats=ticket_stats.changed(ticket, after, event, stores))
         return after, event
 
     try:

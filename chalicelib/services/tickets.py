@@ -10,7 +10,7 @@ from ..domain.policy import Scope, StoreRef, authorize, scope_of
 from ..domain.stores import Store
 from ..domain.tasks import Task
 from ..domain.tickets import Event, Facts, QueueRecord, Ticket, TicketInput, route
-from . import sla
+from . import sla, ticket_stats
 from .calendars import CalendarRepository
 from .ledger_common import fingerprint, live_member, optimistic
 from .ports import LedgerRepository, MemberRepository, StoreRepository, TicketRepository
@@ -82,7 +82,7 @@ def open_ticket(cmd: TicketInput, actor: Principal, tickets: TicketRepository, l
                         order_id=cmd.order_id, queue_id=queue.queue_id, priority=where.priority, created_at=now,
                         created_by=actor.sub, assignee=claim.sub if claim else None, routed_by=where.rule)
         ticket = sla.opened(ticket, tickets, cals)
-        tickets.create(ticket, cmd.description, print_, claim)
+        tickets.create(ticket, cmd.description, print_, claim, stats=ticket_stats.opened(ticket, store))
         return ticket
 
     try:

@@ -404,3 +404,29 @@ def office_calendar_key(calendar_id: str) -> dict[str, str]:
 
 def store_closures_key(store_id: str) -> dict[str, str]:
     return {"pk": CALENDAR_PK, "sk": f"CLOSURES#{store_id}"}
+
+
+# ---- ticket stats -----------------------------------------------------------------------------------------------
+# Day rollups of ticket numbers, one partition per dimension (store, region, type, channel), one item per
+# (day, group value[, shard]) under it: a range of days of one dimension is one Query (sk BETWEEN). The
+# dimensions every ticket writes to (region, type, channel) spread a day's value over a few shards (see
+# domain/ticket_stats.SHARDED): a partition takes 1,000 writes a second, far above a brand's ticket traffic,
+# but two transactions holding one item conflict, so the items, not the partitions, are what is spread.
+def ticket_stats_pk(dim: str) -> str:
+    return f"TSTAT#{dim}"
+
+
+def ticket_stats_key(dim: str, day: date, value: str, shard: int | None) -> dict[str, str]:
+    sk = f"{day.isoformat()}#{value}" + (f"#{shard}" if shard is not None else "")
+    return {"pk": ticket_stats_pk(dim), "sk": sk}
+
+
+def ticket_stats_range(first: date, last: date) -> tuple[str, str]:
+    """Sort keys BETWEEN these hold the days first..last ('$' follows '#': every key of the last day is below)."""
+    return f"{first.isoformat()}#", f"{last.isoformat()}$"
+
+
+def ticket_stats_parts(sk: str) -> tuple[str, str]:
+    """(day, group value) back from a sort key (values hold no '#')."""
+    day, value = sk.split("#")[:2]
+    return day, value

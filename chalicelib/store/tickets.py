@@ -7,15 +7,16 @@ equals the fold of its events."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from ..domain import clock
 from ..domain.errors import DocumentExists, StaleRead
 from ..domain.sla import SLA_SHARDS, Notification, sla_from, sla_shard
 from ..domain.tasks import Task, TaskExists, TaskNotOpen, TaskState
+from ..domain.ticket_stats import StatRow
 from ..domain.tickets import (
     ActionType,
     AgentClaim,
@@ -93,6 +94,22 @@ def task_from(item: dict[str, Any]) -> Task:
     return Task.model_validate_json(item["body"])
 
 
+def _add_stats(tx: Tx, stats: Sequence[StatRow]) -> None:
+    """ADD each row's counters to its day item (created by the first ADD); a store row also SETs the store's
+    region, so a region's store rows are found without reading the stores."""
+    for row in stats:
+        names = {f"#c{i}": name for i, name in enumerate(row.counts)}
+        values: dict[str, Any] = {f":c{i}": n for i, n in enumerate(row.counts.values())}
+        sets = "SET #type = :type"
+        names["#type"], values[":type"] = "type", "ticket_stats"
+        if row.region is not None:
+            sets += ", #region = :region"
+            names["#region"], values[":region"] = "region", row.region
+        tx.update(keys.ticket_stats_key(row.dim, row.day, row.value, row.shard),
+                  f"{sets} ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(row.counts))), names=names,
+                  values=values)
+
+
 class DynamoTicketRepository:
     def __init__(self, db: Db) -> None:
         self.db = db
@@ -118,8 +135,9 @@ class DynamoTicketRepository:
         item = self.db.get(keys.ticket_event_key(ticket_id, action_id))
         return (event_from(item)[1], item.get("fingerprint")) if item else None
 
-    def create(self, ticket: Ticket, description: str, fingerprint: str, claim: AgentClaim | None) -> None:
-        """Head, description, the member's pointer and the chosen agent's claim, together."""
+    def create(self, ticket: Ticket, description: str, fingerprint: str, claim: AgentClaim | None,
+               stats: Sequence[StatRow] = ()) -> None:
+        """Head, description, the member's pointer, the chosen agent's claim and the day rollups, together."""
         tx = self.db.tx()
         tx.put(head_item(ticket, fingerprint), condition="attribute_not_exists(pk)")
         tx.put({"pk": keys.ticket_key(ticket.ticket_id)["pk"], "sk": "DESC", "type": "ticket_desc",
@@ -128,6 +146,7 @@ class DynamoTicketRepository:
             tx.put({**keys.member_ticket_key(ticket.member_id, clock.iso(ticket.created_at), ticket.ticket_id),
                     "type": "ticket_ref", "ticket_id": ticket.ticket_id})
         self._agents(tx, None, ticket, claim)
+        _add_stats(tx, stats)
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
@@ -136,10 +155,12 @@ class DynamoTicketRepository:
             raise StaleRead() from None
 
     def record(self, before: Ticket, after: Ticket, event: Event, fingerprint: str | None, *, created_print: str,
-               claim: AgentClaim | None = None, task: Task | None = None, task_done: Task | None = None) -> None:
+               claim: AgentClaim | None = None, task: Task | None = None, task_done: Task | None = None,
+               stats: Sequence[StatRow] = ()) -> None:
         """One event: the head on the count it was derived from, the event where its id is free, the open
-        counts, and a task added (where its id is free) or done (while it is open). `created_print`: the
-        create request's fingerprint, which the head keeps."""
+        counts, a task added (where its id is free) or done (while it is open), and what the event adds to the
+        day rollups (counted with the event: a replay, refused by the event's key, adds nothing).
+        `created_print`: the create request's fingerprint, which the head keeps."""
         tx = self.db.tx()
         after = replace(after, writes=before.writes + 1)
         tx.put(head_item(after, created_print), condition="w = :w", values={":w": before.writes})
@@ -151,6 +172,7 @@ class DynamoTicketRepository:
             task_at = tx.put(_task_item(task_done), condition="#s = :open", names={"#s": "state"},
                              values={":open": TaskState.OPEN.value})
         self._agents(tx, before, after, claim)
+        _add_stats(tx, stats)
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
@@ -175,6 +197,15 @@ class DynamoTicketRepository:
                       names={"#o": "open"}, values=values)
         for (queue_id, sub), delta in sorted(changes.items()):
             tx.update(keys.agent_key(queue_id, sub), "ADD #o :d", names={"#o": "open"}, values={":d": delta})
+
+    # ---- ticket numbers ------------------------------------------------------------------------------------
+    def stat_rows(self, dim: str, first: date, last: date) -> list[dict[str, Any]]:
+        """A dimension's day rollups first..last, each with its `day` and group `value`: one Query (paged
+        through), eventually consistent (a change just recorded may be missing for a moment)."""
+        lo, hi = keys.ticket_stats_range(first, last)
+        items = self.db.query_all(KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                                  values={":pk": keys.ticket_stats_pk(dim), ":lo": lo, ":hi": hi})
+        return [{**i, **dict(zip(("day", "value"), keys.ticket_stats_parts(i["sk"]), strict=True))} for i in items]
 
     # ---- lists ---------------------------------------------------------------------------------------------
     def by_queue(self, queue_id: str, status: str, cursor: str | None, limit: int) -> tuple[list[Ticket], str | None]:
