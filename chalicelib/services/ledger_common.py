@@ -91,6 +91,12 @@ def spend(ledger: LedgerRepository, state: MemberState, points: int, now: dateti
     transaction beside the use case's other items."""
     today = clock.business_day(now)
     lots = ledger.open_lots(state.member_id, state.open_lots_from)
+    if sum(lot.remaining for lot in lots) < state.available:
+        # A merge folded the source's points into this state but is still moving its lots here: spend them
+        # where they are (each lot is written on the remaining it was read with, and the move's batch holds
+        # the survivor's state version, so a lot is never both spent and moved on an old read).
+        for source in ledger.moving_sources(state.member_id):
+            lots += ledger.open_lots(source, None)
     spendable = sum(lot.remaining for lot in lots if lot.expires_on >= today) - state.owed
     if points > spendable:
         raise Conflict("not enough points", code="insufficient_points",

@@ -82,6 +82,14 @@ class DynamoLedgerRepository:
             values={":pk": keys.member_pk(member_id), ":from": start, ":to": keys.LEDGER_PREFIX + "~", ":zero": 0},
             ConsistentRead=True)]
 
+    def moving_sources(self, member_id: str) -> list[str]:
+        """Members merged into this one whose items a merge is still moving here (their lots count in this
+        member's balance already, but still sit in their old partition)."""
+        return [i["source_member_id"] for i in self.db.query_all(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :m)", FilterExpression="#s = :moving",
+            values={":pk": keys.member_pk(member_id), ":m": keys.MERGE_PREFIX, ":moving": "moving"},
+            ExpressionAttributeNames={"#s": "state"}, ConsistentRead=True)]
+
     def entry(self, member_id: str, at: datetime, entry_id: str) -> LedgerEntry | None:
         """A ledger entry (with its lot, if it credited one) where it is now: under `member_id`, or under
         whoever that member was merged into. Looked up old place first: a merge moves an item with one
