@@ -197,3 +197,23 @@ def test_the_same_merge_sent_four_times_at_once_answers_its_record_each_time(liv
             {(target, source, answers[0][1]["started_at"])}
         _assert_everything_with_the_survivor(api, tokens, members)
         assert bootstrap.members().get_merge(target, source).state == "done"
+
+
+def test_points_folded_by_a_merge_still_moving_can_be_spent_at_once(api, tokens, monkeypatch):
+    """A merge folds the source's balance into the survivor at once and moves its lots in batches after: a
+    redemption in between spends lots where they still are (before: 409 insufficient_points, balance 200)."""
+    members = dict(_member_with_two_orders(api, tokens) for _ in range(2))
+    target, source = members
+    hq, staff = tokens.hq(), tokens.staff(stores=COUNTER)
+    monkeypatch.setattr(merges, "MERGE_BATCHES_INLINE", 0)
+    assert api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[1]["state"] == "moving"
+    status, spent = api.post(f"/members/{target}/points/redemptions",
+                             {"redemption_id": f"r-{uuid.uuid4().hex[:8]}", "points": 350, "reason": "兑换",
+                              "store_id": COUNTER[0]}, staff)
+    assert status == 201, spent  # 200 of the target's own + 150 of the source's, not yet moved
+    assert spent["balance"] == 50
+    monkeypatch.setattr(merges, "MERGE_BATCHES_INLINE", 20)
+    merge_resume({}, _LocalContext("merge-resume"))  # the job finishes the move
+    assert bootstrap.members().get_merge(target, source).state == "done"
+    report = audit_member(target)
+    assert (report["balance"], report["available"]) == (50, 50)
