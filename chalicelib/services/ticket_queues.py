@@ -1,7 +1,7 @@
 """Queues, their agents and the routing rules: where a ticket goes and who gets it."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..domain import clock
 from ..domain.access import Principal
@@ -97,4 +97,10 @@ def pick_agent(queue_id: str, assignment: str, tickets: TicketRepository, at: da
     if chosen is None:
         return None
     record = next(a for a in available if a.sub == chosen)
+    # The turn is stamped after every turn read (not just `at`, taken before the read): the claim then never
+    # rewrites the value it is conditioned on (two tickets in one millisecond passed that check) and a turn
+    # never sorts before one handed out earlier, so round robin gives nobody a second turn in a round.
+    latest = max((datetime.fromisoformat(a.last_assigned_at) for a in available if a.last_assigned_at), default=None)
+    if latest is not None and at <= latest:
+        at = latest + timedelta(milliseconds=1)
     return AgentClaim(queue_id=queue_id, sub=chosen, last_assigned_at=record.last_assigned_at, at=clock.iso(at))
