@@ -169,6 +169,13 @@ class Ctx(HqCalls):
         assert status == 201, view
         return article_id
 
+    def office_calendar(self) -> str:
+        """A new office calendar (HQ): its id."""
+        calendar_id = f"bi-{uuid.uuid4().hex[:10]}"
+        status, view = self.api.put(f"/calendars/{calendar_id}", OFFICE_CALENDAR, self.hq)
+        assert status == 201, view
+        return calendar_id
+
     def redeemed(self, member_id: str) -> tuple[str, str]:
         """A coupon of the member's, redeemed by the staff at sh-001 for a new order: (code, order_id)."""
         code = self.coupon(member_id)
@@ -657,6 +664,27 @@ def _case_assign_task(c: Ctx) -> BodyCase:
                     lambda: _same(_ticket_view(c, ticket_id), before))
 
 
+# ---- calendars (this module's own table: the brand and office calendars written here touch no other suite)
+def _case_put_brand_calendar(c: Ctx) -> BodyCase:
+    before = c.api.put("/calendars/brand", BRAND_CALENDAR, c.hq)[1]
+    return BodyCase("PUT", "/calendars/brand", c.hq, BRAND_CALENDAR, 200,
+                    lambda: _same(c.api.get("/calendars/brand", c.hq), (200, before)))
+
+
+def _case_put_office_calendar(c: Ctx) -> BodyCase:
+    calendar_id = c.office_calendar()
+    before = c.api.get(f"/calendars/{calendar_id}", c.hq)
+    return BodyCase("PUT", f"/calendars/{calendar_id}", c.hq, OFFICE_CALENDAR, 200,
+                    lambda: _same(c.api.get(f"/calendars/{calendar_id}", c.hq), before))
+
+
+def _case_put_closures(c: Ctx) -> BodyCase:
+    store_id = c.store()["store_id"]
+    before = c.api.put(f"/stores/{store_id}/closures", STORE_CLOSURES, c.hq)
+    return BodyCase("PUT", f"/stores/{store_id}/closures", c.hq, STORE_CLOSURES, 200,
+                    lambda: _same(c.api.get(f"/stores/{store_id}/closures", c.hq), before))
+
+
 def _same(actual: Any, expected: Any) -> None:
     assert actual == expected, "a rejected request changed the data"
 
@@ -690,6 +718,9 @@ BODY_ROUTES: dict[tuple[str, str], Callable[[Ctx], BodyCase]] = {
     ("PUT", "/routing-rules"): _case_put_routing_rules,
     ("POST", "/tasks/{task_id}/complete"): _case_complete_task,
     ("POST", "/tasks/{task_id}/assign"): _case_assign_task,
+    ("PUT", "/calendars/brand"): _case_put_brand_calendar,
+    ("PUT", "/calendars/{calendar_id}"): _case_put_office_calendar,
+    ("PUT", "/stores/{store_id}/closures"): _case_put_closures,
 }
 # covered by their own tests below
 QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{member_id}/orders"),
@@ -3102,3 +3133,158 @@ def test_emoji_name_is_stored_and_returned_intact(api, ctx, tokens):  # noqa: AN
                                 tokens.member(created["member_id"]))
     assert (status, patched["name"]) == (200, renamed)
     assert ctx.view(created["member_id"])["name"] == renamed
+
+
+# ---- calendars: PUT/GET /calendars/brand, /calendars/{calendar_id}, /stores/{store_id}/closures, store hours ----
+BRAND_CALENDAR = {"holidays": [{"start": "2026-10-01", "end": "2026-10-07", "name": "国庆节"}],
+                  "workdays": [{"date": "2026-10-10", "hours_of": "mon"}]}
+OFFICE_CALENDAR = {"name": "总部客服", "hours": {"mon": {"open": "09:00", "close": "18:00"},
+                                               "tue": [{"open": "09:00", "close": "12:00"},
+                                                       {"open": "13:00", "close": "18:00"}]}}
+STORE_CLOSURES = {"closures": [{"start": "2026-12-20", "end": "2026-12-24", "name": "装修"}]}
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    pytest.param({"closed": []}, ["body", "closed"], id="unknown field"),
+    pytest.param({"holidays": "2026-10-01"}, ["body", "holidays"], id="holidays as text"),
+    pytest.param({"holidays": [{"start": "2026-10-07", "end": "2026-10-01"}]}, ["body", "holidays", 0],
+                 id="end before start"),
+    pytest.param({"holidays": [{"start": "2026-01-01", "end": "2027-01-02"}]}, ["body", "holidays", 0],
+                 id="span of 367 days"),
+    pytest.param({"holidays": [{"start": "2026-02-30"}]}, ["body", "holidays", 0, "start"], id="impossible date"),
+    pytest.param({"holidays": [{"start": 20261001}]}, ["body", "holidays", 0, "start"], id="date as number"),
+    pytest.param({"holidays": [{"start": "2026-10-01", "name": "节" * 41}]}, ["body", "holidays", 0, "name"],
+                 id="41 char name"),
+    pytest.param({"holidays": [{"start": f"2026-01-{d:02d}"} for d in range(1, 29)] * 4}, ["body", "holidays"],
+                 id="112 holidays"),
+    pytest.param({"workdays": [{"date": "2026-10-10", "hours_of": "monday"}]}, ["body", "workdays", 0, "hours_of"],
+                 id="unknown weekday"),
+    pytest.param({"workdays": [{"date": "2026-10-10"}]}, ["body", "workdays", 0, "hours_of"], id="no hours_of"),
+    pytest.param({"workdays": [{"date": "2026-10-10", "hours_of": None}]}, ["body", "workdays", 0, "hours_of"],
+                 id="hours_of null"),
+    pytest.param({"workdays": [{"date": "2026-10-10", "hours_of": "mon"}, {"date": "2026-10-10", "hours_of": "tue"}]},
+                 ["body"], id="a day worked twice"),
+    pytest.param({"workdays": [{"date": "2026-10-03", "hours_of": "mon"}]}, ["body"], id="holiday and workday"),
+    pytest.param({"holidays": None}, ["body", "holidays"], id="holidays null"),
+])
+def test_put_brand_calendar_rejects_invalid_body_and_keeps_the_calendar(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    before = api.put("/calendars/brand", BRAND_CALENDAR, ctx.hq)[1]
+    with nothing_written():
+        status, body = api.put("/calendars/brand", {**BRAND_CALENDAR, **change}, ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+    assert api.get("/calendars/brand", ctx.hq) == (200, before)
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    pytest.param({"calendar_id": "x"}, ["body", "calendar_id"], id="calendar_id in body"),
+    pytest.param({"hours": {"mon": [{"open": "09:00", "close": "13:00"}, {"open": "12:00", "close": "18:00"}]}},
+                 ["body", "hours"], id="overlapping windows"),
+    pytest.param({"hours": {"sun": {"open": "20:00", "close": "03:00"}, "mon": {"open": "02:00", "close": "04:00"}}},
+                 ["body", "hours"], id="sunday night into monday"),
+    pytest.param({"hours": {"mon": {"open": "09:00", "close": "09:00"}}}, ["body", "hours", "mon"],
+                 id="open equals close"),
+    pytest.param({"hours": {"mon": {"open": "09:00", "close": 0}}}, ["body", "hours", "mon"], id="time as number"),
+    pytest.param({"hours": {"mon": {"open": "09:00+08:00", "close": "18:00"}}}, ["body", "hours", "mon"],
+                 id="time with offset"),
+    pytest.param({"hours": {"mon": [{"open": f"{h:02d}:00", "close": f"{h:02d}:30"} for h in range(7)]}},
+                 ["body", "hours", "mon"], id="7 windows"),
+    pytest.param({"hours": {"holiday": {"open": "09:00", "close": "18:00"}}}, ["body", "hours", "holiday"],
+                 id="unknown weekday"),
+    pytest.param({"hours": [{"open": "09:00", "close": "18:00"}]}, ["body", "hours"], id="hours as list"),
+    pytest.param({"honours_brand_calendar": "yes"}, ["body", "honours_brand_calendar"], id="flag as text"),
+    pytest.param({"honours_brand_calendar": 1}, ["body", "honours_brand_calendar"], id="flag as number"),
+])
+def test_put_office_calendar_rejects_invalid_body_and_keeps_the_calendar(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    calendar_id = ctx.office_calendar()
+    before = api.get(f"/calendars/{calendar_id}", ctx.hq)
+    with nothing_written():
+        status, body = api.put(f"/calendars/{calendar_id}", {**OFFICE_CALENDAR, **change}, ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+    assert api.get(f"/calendars/{calendar_id}", ctx.hq) == before
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    pytest.param({"store_id": "x"}, ["body", "store_id"], id="store_id in body"),
+    pytest.param({"closures": None}, ["body", "closures"], id="closures null"),
+    pytest.param({"closures": [{"start": "2026-12-24", "end": "2026-12-20"}]}, ["body", "closures", 0],
+                 id="end before start"),
+    pytest.param({"closures": [{"start": "2026-12-24", "until": "2026-12-25"}]}, ["body", "closures", 0, "until"],
+                 id="unknown field in a closure"),
+    pytest.param({"closures": [{"start": "12/24/2026"}]}, ["body", "closures", 0, "start"], id="date not ISO"),
+    pytest.param({"closures": [{"start": "2026-12-24"}] * 101}, ["body", "closures"], id="101 closures"),
+])
+def test_put_closures_rejects_invalid_body_and_keeps_the_closures(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    store_id = ctx.store()["store_id"]
+    before = api.put(f"/stores/{store_id}/closures", STORE_CLOSURES, ctx.hq)
+    with nothing_written():
+        status, body = api.put(f"/stores/{store_id}/closures", {**STORE_CLOSURES, **change}, ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+    assert api.get(f"/stores/{store_id}/closures", ctx.hq) == before
+
+
+@pytest.mark.parametrize(("hours", "loc"), [
+    pytest.param({"mon": [{"open": "10:00", "close": "14:00"}, {"open": "13:00", "close": "22:00"}]},
+                 ["body", "business_hours"], id="overlapping windows"),
+    pytest.param({"fri": {"open": "18:00", "close": "11:00"}, "sat": {"open": "10:00", "close": "22:00"}},
+                 ["body", "business_hours"], id="past midnight into the next day's window"),
+    pytest.param({"mon": {"open": "10:00", "close": "10:00"}}, ["body", "business_hours", "mon"],
+                 id="open equals close"),
+    pytest.param({"mon": [{"open": "10:00", "close": "14:00"}, "16:00-22:00"]}, ["body", "business_hours", "mon"],
+                 id="window as text"),
+])
+def test_put_store_rejects_bad_hours_and_keeps_the_store(api, ctx, nothing_written, hours, loc):  # noqa: ANN001
+    store = ctx.store()
+    with nothing_written():
+        status, body = api.put(f"/stores/{store['store_id']}", {**STORE_BODY, "business_hours": hours}, ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+    assert api.get(f"/stores/{store['store_id']}", ctx.hq) == (200, store)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+@pytest.mark.parametrize("calendar_id", [pytest.param("a" * 49, id="49 chars"), pytest.param("Office", id="capital"),
+                                         pytest.param("-office", id="leading hyphen"),
+                                         pytest.param("of.fice", id="dot"), pytest.param("%E5%8A%9E", id="CJK")])
+def test_malformed_calendar_id_is_404_and_writes_nothing(api, ctx, nothing_written, method, calendar_id):  # noqa: ANN001
+    with nothing_written():
+        status, body = api.call(method, f"/calendars/{calendar_id}", OFFICE_CALENDAR if method == "PUT" else None,
+                                ctx.hq)
+    assert_error(status, body, 404, "calendar_not_found")
+
+
+def test_unknown_calendar_is_404(api, ctx):  # noqa: ANN001
+    status, body = api.get(f"/calendars/bi-{uuid.uuid4().hex[:10]}", ctx.hq)
+    assert_error(status, body, 404, "calendar_not_found")
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT"])
+@pytest.mark.parametrize("store_id", [pytest.param("x" * 41, id="41 chars"), pytest.param("sh.001", id="dot"),
+                                      pytest.param(None, id="unknown")])
+def test_closures_of_a_malformed_or_unknown_store_are_404(api, ctx, nothing_written, method, store_id):  # noqa: ANN001
+    store_id = store_id or f"bi-{uuid.uuid4().hex[:10]}"
+    with nothing_written():
+        status, body = api.call(method, f"/stores/{store_id}/closures", STORE_CLOSURES if method == "PUT" else None,
+                                ctx.hq)
+    assert_error(status, body, 404, "store_not_found")
+
+
+# ---- GET /tickets/stats ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("query", "loc"), [
+    pytest.param("to=2026-06-02&group_by=store", ["query", "from"], id="missing from"),
+    pytest.param("from=2026-06-01&group_by=store", ["query", "to"], id="missing to"),
+    pytest.param("from=2026-06-01&to=2026-06-02", ["query", "group_by"], id="missing group_by"),
+    pytest.param("from=2026-06-01&to=2026-06-02&group_by=queue", ["query", "group_by"], id="unknown group_by"),
+    pytest.param("from=2026-06-01&to=2026-06-02&group_by=Store", ["query", "group_by"], id="group_by in capitals"),
+    pytest.param("from=2026-02-30&to=2026-03-02&group_by=store", ["query", "from"], id="impossible from"),
+    pytest.param("from=2026-06-01&to=tomorrow&group_by=store", ["query", "to"], id="to a word"),
+    pytest.param("from=2026-06-02&to=2026-06-01&group_by=store", ["query", "to"], id="to before from"),
+    pytest.param("from=2026-06-01&to=2026-09-01&group_by=store", ["query", "to"], id="93 days"),
+])
+def test_ticket_stats_rejects_invalid_query(api, ctx, query, loc):  # noqa: ANN001
+    status, body = api.get(f"/tickets/stats?{query}", ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+
+
+def test_ticket_stats_of_92_days_are_accepted(api, ctx):  # noqa: ANN001
+    # The control for "93 days" (both ends count)
+    status, body = api.get("/tickets/stats?from=2026-06-01&to=2026-08-31&group_by=channel", ctx.hq)
+    assert status == 200 and body["group_by"] == "channel", body
