@@ -22,7 +22,7 @@ from ..domain.tickets import ActionInput, QueueId, QueueInput, RoutingRulesInput
 
 __all__ = ["SlaPolicyInput", "NotificationsQuery", "ReadInput",
            "ActionInput", "AssignInput", "AvailabilityInput", "CompleteInput", "QueueInput", "RoutingRulesInput",
-           "TaskInput", "TaskListQuery", "TicketInput", "TicketListQuery",
+           "TaskInput", "TaskListQuery", "TicketInput", "TicketListQuery", "TicketStatsQuery",
            "AdjustmentInput", "AllocationInput", "CancelInput", "CouponListQuery", "CouponLookupQuery", "ExchangeInput",
            "IssueInput",
            "MemberPatch", "MergeRequest", "OrderInput", "PageQuery", "PhoneBinding", "PhoneQuery", "PointsRules",
@@ -131,6 +131,13 @@ class TicketListQuery(PageQuery):
 
 class TaskListQuery(PageQuery):
     state: Literal["open", "done", "overdue"] = "open"
+
+
+class TicketStatsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    from_: date = Field(alias="from", description="first business day (Asia/Shanghai), YYYY-MM-DD")
+    to: date = Field(description="last business day, inclusive; at most 92 days from from")
+    group_by: Literal["store", "region", "type", "channel"]
 
 
 class AvailabilityInput(BaseModel):

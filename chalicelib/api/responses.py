@@ -22,6 +22,7 @@ from ..domain.receipts import Adjustment, LotTake, Redemption, Refund
 from ..domain.sla import Clock, SlaPolicy, sla_from
 from ..domain.stores import Store
 from ..domain.tasks import Task
+from ..domain.ticket_stats import GroupNumbers
 from ..domain.tickets import ActionType, Event, RoutingRule, Ticket
 
 
@@ -538,6 +539,50 @@ class TicketAnswer(RootModel[TicketSummary | MemberTicketView]):
 
 class TicketDetailAnswer(RootModel[TicketView | MemberTicketView]):
     """Staff get the whole ticket (events, internal comments, tasks); its member the public replies."""
+
+
+class FirstResponseStats(_Out):
+    count: int = Field(description="first public staff replies in the range (tickets answered)")
+    median_seconds: int | None = Field(description="wall seconds from opening to the first reply; from a log-bucket "
+                                                   "histogram: within 10 % (+0.5 s) of the exact median")
+    p90_seconds: int | None = Field(description="the 90th percentile, same bound")
+
+
+class SatisfactionStats(_Out):
+    count: int
+    average_x100: int | None = Field(description="the average score (1-5) x 100, rounded down")
+
+
+class TicketGroupStats(_Out):
+    value: str | None = Field(description="the store, region, type or channel (null: tickets of no store/region)")
+    opened: int
+    first_response: FirstResponseStats
+    first_response_met: int
+    first_response_breached: int
+    first_response_met_rate_bp: int | None = Field(description="met / decided in basis points; null: none decided")
+    resolution_met: int
+    resolution_breached: int
+    resolution_met_rate_bp: int | None = Field(description="met / decided in basis points (each resolve decides)")
+    satisfaction: SatisfactionStats
+
+    @classmethod
+    def of(cls, n: GroupNumbers) -> TicketGroupStats:
+        return cls(value=n.value, opened=n.opened,
+                   first_response=FirstResponseStats(count=n.first_response_count,
+                                                     median_seconds=n.first_response_median_seconds,
+                                                     p90_seconds=n.first_response_p90_seconds),
+                   first_response_met=n.first_response_met, first_response_breached=n.first_response_breached,
+                   first_response_met_rate_bp=n.first_response_met_rate_bp, resolution_met=n.resolution_met,
+                   resolution_breached=n.resolution_breached, resolution_met_rate_bp=n.resolution_met_rate_bp,
+                   satisfaction=SatisfactionStats(count=n.satisfaction_count,
+                                                  average_x100=n.satisfaction_average_x100))
+
+
+class TicketStatsView(_Out):
+    first_day: date = Field(description="the query's from")
+    last_day: date = Field(description="the query's to")
+    group_by: str
+    groups: list[TicketGroupStats] = Field(description="groups with any activity in the range, by value")
 
 
 # ---- SLA and notifications -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from .. import bootstrap
 from ..domain.access import Principal, Role
 from ..domain.tickets import Event, Ticket
 from ..services import tasks, ticket_actions, ticket_queues, tickets
+from ..services import ticket_stats as ticket_stats_service
 from .inputs import (
     ActionInput,
     AssignInput,
@@ -17,6 +18,7 @@ from .inputs import (
     TaskListQuery,
     TicketInput,
     TicketListQuery,
+    TicketStatsQuery,
 )
 from .responses import (
     ActionView,
@@ -30,7 +32,9 @@ from .responses import (
     TaskView,
     TicketAnswer,
     TicketDetailAnswer,
+    TicketGroupStats,
     TicketPage,
+    TicketStatsView,
     TicketSummary,
     TicketView,
 )
@@ -73,6 +77,19 @@ def list_tickets(call: Call) -> TicketPage:
                                          store_id=q.store_id, assignee=q.assignee,
                                          status=q.status, cursor=q.cursor, limit=q.limit, sla=q.sla)
     return TicketPage(items=[TicketSummary.of(t) for t in items], next_cursor=cursor)
+
+
+@route("/tickets/stats", "GET", op="tickets.stats", tag=TAG, query=TicketStatsQuery, response=TicketStatsView,
+       errors=(422,),
+       summary="Ticket numbers for HQ per store, region, type or channel over up to 92 business days: volume, "
+               "first-response median and p90, SLA met rates, satisfaction (from day rollups, not the tickets)")
+def ticket_stats(call: Call) -> TicketStatsView:
+    # The literal path wins over /tickets/{ticket_id} (API Gateway and Chalice's local matcher both try concrete
+    # segments first), so GET of a ticket whose id is "stats" would land here: ticket ids are chosen by clients.
+    q: TicketStatsQuery = call.query
+    groups = ticket_stats_service.stats(q.from_, q.to, q.group_by, call.principal, bootstrap.tickets())
+    return TicketStatsView(first_day=q.from_, last_day=q.to, group_by=q.group_by,
+                           groups=[TicketGroupStats.of(g) for g in groups])
 
 
 @route("/tickets/{ticket_id}", "GET", op="tickets.read", tag=TAG, response=TicketDetailAnswer, errors=(404,),

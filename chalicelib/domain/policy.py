@@ -186,6 +186,10 @@ POLICY: dict[str, Permission] = {
     "tickets.act": Permission({MEMBER: SELF, STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
                               "the route of every action: each type is then held to its own row "
                               "(tickets.reply / work / manage / reopen / rate)"),
+    "tickets.stats": Permission({HQ: ANY, REGION: STORE},
+                                "HQ every group; a region manager their region's stores (group_by=store) and "
+                                "their region's row (group_by=region), not the brand-wide type and channel "
+                                "breakdowns"),
     "queues.put": Permission({HQ: ANY}, "HQ only"),
     "queues.agent": Permission({STAFF: QUEUE, MANAGER: QUEUE, REGION: QUEUE, HQ: ANY},
                                "the caller themself: staff and managers for their store's queue, the region "

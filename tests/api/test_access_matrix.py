@@ -340,6 +340,13 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         staff_own=ALLOW, staff_other=HIDDEN, store_manager_own=ALLOW, store_manager_other=HIDDEN,
         region_manager_own=ALLOW, region_manager_other=HIDDEN,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    # Ticket numbers (issue 14, "Numbers for HQ") by store: HQ every store; a region manager the stores of
+    # their region (another region's manager is answered with sh-001 left out); nobody else.
+    ("GET", "/tickets/stats"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ALLOW, region_manager_other=HIDDEN,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
     # A public reply: its member; the agents and managers of its queue; HQ. Integrations only open tickets.
     # (Each other action type is held to its own rule: test_each_ticket_action_is_held_to_its_own_rule.)
     ("POST", "/tickets/{ticket_id}/actions"): row(
@@ -1041,6 +1048,17 @@ def _member_tickets(w: World) -> Prepared:
                     check_hidden=lambda b: _eq((b["member_id"], b["items"]), (m["member_id"], [])))
 
 
+def _ticket_stats(w: World) -> Prepared:
+    _hq_ticket(w)  # opened today at sh-001: its store's row of today has it
+
+    def stores(b: Any) -> dict[str, Any]:
+        return {g["value"]: g for g in b["groups"]}
+
+    return Prepared("GET", f"/tickets/stats?from={_today()}&to={_today()}&group_by=store",
+                    check_ok=lambda b: _true(stores(b).get(OWN_STORE, {}).get("opened", 0) >= 1),
+                    check_hidden=lambda b: _true(b["groups"] is not None and OWN_STORE not in stores(b)))
+
+
 def _reply(w: World) -> Prepared:
     m = w.member()
     t = _hq_ticket(w, member_id=m["member_id"])
@@ -1265,6 +1283,7 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/tickets/{ticket_id}"): _get_ticket,
     ("GET", "/tickets"): _list_queue,
     ("GET", "/members/{member_id}/tickets"): _member_tickets,
+    ("GET", "/tickets/stats"): _ticket_stats,
     ("POST", "/tickets/{ticket_id}/actions"): _reply,
     ("POST", "/tickets/{ticket_id}/tasks"): _add_ticket_task,
     ("PUT", "/queues/{queue_id}"): _put_queue,

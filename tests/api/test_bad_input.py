@@ -728,7 +728,8 @@ QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{memb
                 ("GET", "/members/{member_id}/coupons"), ("GET", "/benefit-pool"),
                 ("GET", "/coupon-templates/{template_id}/stats"), ("GET", "/coupons/settlement"),
                 ("GET", "/kb/articles"), ("GET", "/tickets"), ("GET", "/members/{member_id}/tickets"),
-                ("GET", "/stores/{store_id}/tasks")}
+                ("GET", "/stores/{store_id}/tasks"),
+                ("GET", "/tickets/stats")}
 
 
 def test_every_route_that_takes_input_is_covered_here():

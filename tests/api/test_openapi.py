@@ -8,6 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from chalicelib.domain import clock
 from testkit.ledger import order
 from testkit.support import registration, unique_phone
 
@@ -61,6 +62,7 @@ def _examples(api, tokens):
     code = api.post("/coupon-issues", {"issue_id": f"doc-{uuid.uuid4().hex[:8]}", "template_id": tpl,
                                        "member_ids": [buyer]}, hq)[1]["issued"][0]["code"]
     tk = f"doc-{uuid.uuid4().hex[:8]}"
+    today = clock.business_day(clock.now()).isoformat()
     assert api.post("/tickets", {"ticket_id": tk, "channel": "store", "type": "complaint", "subject": "文档",
                                  "description": "文档用", "store_id": "sh-001", "member_id": buyer}, staff)[0] == 201
     task_a, task_b = f"doc-{uuid.uuid4().hex[:8]}", f"doc-{uuid.uuid4().hex[:8]}"
@@ -91,6 +93,8 @@ def _examples(api, tokens):
                                           "type": "inquiry", "subject": "问", "description": "营业时间"}, hq),
         ("/tickets", "GET", "/tickets?queue=store-sh-001&status=new&limit=2", None, staff),
         ("/tickets/{ticket_id}", "GET", f"/tickets/{tk}", None, staff),
+        ("/tickets/stats", "GET", f"/tickets/stats?from={today}&to={today}&group_by=store", None,  # tk's store
+         tokens.staff("region_manager", region="east")),
         ("/members/{member_id}/tickets", "GET", f"/members/{buyer}/tickets", None, staff),
         ("/tickets/{ticket_id}/actions", "POST", f"/tickets/{tk}/actions",
          {"action_id": "doc-c", "type": "comment", "body": "内部备注"}, staff),

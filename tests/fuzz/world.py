@@ -553,6 +553,9 @@ def _shape_query(seed: int, path: str, query: dict[str, Any]) -> dict[str, Any] 
         shaped = {k: v for k, v in query.items() if k not in ("queue", "store_id", "assignee")}
         key, value = _pick(seed >> 2, [("queue", "store-sh-001"), ("store_id", "sh-001"), ("assignee", "me")])
         return {**shaped, key: value}
+    if path == "/tickets/stats":  # up to 92 days ending today (the seeded tickets' day), any grouping
+        today = clock.business_day(clock.now())
+        return {**query, "from": (today - timedelta(days=seed % 92)).isoformat(), "to": today.isoformat()}
     if path not in ("/benefit-pool", "/coupon-templates/{template_id}/stats", "/coupons/settlement"):
         return None
     shaped = {k: v for k, v in query.items() if k not in ("store_id", "region_id")}
