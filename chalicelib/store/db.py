@@ -180,6 +180,10 @@ class Db:
         except TRANSPORT_ERRORS:
             raise Unavailable("the database did not answer in time; retry", code="db_timeout") from None
         except ClientError as err:
+            message = err.response["Error"].get("Message", "").lower()
+            if start and ("starting key" in message or "exclusive start key" in message):
+                # A crafted cursor of the right partition but not a whole key (decode_cursor checks the partition).
+                raise _invalid_cursor() from None
             raise map_client_error(err) from err
         last = resp.get("LastEvaluatedKey")
         return [from_item(i) for i in resp.get("Items", [])], (from_item(last) if last else None)
@@ -278,6 +282,10 @@ def decode_cursor(cursor: str | None, *, expect: dict[str, str]) -> dict[str, An
         data = None
     if not isinstance(data, dict) or any(data.get(k) != v for k, v in expect.items()) or \
             not all(isinstance(v, str) for v in data.values()) or len(data) > 6:
-        raise Invalid("cursor is not valid for this listing", code="invalid_cursor",
-                      details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}])
+        raise _invalid_cursor()
     return data
+
+
+def _invalid_cursor() -> Invalid:
+    return Invalid("cursor is not valid for this listing", code="invalid_cursor",
+                   details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}])

@@ -57,6 +57,9 @@ def ticket_from(body: dict[str, Any]) -> Ticket:
     return Ticket(**data)
 
 
+SLA_NO_STEP = "~"  # the due index's sort key of a breached open ticket with no step left (after any ISO time)
+
+
 def head_item(t: Ticket, fingerprint: str) -> dict[str, Any]:
     """The head as stored, with its list and due-index keys (the bench seeds tickets with it)."""
     item = {**keys.ticket_key(t.ticket_id), "type": "ticket", "v": t.events, "w": t.writes,
@@ -68,6 +71,10 @@ def head_item(t: Ticket, fingerprint: str) -> dict[str, Any]:
         due = sla.next_check()
         if due is not None:
             item |= keys.ticket_sla_keys(sla.stage, sla_shard(t.ticket_id), clock.iso(due), t.ticket_id)
+        elif sla.stage == "breached" and t.status not in (Status.RESOLVED, Status.CLOSED):
+            # Every step taken (HQ told) and still open: still on the breached list, after every due time so
+            # the sweep's `<= now` never reads it again.
+            item |= keys.ticket_sla_keys(sla.stage, sla_shard(t.ticket_id), SLA_NO_STEP, t.ticket_id)
     return item
 
 
