@@ -452,6 +452,31 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
         region_manager_own=ALLOW, region_manager_other=SCOPE,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
+    # ---- SLA (issue 14): HQ alone sets the policy; store and region managers and HQ read it (counter staff
+    # work to the deadlines on each ticket). Notifications: every agent role reads and marks its own -- what is
+    # addressed to them or to a role and scope they hold -- so there is no scope refusal: another store's are
+    # simply not theirs (test_sla_notifications_reach_only_their_addressees). Members and integrations never.
+    ("PUT", "/sla-policies"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/sla-policies"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/notifications/me"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("POST", "/notifications/me/read"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
 }
 
 # PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
@@ -1237,6 +1262,62 @@ def _get_closures(w: World) -> Prepared:
                     check_ok=lambda b: _eq((b["store_id"], type(b["closures"])), (OWN_STORE, list)))
 
 
+# ---- SLA policy and notifications
+def _sla_policy_item() -> Any:
+    from chalicelib import bootstrap
+    from chalicelib.store import keys
+
+    return bootstrap.db().get(keys.sla_policy_key())
+
+
+def _put_sla_policy(w: World) -> Prepared:
+    # PUT back exactly the policy GET answers, naming the version read: tickets other tests open meanwhile
+    # keep the same targets (and a concurrent edit makes this case a 409, never theirs).
+    status, current = w.api.get("/sla-policies", w.hq)
+    assert status == 200, current
+    return Prepared("PUT", "/sla-policies", current,
+                    check_ok=lambda b: _eq(b, {**current, "version": current["version"] + 1}),
+                    check_unchanged=_unchanged(_sla_policy_item, "the stored SLA policy"))
+
+
+def _get_sla_policy(w: World) -> Prepared:
+    return Prepared("GET", "/sla-policies", check_ok=lambda b: _eq(b, w.api.get("/sla-policies", w.hq)[1]))
+
+
+def _my_notifications(w: World) -> Prepared:
+    # What each caller is shown: test_sla_notifications_reach_only_their_addressees (a sweep in a table of its own)
+    return Prepared("GET", "/notifications/me?limit=5",
+                    check_ok=lambda b: _true(isinstance(b["items"], list) and len(b["items"]) <= 5
+                                             and all(isinstance(n["read"], bool) for n in b["items"])))
+
+
+AGENT_SUBS = ("staff-1", "store_manager-1", "region_manager-1", "integration-1", "hq-1")  # token_for's callers
+
+
+def _mark_notifications_read(w: World) -> Prepared:
+    from chalicelib import bootstrap
+    from chalicelib.store import keys
+
+    note_id = f"acl-{uuid.uuid4().hex[:10]}"
+    members = [w.member()["member_id"] for _ in range(2)]  # member tokens whose marks can be looked up
+    subs = [*AGENT_SUBS, *(f"member:{m}" for m in members)]
+
+    def marked_by() -> list[str]:
+        return [s for s in subs if bootstrap.db().get(keys.notification_read_key(s, note_id)) is not None]
+
+    def ok(b: Any) -> None:
+        assert b == {"marked": 1}, b  # the same id twice is one mark
+        assert len(marked_by()) == 1, marked_by()  # the caller's own mark, nobody else's
+
+    def unchanged() -> None:
+        assert marked_by() == [], "a refused call marked the notification read anyway"
+
+    return Prepared("POST", "/notifications/me/read", {"notification_ids": [note_id, note_id]},
+                    member_tokens={"member:self": w.tokens.member(members[0]),
+                                   "member:other": w.tokens.member(members[1])},
+                    check_ok=ok, check_unchanged=unchanged)
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/health"): _health,
     ("GET", "/openapi.json"): _openapi,
@@ -1302,6 +1383,10 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/calendars/{calendar_id}"): _get_office_calendar,
     ("PUT", "/stores/{store_id}/closures"): _put_closures,
     ("GET", "/stores/{store_id}/closures"): _get_closures,
+    ("PUT", "/sla-policies"): _put_sla_policy,
+    ("GET", "/sla-policies"): _get_sla_policy,
+    ("GET", "/notifications/me"): _my_notifications,
+    ("POST", "/notifications/me/read"): _mark_notifications_read,
 }
 
 
@@ -1727,6 +1812,101 @@ def test_a_ticket_moved_to_another_queue_is_read_but_not_worked_by_its_store(api
         status, answer = api.call(case.method, case.path, case.body,
                                   token_for(principal, tokens, case, bystander["member_id"]))
         assert_outcome(status, answer, expected, case)
+
+
+# ---- SLA: the breached list and notifications, after a sweep ----------------------------------------------
+# In a table of their own (no other test's ticket in the sweep's way, nor theirs in ours), an unassigned
+# ticket HQ opened at sh-001 at a frozen time long past, then swept as of that time's deadlines
+# (functions/sla_escalation, as tests/api/test_sla_flow.py runs it).
+SLA_PAST = "2019-03-13T12:00:00+08:00"  # a Wednesday noon
+
+
+def _swept_ticket(api: Any, tokens: Any, monkeypatch: Any, *, through: str) -> dict[str, Any]:
+    """The ticket as opened, swept as of one minute past its first-response deadline (`through="first_response"`:
+    breached, its resolution steps still to come) or then past each later step's time too (`"hq"`)."""
+    from datetime import datetime
+
+    from chalicelib.cli import _LocalContext
+    from chalicelib.domain import clock
+    from functions import sla_escalation
+    from testkit.support import create_stores
+
+    create_stores()
+    hours = {d: {"open": "10:00", "close": "22:00"} for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    status, store = api.put(f"/stores/{OWN_STORE}", {"name": "Store sh-001", "region_id": OWN_REGION, "city": "上海",
+                                                     "store_type": "standard", "business_hours": hours}, tokens.hq())
+    assert status == 200, store
+    opened_at = datetime.fromisoformat(SLA_PAST)
+    with monkeypatch.context() as m:
+        m.setattr(clock, "now", lambda: opened_at)
+        status, ticket = api.post("/tickets", _ticket_body(), tokens.hq())
+    assert status == 201 and ticket["queue_id"] == f"store-{OWN_STORE}" and ticket["assignee"] is None, ticket
+    # the default policy, by hand: first response 30 business minutes (open from 10:00), resolution 24 wall hours
+    assert (ticket["sla"]["first_response"]["due_at"], ticket["sla"]["resolution"]["due_at"]) == \
+        ("2019-03-13T12:30:00+08:00", "2019-03-14T12:00:00+08:00"), ticket["sla"]
+    times = ["2019-03-13T12:31:00+08:00"]  # first response at risk (12:22:30) and breached
+    if through == "hq":  # resolution at risk (06:00 next day) and breached (12:00), HQ 4 hours later
+        times += ["2019-03-14T06:01:00+08:00", "2019-03-14T12:01:00+08:00", "2019-03-14T16:01:00+08:00"]
+    for when in times:
+        result = sla_escalation.handler({"now": when}, _LocalContext("sla-escalation"))
+        assert result["failed"] == 0, result
+    return ticket
+
+
+# Breached tickets (?sla=breached, the only filter): HQ all; staff and managers the page with only what they may
+# read (another store's or region's left out: HIDDEN); members and integrations never.
+SLA_LIST = row(anonymous=ANON, member_self=ROLE, member_other=ROLE, staff_own=ALLOW, staff_other=HIDDEN,
+               store_manager_own=ALLOW, store_manager_other=HIDDEN, region_manager_own=ALLOW,
+               region_manager_other=HIDDEN, integration_own=ROLE, integration_other=ROLE, hq=ALLOW)
+
+
+@pytest.mark.parametrize(("principal", "expected"), [pytest.param(p, e, id=f"{p} -> {e}") for p, e in SLA_LIST.items()])
+def test_breached_list_shows_each_caller_what_they_may_read(api, tokens, fresh_table, monkeypatch,  # noqa: ANN001
+                                                              principal, expected):
+    t = _swept_ticket(api, tokens, monkeypatch, through="first_response")
+
+    def ok(b: Any) -> None:
+        assert [(x["ticket_id"], x["sla"]["first_response"]["state"]) for x in b["items"]] == \
+            [(t["ticket_id"], "breached")], b
+
+    case = Prepared("GET", "/tickets?sla=breached&limit=100", check_ok=ok,
+                    check_hidden=lambda b: _eq(b["items"], []))
+    member = World(api, tokens).member()["member_id"] if principal.startswith("member") else ""
+    status, body = api.call(case.method, case.path, None, token_for(principal, tokens, case, member))
+    assert_outcome(status, body, expected, case)
+
+
+# Who is told what, by hand from issue 14: at risk -> the queue's agents (the ticket is unassigned: the staff and
+# store managers of sh-001); first response breached -> sh-001's store managers; resolution breached -> the
+# manager of its region (east); then HQ. Nobody else, above all not the same roles of another store or region.
+SLA_TOLD: dict[str, set[str]] = {
+    "staff:own": {"first_response_at_risk", "resolution_at_risk"},
+    "staff:other": set(),
+    "store_manager:own": {"first_response_at_risk", "resolution_at_risk", "first_response_breached"},
+    "store_manager:other": set(),
+    "region_manager:own": {"resolution_breached"},
+    "region_manager:other": set(),
+    "hq": {"resolution_breached_hq"},
+}
+
+
+def test_sla_notifications_reach_only_their_addressees(api, tokens, fresh_table, monkeypatch):  # noqa: ANN001
+    t = _swept_ticket(api, tokens, monkeypatch, through="hq")
+    assert t["ticket_id"]
+    status, head = api.get(f"/tickets/{t['ticket_id']}", tokens.hq())
+    assert status == 200 and sorted(head["sla"]["escalated"]) == sorted(set().union(*SLA_TOLD.values())), head
+    for principal, steps in SLA_TOLD.items():
+        token = token_for(principal, tokens, Prepared("GET", "/notifications/me"), "")
+        status, page = api.get("/notifications/me?limit=100", token)
+        assert status == 200, page
+        told = [(n["ticket_id"], n["step"], n["store_id"], n["read"]) for n in page["items"]]
+        assert sorted(told) == sorted((t["ticket_id"], s, OWN_STORE, False) for s in steps), (principal, told)
+    # the brief's case in words: a store manager of gz-001 is not told what the managers of sh-001 are
+    other = tokens.staff("store_manager", stores=[OTHER_STORE], sub=_new_id())
+    assert api.get("/notifications/me?limit=100", other)[1]["items"] == []
+    mine = tokens.staff("store_manager", stores=[OWN_STORE], sub=_new_id())
+    assert [n["recipient"] for n in api.get("/notifications/me?limit=100", mine)[1]["items"]
+            if n["step"] == "first_response_breached"] == [f"store_managers:{OWN_STORE}"]
 
 
 # ---- token attacks: every one is 401 on a protected route -----------------------------------------------

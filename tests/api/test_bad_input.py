@@ -685,6 +685,22 @@ def _case_put_closures(c: Ctx) -> BodyCase:
                     lambda: _same(c.api.get(f"/stores/{store_id}/closures", c.hq), before))
 
 
+# ---- SLA policy and notifications
+def _case_put_sla_policy(c: Ctx) -> BodyCase:
+    current = c.config("/sla-policies")  # sent back as read (its version the one read) it is valid
+    return BodyCase("PUT", "/sla-policies", c.hq, current, 200, lambda: _same(c.config("/sla-policies"), current))
+
+
+def _case_mark_read(c: Ctx) -> BodyCase:
+    from chalicelib import bootstrap
+    from chalicelib.store import keys
+
+    sub, note_id = f"bi-{uuid.uuid4().hex[:10]}", f"bi-{uuid.uuid4().hex[:10]}"
+    return BodyCase("POST", "/notifications/me/read", c.tokens.staff(stores=["sh-001"], sub=sub),
+                    {"notification_ids": [note_id]}, 200,
+                    lambda: _same(bootstrap.db().get(keys.notification_read_key(sub, note_id)), None))
+
+
 def _same(actual: Any, expected: Any) -> None:
     assert actual == expected, "a rejected request changed the data"
 
@@ -721,6 +737,8 @@ BODY_ROUTES: dict[tuple[str, str], Callable[[Ctx], BodyCase]] = {
     ("PUT", "/calendars/brand"): _case_put_brand_calendar,
     ("PUT", "/calendars/{calendar_id}"): _case_put_office_calendar,
     ("PUT", "/stores/{store_id}/closures"): _case_put_closures,
+    ("PUT", "/sla-policies"): _case_put_sla_policy,
+    ("POST", "/notifications/me/read"): _case_mark_read,
 }
 # covered by their own tests below
 QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{member_id}/orders"),
@@ -728,7 +746,7 @@ QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{memb
                 ("GET", "/members/{member_id}/coupons"), ("GET", "/benefit-pool"),
                 ("GET", "/coupon-templates/{template_id}/stats"), ("GET", "/coupons/settlement"),
                 ("GET", "/kb/articles"), ("GET", "/tickets"), ("GET", "/members/{member_id}/tickets"),
-                ("GET", "/stores/{store_id}/tasks"),
+                ("GET", "/stores/{store_id}/tasks"), ("GET", "/notifications/me"),
                 ("GET", "/tickets/stats")}
 
 
@@ -3104,6 +3122,160 @@ def test_store_tasks_cursor_pages_and_is_valid_only_for_its_listing(api, ctx):  
 def test_tasks_of_a_malformed_or_unknown_store_are_404(api, ctx, store_id):  # noqa: ANN001
     status, body = api.get(f"/stores/{store_id}/tasks", ctx.hq)
     assert_error(status, body, 404, "store_not_found")
+
+
+# ---- SLA: PUT /sla-policies, GET /notifications/me, POST /notifications/me/read, GET /tickets?sla= ---------
+SLA_RULE = {"priority": "urgent", "first_response": {"minutes": 10, "clock": "wall"},
+            "resolution": {"minutes": 120, "clock": "business"}}
+
+
+def _sla_rule(**change: Any) -> dict[str, Any]:
+    return {**SLA_RULE, **change}
+
+
+def _target(**change: Any) -> dict[str, Any]:
+    return {"minutes": 30, "clock": "business", **change}
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    pytest.param({"rules": [SLA_RULE, SLA_RULE]}, ["body"], id="two rules for one case"),
+    pytest.param({"rules": [SLA_RULE, _sla_rule(type=None)]}, ["body"], id="type null is the same case as absent"),
+    pytest.param({"rules": [SLA_RULE] * 41}, ["body", "rules"], id="41 rules"),
+    pytest.param({"rules": None}, ["body", "rules"], id="rules null"),
+    pytest.param({"rules": SLA_RULE}, ["body", "rules"], id="rules an object"),
+    pytest.param({"rules": [_sla_rule(priority="critical")]}, ["body", "rules", 0, "priority"], id="unknown priority"),
+    pytest.param({"rules": [_sla_rule(type="other")]}, ["body", "rules", 0, "type"], id="unknown type"),
+    pytest.param({"rules": [_sla_rule(first_response=_target(minutes=0))]},
+                 ["body", "rules", 0, "first_response", "minutes"], id="0 minutes"),
+    pytest.param({"rules": [_sla_rule(resolution=_target(minutes=525_601))]},
+                 ["body", "rules", 0, "resolution", "minutes"], id="over a year"),
+    pytest.param({"rules": [_sla_rule(first_response=_target(minutes="30"))]},
+                 ["body", "rules", 0, "first_response", "minutes"], id="minutes as text"),
+    pytest.param({"rules": [_sla_rule(first_response=_target(minutes=30.5))]},
+                 ["body", "rules", 0, "first_response", "minutes"], id="fractional minutes"),
+    pytest.param({"rules": [_sla_rule(first_response=_target(clock="calendar"))]},
+                 ["body", "rules", 0, "first_response", "clock"], id="unknown clock"),
+    pytest.param({"rules": [{k: v for k, v in SLA_RULE.items() if k != "resolution"}]},
+                 ["body", "rules", 0, "resolution"], id="rule without resolution"),
+    pytest.param({"rules": [_sla_rule(escalate_to="hq")]}, ["body", "rules", 0, "escalate_to"],
+                 id="unknown rule field"),
+    pytest.param({"rules": [], "probe": 1}, ["body", "probe"], id="unknown field"),
+    pytest.param({"at_risk_pct": 0}, ["body", "at_risk_pct"], id="at risk at 0 %"),
+    pytest.param({"at_risk_pct": 100}, ["body", "at_risk_pct"], id="at risk at 100 %"),
+    pytest.param({"at_risk_pct": True}, ["body", "at_risk_pct"], id="at risk true"),
+    pytest.param({"hq_after_minutes": 0}, ["body", "hq_after_minutes"], id="HQ after 0 minutes"),
+    pytest.param({"version": -1}, ["body", "version"], id="negative version"),
+    pytest.param({"version": "1"}, ["body", "version"], id="version as text"),
+])
+def test_put_sla_policy_rejects_invalid_body_and_keeps_the_policy(api, ctx, nothing_written, change, loc):  # noqa: ANN001
+    before = ctx.config("/sla-policies")
+    with nothing_written():
+        status, body = api.put("/sla-policies", {"rules": [], **change}, ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+    assert ctx.config("/sla-policies") == before
+
+
+def test_put_sla_policy_at_the_bounds_is_accepted_and_a_stale_version_is_409(api, ctx, nothing_written):  # noqa: ANN001
+    before = ctx.config("/sla-policies")
+    every_case = [{"priority": p, **({"type": t} if t else {}), "first_response": _target(minutes=1),
+                   "resolution": _target(minutes=525_600, clock="wall")}
+                  for p in ("low", "normal", "high", "urgent")
+                  for t in (None, "complaint", "product", "service", "refund", "inquiry", "cross_store")]
+    body = {"rules": every_case, "at_risk_pct": 99, "hq_after_minutes": 525_600, "version": before["version"]}
+    status, saved = api.put("/sla-policies", body, ctx.hq)
+    assert (status, saved["version"], len(saved["rules"]), saved["at_risk_pct"]) == \
+        (200, before["version"] + 1, 28, 99), saved
+    with nothing_written():
+        status, answer = api.put("/sla-policies", {"rules": [], "version": before["version"]}, ctx.hq)
+    assert_error(status, answer, 409, "version_conflict")
+    assert ctx.config("/sla-policies") == saved
+    status, back = api.put("/sla-policies", {"rules": [], "at_risk_pct": 1, "version": saved["version"]}, ctx.hq)
+    assert (status, back["rules"], back["at_risk_pct"]) == (200, [], 1), back
+    assert api.put("/sla-policies", {"rules": [], "version": back["version"]}, ctx.hq)[0] == 200  # the defaults
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    pytest.param({"notification_ids": []}, ["body", "notification_ids"], id="no ids"),
+    pytest.param({"notification_ids": [f"n-{i}" for i in range(101)]}, ["body", "notification_ids"], id="101 ids"),
+    pytest.param({"notification_ids": [""]}, ["body", "notification_ids", 0], id="empty id"),
+    pytest.param({"notification_ids": ["n" * 201]}, ["body", "notification_ids", 0], id="201-char id"),
+    pytest.param({"notification_ids": [7]}, ["body", "notification_ids", 0], id="numeric id"),
+    pytest.param({"notification_ids": "n-1"}, ["body", "notification_ids"], id="a string, not a list"),
+    pytest.param({}, ["body", "notification_ids"], id="missing ids"),
+    pytest.param({"notification_ids": ["n-1"], "all": True}, ["body", "all"], id="unknown field"),
+])
+def test_mark_read_rejects_invalid_body_and_marks_nothing(api, ctx, tokens, nothing_written, body, loc):  # noqa: ANN001
+    with nothing_written():
+        status, answer = api.post("/notifications/me/read", body, tokens.staff(stores=["sh-001"]))
+    assert_error(status, answer, 422, "validation_error", loc)
+
+
+def test_mark_read_of_100_ids_of_200_chars_is_accepted(api, ctx, tokens):  # noqa: ANN001
+    from chalicelib import bootstrap
+    from chalicelib.store import keys
+
+    sub = f"bi-{uuid.uuid4().hex[:10]}"
+    ids = [f"{i:03d}{uuid.uuid4().hex}".ljust(200, "n") for i in range(100)]
+    status, answer = api.post("/notifications/me/read", {"notification_ids": ids},
+                              tokens.staff("region_manager", region="east", sub=sub))
+    assert (status, answer) == (200, {"marked": 100}), answer
+    assert all(bootstrap.db().get(keys.notification_read_key(sub, i)) is not None for i in (ids[0], ids[-1]))
+
+
+@pytest.mark.parametrize("limit", ["0", "101", "-1", "abc", "1.5", ""])
+def test_my_notifications_reject_an_invalid_limit(api, ctx, tokens, limit):  # noqa: ANN001
+    status, body = api.get(f"/notifications/me?limit={limit}", tokens.staff(stores=["sh-001"]))
+    assert_error(status, body, 422, "validation_error", ["query", "limit"])
+
+
+def _b64_json(obj: Any) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(("query", "code", "loc"), [
+    pytest.param("sla=late", "validation_error", ["query", "sla"], id="unknown stage"),
+    pytest.param("sla=", "validation_error", ["query", "sla"], id="empty stage"),
+    pytest.param("sla=BREACHED", "validation_error", ["query", "sla"], id="upper case"),
+    pytest.param("sla=breached&queue=store-sh-001", "unsupported_filter", ["query"], id="with a queue"),
+    pytest.param("sla=breached&store_id=sh-001", "unsupported_filter", ["query"], id="with a store"),
+    pytest.param("sla=at_risk&assignee=me", "unsupported_filter", ["query"], id="with my own"),
+    pytest.param("sla=breached&status=new", "unsupported_filter", ["query"], id="with a status"),
+    pytest.param("sla=breached&limit=0", "validation_error", ["query", "limit"], id="limit 0"),
+    pytest.param("sla=breached&limit=101", "validation_error", ["query", "limit"], id="limit 101"),
+    pytest.param("sla=breached&cursor=abc!!", "invalid_cursor", ["query", "cursor"], id="cursor not base64"),
+    pytest.param("sla=breached&cursor=" + _b64_json({"stage": "at_risk", "shard": "1"}), "invalid_cursor",
+                 ["query", "cursor"], id="cursor of the other stage"),
+    pytest.param("sla=breached&cursor=" + _b64_json({"stage": "breached", "shard": "0", "gsi2pk": "SLA#breached#0"}),
+                 "invalid_cursor", ["query", "cursor"], id="cursor of a partial key"),
+    pytest.param("sla=breached&cursor=" + _b64_json({"stage": "breached", "shard": "0", "gsi2pk": "SLA#breached#0",
+                                                     "gsi2sk": "x"}),
+                 "invalid_cursor", ["query", "cursor"], id="cursor without the table's key"),
+])
+def test_sla_ticket_list_rejects_invalid_query(api, ctx, query, code, loc):  # noqa: ANN001
+    status, body = api.get(f"/tickets?{query}", ctx.hq)
+    assert_error(status, body, 422, code, loc)
+
+
+@pytest.mark.parametrize("listing", ["queue", "store_id"])
+def test_ticket_list_cursor_of_a_partial_key_is_422(api, ctx, listing):  # noqa: ANN001
+    # Regression: a crafted cursor naming the listing's partition but not a whole key was a 500 (DynamoDB's
+    # ValidationException for an invalid ExclusiveStartKey).
+    from chalicelib.store import keys
+
+    partition = ({"gsi1pk": keys.ticket_queue_list("store-sh-001", "new")} if listing == "queue"
+                 else {"gsi4pk": keys.ticket_store_list("sh-001", "new")})
+    value = "store-sh-001" if listing == "queue" else "sh-001"
+    status, body = api.get(f"/tickets?{listing}={value}&cursor={_b64_json(partition)}", ctx.hq)
+    assert_error(status, body, 422, "invalid_cursor", ["query", "cursor"])
+
+
+def test_sla_ticket_list_is_accepted_alone(api, ctx, tokens):  # noqa: ANN001
+    for stage in ("at_risk", "breached"):
+        for token in (ctx.hq, ctx.staff, tokens.staff("region_manager", region="south")):
+            status, page = api.get(f"/tickets?sla={stage}&limit=100", token)
+            assert status == 200 and isinstance(page["items"], list), page
 
 
 # ---- edge cases that must be ACCEPTED --------------------------------------------------------------------

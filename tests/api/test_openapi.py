@@ -70,6 +70,7 @@ def _examples(api, tokens):
         assert api.post(f"/tickets/{tk}/tasks", {"task_id": task, "store_id": "sh-001", "title": "回访",
                                                  "due_at": "2026-12-31T18:00:00+08:00"}, staff)[0] == 201
     routing = api.get("/routing-rules", hq)[1]
+    sla_policy = api.get("/sla-policies", hq)[1]
     kb = f"doc-{uuid.uuid4().hex[:8]}"
     article = {"category": "faq", "title": "积分过期规则", "tags": ["积分"], "body": "会员积分一年后过期。"}
     assert api.put(f"/kb/articles/{kb}", article, hq)[0] == 201
@@ -89,6 +90,12 @@ def _examples(api, tokens):
         ("/stores/{store_id}/closures", "PUT", "/stores/sh-001/closures",
          {"closures": [{"start": "2020-02-01", "end": "2020-02-03", "name": "文档"}]}, hq),
         ("/stores/{store_id}/closures", "GET", "/stores/sh-001/closures", None, staff),
+        # SLA: the policy PUT back as read (new tickets keep the same targets), and what each caller was told
+        ("/sla-policies", "GET", "/sla-policies", None, tokens.staff("store_manager", stores=["sh-001"])),
+        ("/sla-policies", "PUT", "/sla-policies", sla_policy, hq),
+        ("/notifications/me", "GET", "/notifications/me?limit=5", None, staff),
+        ("/notifications/me/read", "POST", "/notifications/me/read", {"notification_ids": [f"doc-{tk}"]}, staff),
+        ("/tickets", "GET", "/tickets?sla=at_risk&limit=2", None, hq),
         ("/tickets", "POST", "/tickets", {"ticket_id": f"doc-{uuid.uuid4().hex[:8]}", "channel": "hotline",
                                           "type": "inquiry", "subject": "问", "description": "营业时间"}, hq),
         ("/tickets", "GET", "/tickets?queue=store-sh-001&status=new&limit=2", None, staff),

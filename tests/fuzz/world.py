@@ -154,6 +154,7 @@ class World:
     tickets: list[str] = field(default_factory=list)  # opened by HQ at sh-001 about members[0], in store-sh-001
     tasks: list[str] = field(default_factory=list)  # open tasks for sh-001 (on those tickets)
     queues: list[str] = field(default_factory=list)  # queues a body may name: store, region (east) and HQ ones
+    notifications: list[str] = field(default_factory=list)  # ids the SLA sweep wrote about those tickets
     stores: list[str] = field(default_factory=lambda: list(STORES))
     sent: Counter[tuple[str, str]] = field(default_factory=Counter)  # (operation, caller) -> requests
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)  # (operation, status) -> responses
@@ -320,6 +321,19 @@ def _seed(stack: Any, url: str, table: str) -> World:
         post(f"/kb/articles/{article_id}", {"category": "faq", "title": title, "tags": ["fuzz"],
                                             "body": "会员积分一年后过期。请携带小票到门店办理退款。"}, hq, "PUT")
     wechat = post("/auth/wechat", {"code": f"fuzz~{uuid.uuid4().hex[:8]}"}, staff)  # public route
+    # SLA: the sweep run as of two days on (this table holds only the tickets above) takes their resolution
+    # steps, so the notification routes and the at-risk and breached lists have something to answer with.
+    from chalicelib.cli import _LocalContext
+    from chalicelib.domain import clock
+    from functions import sla_escalation
+
+    swept = sla_escalation.handler({"now": (clock.now() + timedelta(days=2)).isoformat()},
+                                   _LocalContext("sla-escalation"))
+    assert swept["notified"] and not swept["failed"], swept
+    notifications = [n["notification_id"] for n in
+                     requests.get(f"{url}/notifications/me?limit=100", headers={"Authorization": f"Bearer {hq}"},
+                                  timeout=30).json()["items"]]
+    assert notifications, "the sweep told HQ nothing"
     tokens = {
         "member": t.member(members[0]),
         "member_wechat": wechat["token"],
@@ -331,7 +345,7 @@ def _seed(stack: Any, url: str, table: str) -> World:
     }
     return World(url=url, table=table, tokens=tokens, members=members, expendable=expendable, orders=orders,
                  redemptions=redemptions, templates=templates, coupons=coupons, redeemed=redeemed,
-                 tickets=tickets, tasks=tasks, queues=queues)
+                 tickets=tickets, tasks=tasks, queues=queues, notifications=notifications)
 
 
 CURRENT: World | None = None  # set by the fuzz_world fixture while its module runs
@@ -488,6 +502,14 @@ def _shape_body(world: World, seed: int, method: str, path: str, body: dict[str,
             body["region_id"] = "east"
         else:
             body.pop("region_id", None)
+    elif path == "/sla-policies":
+        body.pop("version", None)  # as the routing rules: replace what is there (a stale one is a documented 409)
+        rules = [r for r in body.get("rules") or [] if isinstance(r, dict)]
+        seen_cases: set[Any] = set()
+        body["rules"] = [r for r in rules if not ((r.get("priority"), r.get("type")) in seen_cases
+                                                  or seen_cases.add((r.get("priority"), r.get("type"))))]
+    elif path == "/notifications/me/read":
+        body["notification_ids"] = world.notifications[: 1 + seed % len(world.notifications)]
     elif path == "/routing-rules":
         body.pop("version", None)  # the version is the run's own business: the rules replace what is there
         for rule in [r for r in body.get("rules") or [] if isinstance(r, dict)]:
@@ -549,9 +571,12 @@ def _shape_query(seed: int, path: str, query: dict[str, Any]) -> dict[str, Any] 
         limit = query.get("limit")
         shaped = _pick(seed >> 2, [{"q": "积分过期"}, {"q": "退款 门店", "category": "faq"}, {"category": "faq"}])
         return {**shaped, **({"limit": limit} if limit is not None else {})}
-    if path == "/tickets":  # one filter at a time: the queue, the store (the counter tokens') or my own
-        shaped = {k: v for k, v in query.items() if k not in ("queue", "store_id", "assignee")}
-        key, value = _pick(seed >> 2, [("queue", "store-sh-001"), ("store_id", "sh-001"), ("assignee", "me")])
+    if path == "/tickets":  # one filter at a time: the queue, the store (the counter tokens'), my own, an SLA stage
+        shaped = {k: v for k, v in query.items() if k not in ("queue", "store_id", "assignee", "sla")}
+        key, value = _pick(seed >> 2, [("queue", "store-sh-001"), ("store_id", "sh-001"), ("assignee", "me"),
+                                       ("sla", "at_risk"), ("sla", "breached")])
+        if key == "sla":  # alone (a status with it is a 422 unsupported_filter)
+            shaped.pop("status", None)
         return {**shaped, key: value}
     if path == "/tickets/stats":  # up to 92 days ending today (the seeded tickets' day), any grouping
         today = clock.business_day(clock.now())
