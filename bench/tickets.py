@@ -1,18 +1,21 @@
 """What service tickets cost: requests and capacity per create, per action, per read and list page, per task."""
 from __future__ import annotations
 
+import random
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from chalicelib import bootstrap
 from chalicelib.domain import clock
 from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.tasks import CompleteInput, TaskInput
-from chalicelib.domain.tickets import ActionInput, TicketInput
-from chalicelib.services import tasks, ticket_actions, ticket_queues, tickets
+from chalicelib.domain.ticket_stats import SHARDS, StatRow, histogram
+from chalicelib.domain.tickets import ActionInput, TicketInput, TicketType
+from chalicelib.services import tasks, ticket_actions, ticket_queues, ticket_stats, tickets
+from chalicelib.store.tickets import add_stats
 
-from .dynamo import CLERK, HQ, MANAGER, STORE, Scenario
+from .dynamo import CLERK, HQ, MANAGER, REGION_MANAGER, STORE, Scenario
 
 AGENTS = [Principal(sub=f"bench-agent-{n}", role=Role.STAFF, store_ids=frozenset({STORE})) for n in range(2)]
 LIST_PAGE = 20
@@ -100,6 +103,64 @@ def _complete(task_id: str) -> None:
         raise RuntimeError("the task was not completed")
 
 
+# The numbers HQ reads: STATS_DAYS days of day rollups for STATS_STORES stores (half in the region manager's
+# region) and for every ticket type, on days long past that nothing else writes.
+STATS_STORES = 100
+STATS_DAYS = 30
+STATS_FIRST = date(2019, 1, 1)
+STATS_LAST = STATS_FIRST + timedelta(days=STATS_DAYS - 1)
+STATS_TICKETS = 20  # a store's tickets a day (first responses, decisions, ratings alike)
+_stats_seeded: list[bool] = []
+
+
+def _day_counts(rng: random.Random, n: int) -> dict[str, int]:
+    """A day of n tickets: their first-response waits (a few minutes to some hours) in the histogram's buckets,
+    most met, a few breached, two in three rated."""
+    waits = [int(rng.lognormvariate(7, 1.2)) for _ in range(n)]
+    counts = {f"frh{k}": c for k, c in histogram(waits).items()}
+    met = sum(w <= 1800 for w in waits)
+    rated = 2 * n // 3
+    return {"opened": n, **counts, "fr_met": met, "fr_breached": n - met, "res_met": n - n // 10,
+            "res_breached": n // 10, "rate_sum": 4 * rated, "rate_n": rated}
+
+
+def _seed_stats() -> None:
+    """Written once, straight as rollup items (25 per transaction), as ticket changes would have added them."""
+    if _stats_seeded:
+        return
+    rng = random.Random(14)
+    rows = []
+    for d in range(STATS_DAYS):
+        day = STATS_FIRST + timedelta(days=d)
+        for n in range(STATS_STORES):
+            region = REGION_MANAGER.region_id if n % 2 else "south"
+            rows.append(StatRow("store", f"bench-stats-{n:03d}", day, None, _day_counts(rng, STATS_TICKETS), region))
+        per_shard = STATS_STORES * STATS_TICKETS // len(TicketType) // SHARDS
+        rows += [StatRow("type", kind.value, day, shard, _day_counts(rng, per_shard))
+                 for kind in TicketType for shard in range(SHARDS)]
+    db = bootstrap.db()
+    for k in range(0, len(rows), 25):
+        tx = db.tx()
+        add_stats(tx, rows[k:k + 25])
+        db.commit(tx)
+    _stats_seeded.append(True)
+
+
+def _stats_queries(n: int) -> list[None]:
+    _seed_stats()
+    return [None] * n
+
+
+def _read_stats(group_by: str, actor: Any, groups: int) -> None:
+    found = ticket_stats.stats(STATS_FIRST, STATS_LAST, group_by, actor, bootstrap.tickets())
+    if len(found) != groups or any(g.opened == 0 or g.first_response_median_seconds is None for g in found):
+        raise RuntimeError(f"stats by {group_by}: {len(found)} groups, expected {groups}")
+
+
+def _resolve(ticket_id: str) -> None:
+    _act(ticket_id, AGENTS[0], type="resolve")
+
+
 SCENARIOS = [
     Scenario("ticket: open (store queue, 2 agents, round robin)",
              lambda n: (_agents_available(), _ids("bt", n))[1], _open),
@@ -113,4 +174,13 @@ SCENARIOS = [
     Scenario(f"ticket list: a queue's page of {LIST_PAGE} (gsi1)", _queue_page, _list_queue),
     Scenario(f"ticket list: my assigned, page of {LIST_PAGE} (gsi3 + heads)", _queue_page, _list_mine),
     Scenario("task: complete (with its ticket's event)", _with_tasks, _complete),
+    Scenario("ticket: comment (adds to no rollup)", _tickets,
+             lambda t: _act(t, AGENTS[0], type="comment", body="内部备注")),
+    Scenario("ticket: resolve before any reply (both clocks decided: 4 rollup items)", _tickets, _resolve),
+    Scenario(f"ticket stats: {STATS_DAYS} days by store, {STATS_STORES} stores, HQ ({STATS_DAYS * STATS_STORES:,} "
+             "items)", _stats_queries, lambda _: _read_stats("store", HQ, STATS_STORES)),
+    Scenario(f"ticket stats: {STATS_DAYS} days by store, region manager (same items, half kept)", _stats_queries,
+             lambda _: _read_stats("store", REGION_MANAGER, STATS_STORES // 2)),
+    Scenario(f"ticket stats: {STATS_DAYS} days by type ({STATS_DAYS * len(TicketType) * SHARDS} shard items)",
+             _stats_queries, lambda _: _read_stats("type", HQ, len(TicketType))),
 ]

@@ -101,9 +101,9 @@ def task_from(item: dict[str, Any]) -> Task:
     return Task.model_validate_json(item["body"])
 
 
-def _add_stats(tx: Tx, stats: Sequence[StatRow]) -> None:
-    """ADD each row's counters to its day item (created by the first ADD); a store row also SETs the store's
-    region, so a region's store rows are found without reading the stores."""
+def add_stats(tx: Tx, stats: Sequence[StatRow]) -> None:
+    """ADD each row's counters to its day item (created by the first ADD; the bench seeds rows with it); a store
+    row also SETs the store's region, so a region's store rows are found without reading the stores."""
     for row in stats:
         names = {f"#c{i}": name for i, name in enumerate(row.counts)}
         values: dict[str, Any] = {f":c{i}": n for i, n in enumerate(row.counts.values())}
@@ -153,7 +153,7 @@ class DynamoTicketRepository:
             tx.put({**keys.member_ticket_key(ticket.member_id, clock.iso(ticket.created_at), ticket.ticket_id),
                     "type": "ticket_ref", "ticket_id": ticket.ticket_id})
         self._agents(tx, None, ticket, claim)
-        _add_stats(tx, stats)
+        add_stats(tx, stats)
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
@@ -179,7 +179,7 @@ class DynamoTicketRepository:
             task_at = tx.put(_task_item(task_done), condition="#s = :open", names={"#s": "state"},
                              values={":open": TaskState.OPEN.value})
         self._agents(tx, before, after, claim)
-        _add_stats(tx, stats)
+        add_stats(tx, stats)
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
