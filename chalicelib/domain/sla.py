@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from .tickets import ActionType, Event, Priority, Ticket, TicketType
+from .tickets import ActionType, Event, Priority, QueueRecord, Ticket, TicketType
 
 WALL = "ALWAYS"  # the calendar key of wall-clock targets
 SEARCH_DAYS = 400  # a calendar with no open time in this long gives no deadline (rather than a loop)
@@ -350,11 +350,18 @@ class Recipient:
         return f"{self.kind}:{self.scope}" if self.scope else self.kind
 
 
-def recipients(step: str, ticket: Ticket, store_region: str | None) -> list[Recipient]:
-    """At risk: the assignee (or the queue's agents); first response breached: the store's managers;
-    resolution breached: the region's manager, then HQ. Without a store or region, HQ."""
+def recipients(step: str, ticket: Ticket, store_region: str | None, queue: QueueRecord) -> list[Recipient]:
+    """At risk: the assignee, or with nobody assigned the queue's people (a store queue's agents, a region
+    queue's manager, HQ for an HQ queue); first response breached: the store's managers; resolution
+    breached: the region's manager, then HQ. Without a store or region, HQ."""
     if step.endswith("at_risk"):
-        return [Recipient("sub", ticket.assignee)] if ticket.assignee else [Recipient("queue", ticket.queue_id)]
+        if ticket.assignee:
+            return [Recipient("sub", ticket.assignee)]
+        if queue.kind == "store":
+            return [Recipient("queue", ticket.queue_id)]
+        if queue.kind == "region" and queue.region_id:
+            return [Recipient("region_manager", queue.region_id)]
+        return [Recipient("hq")]
     if step == "first_response_breached":
         return [Recipient("store_managers", ticket.store_id)] if ticket.store_id else [Recipient("hq")]
     if step == "resolution_breached":

@@ -17,7 +17,7 @@ def addressed_to(actor: Principal) -> list[str]:
     if actor.role is Role.REGION_MANAGER and actor.region_id:
         out.append(f"region_manager:{actor.region_id}")
     if actor.role is Role.HQ:
-        out += ["hq", "queue:hq-service"]
+        out.append("hq")
     return out
 
 

@@ -16,6 +16,7 @@ from ..domain.errors import DocumentExists, StaleRead
 from ..domain.sla import SLA_SHARDS, Notification, Recipient, recipients, sla_body, sla_from
 from ..domain.tickets import Ticket
 from .ports import StoreRepository, TicketRepository
+from .ticket_queues import resolve_queue
 
 STAGES = ("within", "at_risk", "breached")
 ATTEMPTS = 5
@@ -72,8 +73,9 @@ def escalate_one(ticket_id: str, now: datetime, tickets: TicketRepository,
             return 0, 0  # an action moved it on since the index was read
         after = ticket.evolve(sla=sla_body(sla.escalate(steps)))
         due = sla.thresholds()
-        region = _region(ticket, stores)
-        notes = [_note(r, ticket, step, due[step], now) for step in steps for r in recipients(step, ticket, region)]
+        region, queue = _region(ticket, stores), resolve_queue(ticket.queue_id, tickets, stores)
+        notes = [_note(r, ticket, step, due[step], now) for step in steps
+                 for r in recipients(step, ticket, region, queue)]
         try:
             tickets.escalate(ticket, after, created_print, notes)
             return len(steps), len(notes)

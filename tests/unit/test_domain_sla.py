@@ -169,3 +169,21 @@ def test_pausing_consumes_nothing(begin, run_minutes, paused_minutes):
     later = pause(resume(held, begin + timedelta(minutes=run_minutes + paused_minutes), cals, 75),
                   begin + timedelta(minutes=run_minutes + paused_minutes), cals)
     assert later.used == held.used == business_seconds(SHOP, begin, begin + timedelta(minutes=run_minutes))
+
+
+def test_who_is_told_at_each_step():
+    from chalicelib.domain.sla import recipients
+    from chalicelib.domain.tickets import QueueRecord
+
+    store_q = QueueRecord(queue_id="store-a", kind="store", name="a", store_id="a", region_id="east")
+    region_q = QueueRecord(queue_id="east-desk", kind="region", name="east", region_id="east")
+    hq_q = QueueRecord(queue_id="hq-vip", kind="hq", name="vip")
+    t = ticket()
+    keys = {q.queue_id: [r.key for r in recipients("first_response_at_risk", t.evolve(queue_id=q.queue_id), "east", q)]
+            for q in (store_q, region_q, hq_q)}
+    assert keys == {"store-a": ["queue:store-a"], "east-desk": ["region_manager:east"], "hq-vip": ["hq"]}
+    assert [r.key for r in recipients("resolution_at_risk", t.evolve(assignee="u1"), "east", store_q)] == ["sub:u1"]
+    assert [r.key for r in recipients("first_response_breached", t, "east", store_q)] == ["store_managers:a"]
+    assert [r.key for r in recipients("resolution_breached", t, "east", store_q)] == ["region_manager:east"]
+    assert [r.key for r in recipients("resolution_breached", t.evolve(store_id=None), None, hq_q)] == ["hq"]
+    assert [r.key for r in recipients("resolution_breached_hq", t, "east", store_q)] == ["hq"]
