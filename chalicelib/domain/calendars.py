@@ -42,12 +42,12 @@ MAX_SPAN_DAYS = 366
 
 
 class NoOpenTime(ValueError):
-    """The calendar opens for no time within SEARCH_DAYS (say, a store with no hours, or closed for a year):
-    the target has no due time. The SLA code turns this into "no deadline"."""
+    """The calendar opens for no time within SEARCH_DAYS (say, a store with no hours, or closed for a year), or
+    has too little open time within SEARCH_LIMIT_DAYS for the target (a minute a week): the target has no due
+    time. The SLA code turns this into "no deadline"."""
 
-    def __init__(self, start: datetime, minutes: int) -> None:
-        super().__init__(f"no open time to count {minutes} minutes from {start.isoformat()} "
-                         f"(searched up to {SEARCH_DAYS} days without an opening)")
+    def __init__(self, start: datetime, minutes: int, why: str = f"{SEARCH_DAYS} days without an opening") -> None:
+        super().__init__(f"no open time to count {minutes} minutes from {start.isoformat()} ({why})")
         self.start = start
         self.minutes = minutes
 
@@ -81,10 +81,9 @@ class DateSpan(BaseModel):
         return self
 
     def dates(self) -> Iterator[date]:
-        day, last = self.start, self.end or self.start
-        while day <= last:
-            yield day
-            day += timedelta(days=1)
+        last = self.end or self.start
+        for n in range((last - self.start).days + 1):  # counted, so 9999-12-31 ends the loop without overflow
+            yield self.start + timedelta(days=n)
 
 
 class AdjustedDay(BaseModel):
@@ -277,7 +276,9 @@ def _add_business(cal: WeeklyCalendar, start: datetime, minutes: int) -> datetim
     left = timedelta(minutes=minutes)
     cursor, last_open = start, start
     limit = start + timedelta(days=SEARCH_LIMIT_DAYS)
-    while cursor < limit and cursor - last_open < timedelta(days=SEARCH_DAYS):
+    while cursor - last_open < timedelta(days=SEARCH_DAYS):
+        if cursor >= limit:
+            raise NoOpenTime(start, minutes, f"not enough open time in {SEARCH_LIMIT_DAYS} days")
         # A week at a time: a window cut at the chunk's end goes on in the next chunk (adding is the same).
         for a, b in cal.open_windows(cursor, cursor + _CHUNK):
             if b - a >= left:

@@ -1,11 +1,21 @@
 """The brand's organisation: stores grouped in regions."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 
 
 class StoreType(StrEnum):
@@ -15,19 +25,40 @@ class StoreType(StrEnum):
     ONLINE = "online"
 
 
+_LOCAL_TIME = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?")
+
+
+def _local_time(value: object, info: ValidationInfo) -> object:
+    """Hours are local wall times, HH:MM or HH:MM:SS: no offset (what would 10:00Z mean for a store in
+    Shanghai?), no fractions. Parsed here, so the strict JSON mode gets a time."""
+    if isinstance(value, str):
+        if _LOCAL_TIME.fullmatch(value):
+            return time.fromisoformat(value)
+        if not _stored(info):
+            raise ValueError("a local time HH:MM or HH:MM:SS (Asia/Shanghai, no offset)")
+    return value
+
+
+LocalTime = Annotated[time, BeforeValidator(_local_time), WithJsonSchema({
+    "type": "string", "pattern": f"^{_LOCAL_TIME.pattern}$",
+    "description": "local time in Asia/Shanghai, HH:MM or HH:MM:SS (no offset)"})]
+
+
 class OpeningHours(BaseModel):
     """One opening window in the store's local time (Asia/Shanghai). A close at or before the open runs past
     midnight: 18:00-02:00 closes at 02:00 the next day, and 00:00-00:00 is the whole day. Any other equal
     open and close is refused (empty or 24 hours? say 00:00-00:00)."""
 
     model_config = ConfigDict(extra="forbid")
-    open: time
-    close: time
+    open: LocalTime
+    close: LocalTime
 
     @model_validator(mode="after")
     def _clear(self, info: ValidationInfo) -> OpeningHours:
         if self.open.tzinfo is not None or self.close.tzinfo is not None:
             raise ValueError("hours are local times (Asia/Shanghai), without an offset")
+        if self.open.microsecond or self.close.microsecond:
+            raise ValueError("hours are to the second at most")
         if self.open == self.close and self.open != time(0) and not _stored(info):
             raise ValueError("open and close are the same time: write 00:00-00:00 for a whole day")
         return self
