@@ -34,6 +34,8 @@ STATEFUL_EXAMPLES = int(os.environ.get("CHAINCRM_FUZZ_STATEFUL_EXAMPLES", "60"))
 STATEFUL_STEPS = int(os.environ.get("CHAINCRM_FUZZ_STATEFUL_STEPS", "10"))  # calls per scenario, at most
 SEED = os.environ.get("CHAINCRM_FUZZ_SEED", "20261123")  # "random": a new seed each run
 FUZZ_ARTICLES = ("fz-kb-0", "fz-kb-1")  # knowledge-base articles the seed writes (GETs name them)
+FUZZ_CALENDARS = ("fz-office", "fz-hotline")  # office calendars the seed writes (GETs name them; not `office`,
+#                                              which the SLA code counts region and HQ queues in)
 
 SEED_USED: int | None = None  # the stateless run's seed (CHAINCRM_FUZZ_SEED=<it> replays a long run)
 
@@ -320,6 +322,10 @@ def _seed(stack: Any, url: str, table: str) -> World:
     for article_id, title in zip(FUZZ_ARTICLES, ("积分过期规则", "退款须知"), strict=True):
         post(f"/kb/articles/{article_id}", {"category": "faq", "title": title, "tags": ["fuzz"],
                                             "body": "会员积分一年后过期。请携带小票到门店办理退款。"}, hq, "PUT")
+    # Calendars: two office calendars (FUZZ_CALENDARS); the run PUTs the brand calendar and closures itself.
+    for calendar_id in FUZZ_CALENDARS:
+        post(f"/calendars/{calendar_id}", {"name": calendar_id, "hours": {"mon": {"open": "09:00", "close": "18:00"}}},
+             hq, "PUT")
     wechat = post("/auth/wechat", {"code": f"fuzz~{uuid.uuid4().hex[:8]}"}, staff)  # public route
     # SLA: the sweep run as of two days on (this table holds only the tickets above) takes their resolution
     # steps, so the notification routes and the at-risk and breached lists have something to answer with.
@@ -401,6 +407,10 @@ def shape(world: World, case: Any) -> Any:
             params["task_id"] = _pick(seed, world.tasks)
         if "queue_id" in params:  # PUT a queue: a new one, or one of a few the run keeps replacing (not a store's)
             params["queue_id"] = _pick(seed, world.queues) if path.endswith("/me") else f"fz-q-{seed % 10}"
+        if "calendar_id" in params:  # PUT: one of a few office calendars the run keeps replacing
+            params["calendar_id"] = f"fz-cal-{seed % 5}" if method == "PUT" else _pick(seed, list(FUZZ_CALENDARS))
+        if "store_id" in params and path.endswith("/closures"):  # a real store's closures, whatever the method
+            params["store_id"] = _pick(seed, world.stores)
         case.path_parameters = params
     query = case.query
     if isinstance(query, dict) and "phone" in query and not meta.is_negative_at(ParameterLocation.QUERY):
@@ -514,6 +524,15 @@ def _shape_body(world: World, seed: int, method: str, path: str, body: dict[str,
         body.pop("version", None)  # the version is the run's own business: the rules replace what is there
         for rule in [r for r in body.get("rules") or [] if isinstance(r, dict)]:
             rule["queue_id"] = _pick(seed >> 2, ["{store}", *world.queues])
+    elif path == "/stores/{store_id}" and isinstance(body.get("business_hours"), dict):
+        body["business_hours"] = _shape_hours(seed, body["business_hours"])
+    elif path == "/calendars/{calendar_id}" and isinstance(body.get("hours"), dict):
+        body["hours"] = _shape_hours(seed, body["hours"])
+    elif path == "/calendars/brand":
+        _shape_brand_calendar(body)
+    elif path == "/stores/{store_id}/closures" and isinstance(body.get("closures"), list):
+        for span in [c for c in body["closures"] if isinstance(c, dict)]:
+            span.pop("end", None)  # one day each: a range must not run backwards or past 366 days
     elif path == "/tiers" and isinstance(body.get("tiers"), list):
         tiers = [t for t in body["tiers"] if isinstance(t, dict)]
         seen: set[Any] = set()
@@ -543,6 +562,26 @@ def _shape_action(world: World, seed: int, body: dict[str, Any]) -> None:
         body["queue_id"] = _pick(seed >> 5, world.queues)
     elif kind == "rate":
         body["score"] = 1 + (seed >> 5) % 5
+
+
+def _shape_hours(seed: int, hours: dict[str, Any]) -> dict[str, Any]:
+    """The days generated, each one window the rules admit (generated windows overlap, or carry an offset)."""
+    start = seed % 12
+    return {day: {"open": f"{start:02d}:00", "close": f"{start + 1 + (seed >> 4) % 11:02d}:30"} for day in hours}
+
+
+def _shape_brand_calendar(body: dict[str, Any]) -> None:
+    """Holidays of one day each, and working days on other dates, each date once (as the rules ask)."""
+    holidays = [h for h in body.get("holidays") or [] if isinstance(h, dict)]
+    for holiday in holidays:
+        holiday.pop("end", None)
+    closed = {h.get("start") for h in holidays}
+    workdays, seen = [], set()
+    for day in [w for w in body.get("workdays") or [] if isinstance(w, dict)]:
+        if day.get("date") not in closed and day.get("date") not in seen:
+            seen.add(day.get("date"))
+            workdays.append(day)
+    body["holidays"], body["workdays"] = holidays, workdays
 
 
 def _shape_template(seed: int, body: dict[str, Any]) -> None:
