@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from .members import MemberId, StoreId
 from .orders import DocId
@@ -79,6 +79,12 @@ CLIENT_ACTIONS = frozenset(ActionType) - {ActionType.TASK_ADDED, ActionType.TASK
 WORKING = frozenset({"new", "open", "pending"})  # statuses an assignee is counted busy with
 
 
+def _not_reserved(ticket_id: str) -> str:
+    if ticket_id.lower() in RESERVED_TICKET_IDS:
+        raise ValueError(f"{ticket_id!r} is reserved (a route of its own)")
+    return ticket_id
+
+
 def task_event_id(task_id: str, what: str) -> str:
     """The event id of a task's addition or completion: '*' never appears in a client's action id."""
     return f"*task-{what}:{task_id}"
@@ -89,9 +95,12 @@ def store_queue(store_id: str) -> str:
     return f"store-{store_id}"
 
 
+RESERVED_TICKET_IDS = frozenset({"stats"})  # GET /tickets/stats is a route: a ticket so named could not be read
+
+
 class TicketInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ticket_id: DocId
+    ticket_id: Annotated[DocId, AfterValidator(lambda v: _not_reserved(v))]
     channel: Channel
     type: TicketType
     subject: str = Field(min_length=1, max_length=200)
