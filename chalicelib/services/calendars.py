@@ -28,6 +28,7 @@ from ..domain.calendars import (
     StoreClosures,
     office_calendar,
     store_calendar,
+    weekly,
 )
 from ..domain.errors import NotFound
 from ..domain.policy import authorize
@@ -132,9 +133,11 @@ def calendar_for_queue(queue: QueueRecord, stores: StoreRepository, calendars: C
 
 
 def calendar_for_store(store_id: str, stores: StoreRepository, calendars: CalendarRepository) -> Calendar:
-    """A store's calendar: its hours, the brand calendar, its closures (ALWAYS when the store is unknown)."""
+    """A store's calendar: its hours, the brand calendar, its closures. ALWAYS when the store is unknown or
+    keeps no hours at all (an online store; a store whose hours were never entered): a ticket there still
+    gets deadlines, rather than a clock that can never run out."""
     store = stores.get(store_id)
-    if store is None:
+    if store is None or not any(weekly(store.business_hours)):
         return ALWAYS
     brand, closures = calendars.brand(), calendars.closures(store_id)
     return _cached(("store", store_id), (store, brand, closures),

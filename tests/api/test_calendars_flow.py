@@ -133,14 +133,14 @@ def test_a_store_queue_counts_in_the_stores_hours_the_brand_calendar_and_its_clo
     assert cal.business_between(at(2026, 9, 30, 22, 0), at(2026, 10, 9, 10, 0)) == 0
 
 
-def test_a_store_with_no_hours_gets_no_deadline_rather_than_a_loop(api, hq):
-    from chalicelib.domain.calendars import NoOpenTime
-
+def test_a_store_with_no_hours_counts_around_the_clock(api, hq):
+    """No hours at all (an online store, hours never entered): 24/7, so its tickets still get deadlines. A
+    calendar that has hours but never opens long enough is refused by the guard (tests/unit/test_calendars)."""
     store_id = sid()
     put_store(api, hq, store_id, {})
     cal = calendar_for_queue(store_queue(store_id), bootstrap.stores(), bootstrap.calendars())
-    with pytest.raises(NoOpenTime):
-        cal.add_business(at(2026, 12, 3, 12, 0), 30)
+    assert cal is ALWAYS
+    assert cal.add_business(at(2026, 12, 3, 23, 50), 30) == at(2026, 12, 4, 0, 20)
 
 
 # ---- office calendars -------------------------------------------------------------------------------------

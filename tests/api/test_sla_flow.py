@@ -152,3 +152,15 @@ def test_one_failing_ticket_does_not_stop_the_run(api, tokens, store, monkeypatc
     monkeypatch.undo()
     sweep(at(6, 12, 26))  # the next run finishes what the last one could not
     assert notes(api, agent, ids[1])
+
+
+def test_a_store_without_hours_counts_around_the_clock(api, tokens, monkeypatch):
+    """An online store (no opening hours at all) still gets deadlines: its business time is all the time."""
+    store_id = uid("online")
+    assert api.put(f"/stores/{store_id}", {"name": "线上", "region_id": "online", "city": "上海",
+                                          "store_type": "online"}, tokens.hq())[0] in (200, 201)
+    frozen(monkeypatch, at(7, 23, 50))
+    opened = api.post("/tickets", {"ticket_id": uid("t"), "channel": "miniprogram", "type": "inquiry",
+                                   "subject": "物流", "description": "…", "store_id": store_id},
+                      tokens.staff(stores=[store_id]))[1]
+    assert datetime.fromisoformat(opened["sla"]["first_response"]["due_at"]) == at(8, 0, 20)
