@@ -328,8 +328,13 @@ class DynamoTicketRepository:
         return json.loads(item["body"]) if item else None
 
     def put_sla_policy(self, body: dict[str, Any], expected_version: int, actor: str) -> None:
-        item = {**keys.sla_policy_key(), "type": "sla_policy", "version": expected_version + 1, "body": _json(body),
-                "updated_by": actor, "updated_at": clock.iso(clock.now())}
+        self._put_versioned(keys.sla_policy_key(), "sla_policy", _json(body), expected_version, actor)
+
+    def _put_versioned(self, key: dict[str, str], kind: str, body: str, expected_version: int, actor: str) -> None:
+        """A configuration item replaced on the version it was read at (0: must not exist yet); a version
+        changed meanwhile is a StaleRead."""
+        item = {**key, "type": kind, "version": expected_version + 1, "body": body, "updated_by": actor,
+                "updated_at": clock.iso(clock.now())}
         tx = self.db.tx()
         if expected_version:
             tx.put(item, condition="version = :v", values={":v": expected_version})
@@ -391,18 +396,8 @@ class DynamoTicketRepository:
         return [RoutingRule.model_validate(r) for r in json.loads(item["body"])], item["version"]
 
     def put_routing_rules(self, rules: list[RoutingRule], expected_version: int, actor: str) -> None:
-        item = {**keys.routing_rules_key(), "type": "routing_rules", "version": expected_version + 1,
-                "body": _json([r.model_dump(mode="json") for r in rules]), "updated_by": actor,
-                "updated_at": clock.iso(clock.now())}
-        tx = self.db.tx()
-        if expected_version:
-            tx.put(item, condition="version = :v", values={":v": expected_version})
-        else:
-            tx.put(item, condition="attribute_not_exists(pk)")
-        try:
-            self.db.commit(tx)
-        except TxCancelled:
-            raise StaleRead() from None
+        self._put_versioned(keys.routing_rules_key(), "routing_rules",
+                            _json([r.model_dump(mode="json") for r in rules]), expected_version, actor)
 
     # ---- tasks -----------------------------------------------------------------------------------------
     def get_task(self, task_id: str) -> Task | None:

@@ -27,6 +27,7 @@ from chalicelib.services import coupon_counter, coupon_issues, exchanges, refund
 from chalicelib.services import members as member_service
 from chalicelib.store.coupons import DynamoCouponRepository
 from testkit.audit import audit_coupons, audit_member, decode_item
+from testkit.concurrency import at_once
 from testkit.faults import FaultInjector
 from testkit.ledger import order
 from testkit.support import auth, registration, unique_phone
@@ -39,18 +40,6 @@ CODE = re.compile(rf"^[{coupon_rules.CODE_ALPHABET}]{{{coupon_rules.CODE_LENGTH}
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------
-def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Every call in its own thread, released together by a barrier; answers in the order of `calls`."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
-
-
 def _post(live, path: str, body: Any, token: str) -> tuple[int, Any]:
     """One HTTP call as a POS makes it: a 503 (contention, a timeout: the API asks for a retry) is retried with
     the same body; anything else is the answer."""
@@ -126,7 +115,7 @@ def test_one_code_for_sixteen_orders_is_redeemed_once(live, api, tokens, stack):
         t, m, code = _one_coupon(api, tokens)
         templates.append(t)
         bodies = [_redeem_body(m) for _ in range(THREADS)]
-        answers = _at_once([lambda b=b: _post(live, f"/coupons/{code}/redeem", b, staff) for b in bodies])
+        answers = at_once([lambda b=b: _post(live, f"/coupons/{code}/redeem", b, staff) for b in bodies])
 
         assert sorted(s for s, _ in answers) == [201] + [409] * (THREADS - 1), answers
         (won,) = [i for i, (s, _) in enumerate(answers) if s == 201]
@@ -147,7 +136,7 @@ def test_one_code_retried_sixteen_times_for_one_order_answers_one_redemption(liv
         t, m, code = _one_coupon(api, tokens)
         templates.append(t)
         body = _redeem_body(m)
-        answers = _at_once([lambda: _post(live, f"/coupons/{code}/redeem", body, staff)] * THREADS)
+        answers = at_once([lambda: _post(live, f"/coupons/{code}/redeem", body, staff)] * THREADS)
 
         answered = answers
         assert sorted(s for s, _ in answered) == [200] * (len(answered) - 1) + [201], answers
@@ -165,7 +154,7 @@ def test_sixteen_coupons_that_do_not_stack_race_for_one_order(live, api, tokens,
     t, m = _template(api, tokens), _member(api, tokens)
     codes = [_issue(api, tokens, t, [m])["issued"][0]["code"] for _ in range(THREADS)]
     body = _redeem_body(m)
-    answers = _at_once([lambda c=c: _post(live, f"/coupons/{c}/redeem", body, staff) for c in codes])
+    answers = at_once([lambda c=c: _post(live, f"/coupons/{c}/redeem", body, staff) for c in codes])
 
     assert sorted(s for s, _ in answers) == [201] + [409] * (THREADS - 1), answers
     assert {a["code"] for s, a in answers if s == 409} == {"not_stackable"}
@@ -182,7 +171,7 @@ def test_sixteen_issues_share_a_budget_of_ten(live, api, tokens):
         t = _template(api, tokens, budget=10)
         members = [_member(api, tokens) for _ in range(THREADS)]
         bodies = [{"issue_id": f"i-{uuid.uuid4().hex[:10]}", "template_id": t, "member_ids": [m]} for m in members]
-        answers = _at_once([lambda b=b: _post(live, "/coupon-issues", b, hq) for b in bodies])
+        answers = at_once([lambda b=b: _post(live, "/coupon-issues", b, hq) for b in bodies])
 
         assert sorted(s for s, _ in answers) == [201] * 10 + [409] * 6, answers
         refused = [a for s, a in answers if s == 409]
@@ -212,7 +201,7 @@ def test_an_exchange_racing_a_points_redemption_never_overdraws(live, api, token
         redemption = lambda m=m: _post(live, f"/members/{m}/points/redemptions",  # noqa: E731
                                        {"redemption_id": f"r-{uuid.uuid4().hex[:8]}", "points": 100, "reason": "兑换",
                                         "store_id": "sh-001"}, staff)
-        (xs, xa), (rs, ra) = _at_once([exchange, redemption])
+        (xs, xa), (rs, ra) = at_once([exchange, redemption])
 
         assert sorted([xs, rs]) == [201, 409], (xa, ra)
         refused = xa if xs == 409 else ra
@@ -238,7 +227,7 @@ def test_a_crowd_of_exchanges_and_redemptions_spends_exactly_what_was_answered(l
     calls += [lambda: _post(live, f"/members/{m}/points/redemptions",
                             {"redemption_id": f"r-{uuid.uuid4().hex[:8]}", "points": 70, "reason": "兑换",
                              "store_id": "sh-001"}, staff)] * 8
-    answers = _at_once(calls)
+    answers = at_once(calls)
     exchanged = [a for s, a in answers[:8] if s == 201]
     redeemed = [a for s, a in answers[8:] if s == 201]
     for s, a in answers:
@@ -275,7 +264,7 @@ def test_identical_whole_refunds_at_once_restore_the_coupon_once(live, api, toke
         t, code, order_id, _ = _redeemed_and_posted(live, api, tokens, staff)
         templates.append(t)
         refund = {"refund_id": f"r-{uuid.uuid4().hex[:8]}", "amount": 9_500}
-        answers = _at_once([lambda: _post(live, f"/orders/{order_id}/refunds", refund, staff)] * THREADS)
+        answers = at_once([lambda: _post(live, f"/orders/{order_id}/refunds", refund, staff)] * THREADS)
 
         answered = answers
         assert sorted(s for s, _ in answered) == [200] * (len(answered) - 1) + [201], answers
@@ -292,7 +281,7 @@ def test_different_whole_refunds_at_once_restore_the_coupon_once(live, api, toke
     for _ in range(ROUNDS):
         t, code, order_id, _ = _redeemed_and_posted(live, api, tokens, staff)
         templates.append(t)
-        answers = _at_once([lambda: _post(live, f"/orders/{order_id}/refunds",
+        answers = at_once([lambda: _post(live, f"/orders/{order_id}/refunds",
                                           {"refund_id": f"r-{uuid.uuid4().hex[:8]}", "amount": 9_500}, staff)] * 8)
 
         assert sorted(s for s, _ in answers) == [201] + [422] * 7, answers
@@ -307,7 +296,7 @@ def test_a_redeem_replayed_after_the_whole_refund_does_not_consume_the_restored_
     staff = tokens.staff(stores=["sh-001"])
     t, code, order_id, redeem = _redeemed_and_posted(live, api, tokens, staff)
     assert api.post(f"/orders/{order_id}/refunds", {"refund_id": "r1", "amount": 9_500}, staff)[0] == 201
-    answers = _at_once([lambda: _post(live, f"/coupons/{code}/redeem", redeem, staff)] * 8)
+    answers = at_once([lambda: _post(live, f"/coupons/{code}/redeem", redeem, staff)] * 8)
     assert {(s, a["code"]) for s, a in answers} == {(409, "order_posted")}, answers
     assert (_coupon_item(stack, code)["state"], _coupon_item(stack, code)["version"]) == ("available", 3)
     audit_coupons([t])
@@ -322,7 +311,7 @@ def test_concurrent_cancels_release_the_coupon_once(live, api, tokens, stack):
         body = _redeem_body(m)
         assert api.post(f"/coupons/{code}/redeem", body, staff)[0] == 201
         cancel = {"order_id": body["order_id"]}
-        answers = _at_once([lambda: _post(live, f"/coupons/{code}/redemption/cancel", cancel, staff)] * THREADS)
+        answers = at_once([lambda: _post(live, f"/coupons/{code}/redemption/cancel", cancel, staff)] * THREADS)
 
         assert all(s == 200 for s, _ in answers), answers
         assert all(a == answers[0][1] for _, a in answers) and answers[0][1]["state"] == "available"
@@ -346,7 +335,7 @@ def test_a_redeem_replay_racing_its_cancel_leaves_the_coupon_held_once_or_releas
         assert status == 201
         cancel = lambda: _post(live, f"/coupons/{code}/redemption/cancel", {"order_id": body["order_id"]}, staff)  # noqa: E731
         replay = lambda: _post(live, f"/coupons/{code}/redeem", body, staff)  # noqa: E731
-        answers = _at_once([cancel, replay] * 4)
+        answers = at_once([cancel, replay] * 4)
 
         assert all(s == 200 for s, _ in answers[0::2]), answers
         assert all(s in (200, 201) and a["discount"] == 500 for s, a in answers[1::2]), answers
@@ -366,7 +355,7 @@ def test_a_redeem_replay_after_its_cancel_holds_the_coupon_again_once(live, api,
     status, first = api.post(f"/coupons/{code}/redeem", body, staff)
     assert status == 201
     assert api.post(f"/coupons/{code}/redemption/cancel", {"order_id": body["order_id"]}, staff)[0] == 200
-    answers = _at_once([lambda: _post(live, f"/coupons/{code}/redeem", body, staff)] * THREADS)
+    answers = at_once([lambda: _post(live, f"/coupons/{code}/redeem", body, staff)] * THREADS)
     answered = answers
     assert sorted(s for s, _ in answered) == [200] * (len(answered) - 1) + [201], answers
     assert all(a == answered[0][1] for _, a in answered) and answered[0][1]["redeemed_at"] > first["redeemed_at"]
@@ -384,7 +373,7 @@ def test_posting_racing_a_cancel_either_posts_with_the_coupon_or_releases_it(liv
         templates.append(t)
         body = _redeem_body(m)
         assert api.post(f"/coupons/{code}/redeem", body, staff)[0] == 201
-        (ps, pa), (cs, ca) = _at_once([
+        (ps, pa), (cs, ca) = at_once([
             lambda: _post(live, "/orders", _posted_with(m, code, body, 500), staff),
             lambda: _post(live, f"/coupons/{code}/redemption/cancel", {"order_id": body["order_id"]}, staff)])
         item = _coupon_item(stack, code)
@@ -504,7 +493,7 @@ def test_concurrent_twins_of_a_bulk_issue_make_one_issue(live, api, tokens):
     t = _template(api, tokens, budget=1_000)
     members = _registered(40)
     body = {"issue_id": f"i-{uuid.uuid4().hex[:10]}", "template_id": t, "member_ids": members}
-    answers = _at_once([lambda: _post(live, "/coupon-issues", body, tokens.hq())] * 6)
+    answers = at_once([lambda: _post(live, "/coupon-issues", body, tokens.hq())] * 6)
     assert all(s in (200, 201) for s, _ in answers), answers
     assert all(a == answers[0][1] for _, a in answers)
     assert answers[0][1]["issued_count"] == 40

@@ -12,17 +12,16 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import requests
 
 from chalicelib import bootstrap
 from testkit.audit import audit_coupons, audit_pool
+from testkit.concurrency import at_once, call_retrying
 from testkit.ledger import order
-from testkit.support import auth, registration
+from testkit.support import registration
 
 THREADS = 16
 ROUNDS = 3  # a race that passed once may not have raced
@@ -35,29 +34,6 @@ STORE_IDS = ["sh-001", "sh-002", "gz-001", "mall"]
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------
-def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Every call in its own thread, released together by a barrier; answers in the order of `calls`."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
-
-
-def _call(live, method: str, path: str, body: Any, token: str) -> tuple[int, Any]:
-    """One HTTP call as a client makes it: a 503 (contention: the API asks for a retry) is retried with the same
-    body; anything else is the answer."""
-    with requests.Session() as session:
-        for _ in range(30):
-            resp = session.request(method, live.url + path, json=body, headers=auth(token), timeout=60)
-            if resp.status_code != 503:
-                return resp.status_code, resp.json()
-    raise AssertionError(f"still 503 after 30 tries: {resp.text}")
-
-
 def _template(api, hq: str, budget: int | None) -> tuple[str, dict[str, Any]]:
     t = f"p-{uuid.uuid4().hex[:10]}"
     body = {"name": "门店券", "kind": "cash", "value": 300, "valid_days": 7, "stackable": True,
@@ -109,7 +85,7 @@ def test_sixteen_store_issues_share_a_store_quota_of_ten(live, api, tokens):
             _allocate(api, east, t, "store", "sh-001", from_region)
         bodies = [{"issue_id": f"i-{uuid.uuid4().hex[:10]}", "template_id": t, "member_ids": [m],
                    "store_id": "sh-001"} for m in members]
-        answers = _at_once([lambda b=b: _call(live, "POST", "/coupon-issues", b, manager) for b in bodies])
+        answers = at_once([lambda b=b: call_retrying(live, "POST", "/coupon-issues", b, manager) for b in bodies])
 
         assert sorted(s for s, _ in answers) == [201] * 10 + [409] * 6, answers
         assert all((a["issuer"], a["issued_count"]) == ("STORE#sh-001", 1) for s, a in answers if s == 201), answers
@@ -125,7 +101,7 @@ def test_sixteen_store_issues_share_a_store_quota_of_ten(live, api, tokens):
                                            "allocated_out": from_region, "issued": 0, "left": 0}
         # a refused issue retried is refused again: no plan was kept for it, no quota taken
         loser = next(b for b, (s, _) in zip(bodies, answers, strict=True) if s == 409)
-        status, again = _call(live, "POST", "/coupon-issues", loser, manager)
+        status, again = call_retrying(live, "POST", "/coupon-issues", loser, manager)
         assert (status, again["code"]) == (409, "quota_exhausted")
         report = audit_pool([t])
         assert report["coupons"][t] == {"STORE#sh-001": 10}
@@ -167,19 +143,19 @@ class Actor:
     def allocate(self, body: dict[str, Any]) -> None:
         with self.books.lock:
             self.books.sent.setdefault(self.name, []).append(body)
-        status, answer = _call(self.live, "POST", "/benefit-pool/allocations", body, self.token)
+        status, answer = call_retrying(self.live, "POST", "/benefit-pool/allocations", body, self.token)
         self._record("allocate", body, status, answer)
 
     def issue(self, t: str, level: dict[str, str]) -> None:
         body = {"issue_id": f"i-{uuid.uuid4().hex[:12]}", "template_id": t,
                 "member_ids": self.rng.sample(self.members, self.rng.randint(1, 3)), **level}
-        status, answer = _call(self.live, "POST", "/coupon-issues", body, self.token)
+        status, answer = call_retrying(self.live, "POST", "/coupon-issues", body, self.token)
         self._record("issue", body, status, answer)
 
     def raise_budget(self, t: str) -> None:
         with self.books.budget_lock:  # each PUT says the whole budget: one edit at a time
             body = {**self.books.templates[t], "budget": self.books.templates[t]["budget"] + 10}
-            status, answer = _call(self.live, "PUT", f"/coupon-templates/{t}", body, self.token)
+            status, answer = call_retrying(self.live, "PUT", f"/coupon-templates/{t}", body, self.token)
             assert status == 200, answer
             self.books.templates[t] = body
 
@@ -319,7 +295,7 @@ def test_hq_regions_and_stores_allocate_return_and_issue_at_once(live, api, toke
         actors = [Actor(name, role, token, live, books, members, random.Random(rng.random()), region, store,
                         twins=twin_bodies.get(name.rsplit("-", 1)[0] if name.endswith(("-a", "-b")) else ""))
                   for name, (role, token, region, store) in tokens_by_actor.items()]
-        _at_once([a.burst for a in actors])
+        at_once([a.burst for a in actors])
         _settle_burst(books)
         _check_books(api, hq, books)
         bursts += 1

@@ -12,18 +12,13 @@
 from __future__ import annotations
 
 import random
-import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-import requests
-
 from chalicelib.domain import clock
-from testkit.support import auth
+from testkit.concurrency import at_once, call_retrying
 from testkit.tickets_audit import audit_agents, audit_ticket, read_agents
 
 THREADS = 16
@@ -33,29 +28,6 @@ ACTIONS_PER_THREAD = 5
 # ---- helpers ----------------------------------------------------------------------------------------------
 def uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Every call in its own thread, released together by a barrier; answers in the order of `calls`."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
-
-
-def _call(live, method: str, path: str, body: Any, token: str) -> tuple[int, Any]:
-    """One HTTP call as a client makes it: a 503 (contention: the API asks for a retry) is retried with the same
-    body; anything else is the answer."""
-    with requests.Session() as session:
-        for _ in range(40):
-            resp = session.request(method, live.url + path, json=body, headers=auth(token), timeout=60)
-            if resp.status_code != 503:
-                return resp.status_code, resp.json()
-    raise AssertionError(f"still 503 after 40 tries: {resp.text}")
 
 
 def _stores(api, tokens, n: int) -> tuple[str, list[str]]:
@@ -122,11 +94,11 @@ def test_sixteen_threads_work_one_ticket_every_action_recorded_once(live, api, t
         out = []
         for body in bodies:
             for _ in range(2 if n in retry_own else 1):
-                status, answer = _call(live, "POST", f"/tickets/{tid}/actions", body, token)
+                status, answer = call_retrying(live, "POST", f"/tickets/{tid}/actions", body, token)
                 out.append((body, token, status, answer))
         return out
 
-    answers = [a for per in _at_once([lambda n=n: work(n) for n in range(THREADS)]) for a in per]
+    answers = [a for per in at_once([lambda n=n: work(n) for n in range(THREADS)]) for a in per]
 
     stored = audit_ticket(tid, created)  # the head is the fold of its events; v counts them
     audit_agents(queues)
@@ -174,7 +146,7 @@ def test_sixteen_threads_work_one_ticket_every_action_recorded_once(live, api, t
 def _open_many(live, token: str, store: str, n: int) -> list[dict[str, Any]]:
     bodies = [{"ticket_id": uid("tk"), "channel": "store", "type": "inquiry", "subject": "营业时间",
                "description": "周末几点开门", "store_id": store} for _ in range(n)]
-    answers = _at_once([lambda b=b: _call(live, "POST", "/tickets", b, token) for b in bodies])
+    answers = at_once([lambda b=b: call_retrying(live, "POST", "/tickets", b, token) for b in bodies])
     assert all(s == 201 for s, _ in answers), answers
     return [a for _, a in answers]
 
@@ -293,7 +265,7 @@ def test_least_open_levels_a_crowd_of_creates_as_agents_come_and_go(live, api, t
         mine = [t for t in crowd + crowd2 if t["assignee"] == b]
         hq = tokens.hq()
         for t in mine:
-            status, _ = _call(live, "POST", f"/tickets/{t['ticket_id']}/actions",
+            status, _ = call_retrying(live, "POST", f"/tickets/{t['ticket_id']}/actions",
                               {"action_id": uid("a"), "type": "resolve"}, hq)
             assert status == 201
         assert _open_many(live, clerk, store, 1)[0]["assignee"] == b

@@ -5,10 +5,7 @@ where an answer is checked), several rounds each. The tests named "interleaved" 
 and a hook runs the competing operation at the exact point between the merge's read and its write."""
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -20,22 +17,11 @@ from chalicelib.services import merges as merge_service
 from chalicelib.store.ledger import DynamoLedgerRepository
 from functions.points_expiry import handler
 from testkit.audit import audit_member, read_books
+from testkit.concurrency import at_once
 from testkit.ledger import LambdaContext, one_month_expiry, order, plain_day
 from testkit.support import auth, registration, unique_phone
 
 ROUNDS = 5  # a race that passes once may not have raced: each is run this many times
-
-
-def _at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run every call in its own thread, released together."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call: Callable[[], Any]) -> Any:
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def _post(live, path: str, body: Any, token: str) -> tuple[int, Any]:
@@ -122,7 +108,7 @@ def test_interrupted_merge_is_finished_by_the_job_without_duplicates(stack, api,
     def resume():
         return merge_service.continue_merge(bootstrap.members(), target["member_id"], source["member_id"], 50)
 
-    assert any(_at_once([resume, resume]))  # the one that loses a batch may leave the rest to the winner
+    assert any(at_once([resume, resume]))  # the one that loses a batch may leave the rest to the winner
 
     merged = bootstrap.members().get_merge(target["member_id"], source["member_id"])
     assert merged.state == "done"
@@ -168,7 +154,7 @@ def test_cross_merges_at_the_same_moment_leave_exactly_one_survivor(live, api, t
     hq = tokens.hq()
     for _ in range(ROUNDS):
         a, b = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
-        results = _at_once([lambda t=t, s=s: _post(live, f"/members/{t}/merge", {"source_member_id": s}, hq)
+        results = at_once([lambda t=t, s=s: _post(live, f"/members/{t}/merge", {"source_member_id": s}, hq)
                             for t, s in ((a, b), (b, a))])
         (won,) = [i for i, (status, _) in enumerate(results) if status == 200]
         survivor, merged = (a, b) if won == 0 else (b, a)
@@ -191,7 +177,7 @@ def test_the_same_merge_sent_twice_at_once_answers_its_record_both_times(live, a
     for _ in range(ROUNDS):
         target, source = _register(api, tokens)["member_id"], _register(api, tokens)["member_id"]
         send = lambda: _post(live, f"/members/{target}/merge", {"source_member_id": source}, hq)  # noqa: E731
-        answers = _at_once([send, send])
+        answers = at_once([send, send])
         assert [status for status, _ in answers] == [200, 200], answers
         assert answers[0][1]["started_at"] == answers[1][1]["started_at"]
         assert api.get(f"/members/{source}", hq)[1]["member_id"] == target
@@ -358,7 +344,7 @@ def test_points_changes_racing_the_move_lose_nothing(live, api, tokens, monkeypa
         _add_history(source, 60)  # the lots move in the second batch
         assert api.post(f"/members/{target}/merge", {"source_member_id": source}, hq)[1]["state"] == "moving"
         spend = {"redemption_id": f"r-{uuid.uuid4().hex[:8]}", "points": 150, "reason": "tea", "store_id": "sh-001"}
-        moved, redeemed, refund, bought = _at_once([
+        moved, redeemed, refund, bought = at_once([
             lambda: merge_service.continue_merge(bootstrap.members(), target, source, 50),
             lambda: _post(live, f"/members/{target}/points/redemptions", spend, clerk),
             lambda: _post(live, f"/orders/{refunded['order_id']}/refunds",
