@@ -15,19 +15,12 @@ from ..domain.members import ConsentInput, MemberId, MemberPatch, Phone, Registr
 from ..domain.orders import DocId, OrderInput, RefundInput
 from ..domain.pool import AllocationInput
 from ..domain.program import PointsRules, TierProgram
-from ..domain.sla import SlaPolicyInput
 from ..domain.stores import StoreInput
-from ..domain.tasks import AssignInput, CompleteInput, TaskInput
-from ..domain.tickets import ActionInput, QueueId, QueueInput, RoutingRulesInput, TicketInput
 
-__all__ = ["SlaPolicyInput", "NotificationsQuery", "ReadInput",
-           "ActionInput", "AssignInput", "AvailabilityInput", "CompleteInput", "QueueInput", "RoutingRulesInput",
-           "TaskInput", "TaskListQuery", "TicketInput", "TicketListQuery", "TicketStatsQuery",
-           "AdjustmentInput", "AllocationInput", "CancelInput", "CouponListQuery", "CouponLookupQuery", "ExchangeInput",
-           "IssueInput",
-           "MemberPatch", "MergeRequest", "OrderInput", "PageQuery", "PhoneBinding", "PhoneQuery", "PointsRules",
-           "RedeemInput", "RedemptionInput", "RefundInput", "Registration", "StoreInput", "TemplateInput",
-           "TierProgram", "WeChatLogin"]
+__all__ = ["AdjustmentInput", "AllocationInput", "CancelInput", "CouponListQuery", "CouponLookupQuery",
+           "ExchangeInput", "IssueInput", "MemberPatch", "MergeRequest", "OrderInput", "PageQuery", "PhoneBinding",
+           "PhoneQuery", "PointsRules", "RedeemInput", "RedemptionInput", "RefundInput", "Registration",
+           "StoreInput", "TemplateInput", "TierProgram", "WeChatLogin"]
 
 PAGE_MAX = 100
 Points = Annotated[StrictInt, Field(ge=1, le=1_000_000_000)]
@@ -113,44 +106,3 @@ class SettlementQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
     month: str = Field(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM (business month)")
     store_id: StoreId | None = None
-
-
-# ---- tickets and tasks
-class TicketListQuery(PageQuery):
-    """One supported filter at a time (each an index query): queue, store_id, or assignee=me."""
-
-    queue: QueueId | None = None
-    store_id: StoreId | None = None
-    assignee: Literal["me"] | None = None
-    status: Literal["new", "open", "pending", "resolved", "closed"] | None = Field(
-        default=None, description="default: new (queue and store lists); any (assignee)")
-    sla: Literal["at_risk", "breached"] | None = Field(
-        default=None, description="alone: tickets past their at-risk or breach time, from the SLA due index (it "
-                                  "lags the clock by up to one sweep, 5 minutes); staff see those they may read")
-
-
-class TaskListQuery(PageQuery):
-    state: Literal["open", "done", "overdue"] = "open"
-
-
-class TicketStatsQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    from_: date = Field(alias="from", description="first business day (Asia/Shanghai), YYYY-MM-DD")
-    to: date = Field(description="last business day, inclusive; at most 92 days from from")
-    group_by: Literal["store", "region", "type", "channel"]
-
-
-class AvailabilityInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    available: bool = Field(strict=True)
-
-
-# ---- SLA and notifications
-class NotificationsQuery(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    limit: int = Field(default=50, ge=1, le=PAGE_MAX)
-
-
-class ReadInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    notification_ids: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=100)

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 from .. import bootstrap
 from ..services import notifications, sla
-from .inputs import NotificationsQuery, ReadInput, SlaPolicyInput
-from .responses import MarkedView, NotificationPage, NotificationView, SlaPolicyView
 from .routing import Call, route
+from .ticket_models import (
+    MarkedView,
+    NotificationPage,
+    NotificationsQuery,
+    NotificationView,
+    ReadInput,
+    SlaPolicyInput,
+    SlaPolicyView,
+)
 
 TAG = "tickets"
 

@@ -6,39 +6,37 @@ from ..domain.access import Principal, Role
 from ..domain.tickets import Event, Ticket
 from ..services import tasks, ticket_actions, ticket_queues, tickets
 from ..services import ticket_stats as ticket_stats_service
-from .inputs import (
+from .routing import Call, Reply, route
+from .ticket_models import (
     ActionInput,
+    ActionView,
+    AgentView,
     AssignInput,
     AvailabilityInput,
     CompleteInput,
-    PageQuery,
-    QueueInput,
-    RoutingRulesInput,
-    TaskInput,
-    TaskListQuery,
-    TicketInput,
-    TicketListQuery,
-    TicketStatsQuery,
-)
-from .responses import (
-    ActionView,
-    AgentView,
     EventView,
     MemberTicketPage,
     MemberTicketView,
+    PageQuery,
+    QueueInput,
     QueueView,
+    RoutingRulesInput,
     RoutingRulesView,
+    TaskInput,
+    TaskListQuery,
     TaskPage,
     TaskView,
     TicketAnswer,
     TicketDetailAnswer,
     TicketGroupStats,
+    TicketInput,
+    TicketListQuery,
     TicketPage,
+    TicketStatsQuery,
     TicketStatsView,
     TicketSummary,
     TicketView,
 )
-from .routing import Call, Reply, route
 
 TAG = "tickets"
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..domain.coupons import Basket, Coupon, Template
-from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
-from ..domain.members import AuditEntry, Channel, Member, MergeRecord
-from ..domain.orders import Order
-from ..domain.receipts import Refund
-from ..domain.sla import Notification
-from ..domain.stores import Store
-from ..domain.tasks import Task
-from ..domain.ticket_stats import StatRow
-from ..domain.tickets import AgentClaim, AgentRecord, Event, QueueRecord, RoutingRule, Ticket
-
+if TYPE_CHECKING:  # annotations only: a Lambda importing one service must not build every domain model
+    from ..domain.coupons import Basket, Coupon, Template
+    from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
+    from ..domain.members import AuditEntry, Channel, Member, MergeRecord
+    from ..domain.orders import Order
+    from ..domain.receipts import Refund
+    from ..domain.sla import Notification
+    from ..domain.stores import Store
+    from ..domain.tasks import Task
+    from ..domain.ticket_stats import StatRow
+    from ..domain.tickets import AgentClaim, AgentRecord, Event, QueueRecord, RoutingRule, Ticket
 
 class MemberRepository(Protocol):
     def phone_hash(self, phone: str) -> str: ...
