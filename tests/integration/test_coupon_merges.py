@@ -9,8 +9,9 @@ from collections import Counter
 from typing import Any
 
 from testkit.audit import audit_coupons, audit_member
+from testkit.concurrency import at_once
 from testkit.ledger import order
-from tests.integration.test_concurrent_coupons import _at_once, _issue, _member, _post, _redeem_body, _template
+from tests.integration.test_concurrent_coupons import _issue, _member, _post, _redeem_body, _template
 
 ROUNDS = 3
 
@@ -114,7 +115,7 @@ def test_a_merge_racing_issues_to_both_members_counts_every_coupon_once(live, ap
         issues = [lambda m=m: _post(live, "/coupon-issues", {"issue_id": f"i-{uuid.uuid4().hex[:10]}",
                                                               "template_id": t, "member_ids": [m]}, hq)
                   for m in [target, source] * 4]
-        merged, *answers = _at_once([lambda: _merge_over_http(live, tokens, target, source), *issues])
+        merged, *answers = at_once([lambda: _merge_over_http(live, tokens, target, source), *issues])
 
         assert merged[0] == 200 and merged[1]["state"] == "done", merged
         assert all(s == 201 for s, _ in answers), answers
@@ -141,7 +142,7 @@ def test_exchanges_through_a_member_racing_its_merge_spend_and_count_once(live, 
         exchanges = [lambda: _post(live, f"/members/{source}/points/exchanges",
                                    {"exchange_id": f"x-{uuid.uuid4().hex[:8]}", "template_id": t},
                                    tokens.member(source))] * 3
-        merged, *answers = _at_once([lambda: _merge_over_http(live, tokens, target, source), *exchanges])
+        merged, *answers = at_once([lambda: _merge_over_http(live, tokens, target, source), *exchanges])
 
         assert merged[0] == 200, merged
         assert all(s == 201 for s, _ in answers), answers  # 300 points: all three fit, before or after
