@@ -91,6 +91,13 @@ def coupons() -> Any:
 
 
 @lru_cache(maxsize=1)
+def tags() -> Any:
+    from .store.tags import DynamoTagRepository
+
+    return DynamoTagRepository(db())
+
+
+@lru_cache(maxsize=1)
 def tokens() -> Any:
     from .adapters.tokens import TokenService
 
@@ -112,8 +119,15 @@ def reset() -> None:
     """Forget everything built (tests and the local launcher change the environment)."""
     reset_settings()
     for getter in (dynamodb_client, secrets, db, members, stores, ledger, coupons, tickets, tokens, wechat,
-                   calendars):
+                   calendars, tags):
         getter.cache_clear()
+
+
+def rfm() -> Any:
+    """The nightly segmentation's repository (not cached: a thin wrapper over the cached `db()`)."""
+    from .store.rfm import DynamoRfmRepository
+
+    return DynamoRfmRepository(db())
 
 
 def kb() -> Any:

@@ -3,7 +3,8 @@ that only names it, or a `cls.of(domain_object)` where the answer differs from w
 here re-lists a domain model's fields. Every field is typed (ints, never Decimal/float)."""
 from __future__ import annotations
 
-from datetime import date, datetime
+import json
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +20,7 @@ from ..domain.points import rolling_total
 from ..domain.pool import Allocation, DayStats, PoolLine, SettlementRow
 from ..domain.program import Tier
 from ..domain.receipts import Adjustment, LotTake, Redemption, Refund
+from ..domain.segments import NO_PURCHASE, figures
 from ..domain.stores import Store
 
 
@@ -30,6 +32,48 @@ class _Out(BaseModel):
 class ConsentView(_Out):
     marketing: bool
     updated_at: datetime
+
+
+class SegmentSpan(_Out):
+    segment: str
+    since: date
+    until: date
+
+
+class RfmView(_Out):
+    """The member's segment from the nightly run, with R, F and M as of yesterday (docs/rfm.md)."""
+
+    segment: str = Field(description="one of the eight RFM segments, or no_purchase")
+    segment_since: date | None = Field(description="the night the member entered it (None: not yet classified)")
+    scores: dict[str, int] | None = Field(description="R, F, M scores 1-5 (quintile settings only)")
+    recency_days: int | None = Field(description="days from the last purchase to yesterday")
+    frequency: int = Field(description="orders in the 12-month window ending yesterday's month")
+    monetary_fen: int = Field(description="net spend in that window")
+    churn_warning: dict[str, Any] | None = Field(
+        description="usual_gap_days and days_since_purchase, while days since the last purchase exceed the "
+                    "member's usual gap by the brand's factor")
+    history: list[SegmentSpan] = Field(description="earlier segments, newest last (at most 12)")
+    auto_tags: list[str] = Field(description="from the brand's tag rules, recomputed nightly")
+    manual_tags: list[str] = Field(description="set by staff")
+
+    @classmethod
+    def of(cls, state: Any, insights: dict[str, Any]) -> RfmView:
+        result = insights.get("rfm")
+        manual = sorted((insights.get("tags") or {}).get("tags", ()))
+        fig = figures(state, business_day(now()) - timedelta(days=1)) if state is not None else None
+        segment = result["segment"] if result else (NO_PURCHASE if fig is None or fig.recency_days is None
+                                                    else "unclassified")
+        churn = None
+        if result and result.get("churn_gap") and fig is not None:
+            churn = {"usual_gap_days": result["churn_gap"], "days_since_purchase": fig.recency_days}
+        return cls(segment=segment, segment_since=date.fromisoformat(result["since"]) if result else None,
+                   scores=dict(zip("rfm", (int(c) for c in result["scores"]), strict=True))
+                   if result and result.get("scores") else None,
+                   recency_days=fig.recency_days if fig else None, frequency=fig.frequency if fig else 0,
+                   monetary_fen=fig.monetary if fig else 0, churn_warning=churn,
+                   history=[SegmentSpan(segment=h[0], since=h[1], until=h[2])
+                            for h in (json.loads(result["history"]) if result and result.get("history") else [])],
+                   auto_tags=sorted(result.get("tags", ())) if result else [], manual_tags=manual)
 
 
 class MemberView(_Out):
@@ -59,7 +103,8 @@ class MemberView(_Out):
     last_purchase_at: datetime | None = None
     favourite_categories: list[str] = Field(default_factory=list, description="by net spend, top 3")
     rfm_segment: str | None = None
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, description="the rule-based and the staff tags together")
+    rfm: RfmView | None = Field(default=None, description="segment, R/F/M and tags (the single member view only)")
     coupon_count: int = 0
     resolved_from: str | None = Field(default=None, description="set when the requested id was merged into this one")
 
@@ -80,7 +125,15 @@ class MemberView(_Out):
                    **stats,
                    consent=ConsentView(marketing=m.consent.marketing, updated_at=m.consent.updated_at),
                    registered_at=m.registered_at, updated_at=m.updated_at, merged_from=sorted(m.merged_from),
-                   resolved_from=resolved_from)
+                   resolved_from=resolved_from, **_segment_fields(m))
+
+
+def _segment_fields(m: Member) -> dict[str, Any]:
+    """Filled where the member was read with its nightly result and tags (members.get: the single view)."""
+    if m.insights is None or m.status is not MemberStatus.ACTIVE:
+        return {}
+    view = RfmView.of(m.state, m.insights)
+    return {"rfm": view, "rfm_segment": view.segment, "tags": sorted({*view.auto_tags, *view.manual_tags})}
 
 
 class MemberList(_Out):

@@ -52,6 +52,13 @@ class MemberState:
     # No lot credited before this instant still holds points (a lower bound, never later than the oldest
     # open lot): finding the spendable lots reads the ledger from here, not from the member's first order.
     open_lots_from: datetime | None = None
+    # What the nightly segmentation reads (domain/aggregates.py keeps them): the member's home store (copied
+    # from the profile, which never changes it), the last purchase days in a compact text, the orders that
+    # used a coupon, and whether the member is in the nightly index (an erased member is not).
+    home_store_id: str | None = None
+    recent_days: str = ""
+    coupon_orders: int = 0
+    indexed: bool = True
 
     @property
     def balance(self) -> int:

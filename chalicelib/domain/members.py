@@ -61,6 +61,8 @@ class Member(BaseModel):
     erased_at: datetime | None = None
     # The points/tier state (domain.ledger.MemberState) when it was read along with the profile.
     state: Any = Field(default=None, exclude=True)
+    # The nightly segment and the tags (store items by sort key), when read along with the profile.
+    insights: Any = Field(default=None, exclude=True)
 
 
 class AuditEntry(BaseModel):

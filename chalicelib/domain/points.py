@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from .ledger import Lot, MemberState
 from .program import PointsRules, Tier, TierProgram
+from .purchase_days import merged_days
 
 
 # ---- earning ----------------------------------------------------------------------------------------------
@@ -196,7 +197,9 @@ def fold_states(target: MemberState, source: MemberState, tier_rank: Callable[[s
         lifetime_earned=target.lifetime_earned + source.lifetime_earned,
         first_purchase_at=min(firsts) if firsts else None, last_purchase_at=max(lasts) if lasts else None,
         stores=target.stores | source.stores, categories=add(target.categories, source.categories),
-        open_lots_from=earliest(target.open_lots_from, source.open_lots_from))
+        open_lots_from=earliest(target.open_lots_from, source.open_lots_from),
+        recent_days=merged_days(target.recent_days, source.recent_days),
+        coupon_orders=target.coupon_orders + source.coupon_orders)
 
 
 def tier_progress(state: MemberState, tiers: TierProgram, day: date) -> int:

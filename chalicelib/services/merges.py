@@ -78,7 +78,8 @@ def _redirect(target_id: str, source_id: str, actor: Principal, members: MemberR
                          started_at=clock.now(), state="moving")
     folded = None
     if source.state is not None:  # the duplicate's points, debt and history join the survivor's
-        folded = fold_states(target.state or MemberState(member_id=target_id), source.state, tier_rank)
+        folded = fold_states(target.state or MemberState(member_id=target_id, home_store_id=target.home_store_id),
+                             source.state, tier_rank)
     members.start_merge(target, source, record, audit_entry(actor, "member.merged", [f"merged_from:{source_id}"]),
                         folded, lowest_tier)
     metrics.add_metric(name="MemberMerged", unit="Count", value=1)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..domain import clock
 from ..domain.access import Principal
+from ..domain.aggregates import fold_order
 from ..domain.errors import Conflict, DocumentExists, Invalid
 from ..domain.ids import new_id
 from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState, TierMarker
@@ -17,7 +18,6 @@ from ..domain.points import (
     earn,
     expires_on,
     less_categories,
-    month_key,
     pay_debt,
     points_to_reverse,
     tier_progress,
@@ -73,23 +73,16 @@ def earn_for(cmd: OrderInput, head: MemberHead, state: MemberState, rules: Point
     reversed_before = points_to_reverse(breakdown.points, cmd.amount, 0, refunded_fen, 0)
     credited = breakdown.points - reversed_before
     lot_points, debt_paid = pay_debt(credited, state.owed)
-    net = cmd.amount - refunded_fen
-    month = month_key(day)
-    categories = dict(state.categories)
-    for line in cmd.items:
-        categories[line.category] = categories.get(line.category, 0) + line.amount
+    grown = fold_order(state, paid_at=cmd.paid_at, store_id=cmd.store_id, net=cmd.amount - refunded_fen,
+                       lines=[(line.category, line.amount) for line in cmd.items], used_coupon=bool(cmd.coupons),
+                       counted=refunded_fen < cmd.amount)
     if refunded and refunded_fen:
-        categories = less_categories(categories, [(x.sku, x.category, x.amount) for x in refunded.items],
-                                     refunded.amount, refunded_fen, None)
-    grown = state.evolve(
+        grown = grown.evolve(categories=less_categories(
+            grown.categories, [(x.sku, x.category, x.amount) for x in refunded.items], refunded.amount, refunded_fen,
+            None))
+    grown = grown.evolve(
         version=state.version + 1, available=state.available + lot_points, owed=state.owed - debt_paid,
-        spend_months={**state.spend_months, month: state.spend_months.get(month, 0) + net},
-        orders_months={**state.orders_months, month: state.orders_months.get(month, 0) + 1},
-        order_count=state.order_count + 1, lifetime_spend=state.lifetime_spend + net,
         lifetime_earned=state.lifetime_earned + credited,
-        first_purchase_at=min(filter(None, [state.first_purchase_at, cmd.paid_at])),
-        last_purchase_at=max(filter(None, [state.last_purchase_at, cmd.paid_at])),
-        stores=state.stores | {cmd.store_id}, categories=categories,
         tier=state.tier or tiers.tiers[0].tier_id, tier_base=state.tier_base or tiers.tiers[0].tier_id)
     # Upgrade at once when this order crosses a threshold (progress from spend, never from the balance).
     qualified = tiers.qualified(progress(grown, tiers, now))

@@ -430,3 +430,70 @@ def ticket_stats_parts(sk: str) -> tuple[str, str]:
     """(day, group value) back from a sort key (values hold no '#')."""
     day, value = sk.split("#")[:2]
     return day, value
+
+
+# ---- nightly RFM, segments and tags -------------------------------------------------------------------------
+# gsi5 (KEYS_ONLY, hash key only) holds one entry per live member's points state: gsi5pk = the member id (a key
+# of high cardinality, so a parallel Scan splits it evenly). Its entry never changes after the state's first
+# write (KEYS_ONLY ignores updates of other attributes), so an order post pays no index write for it; the
+# nightly pass scans it in segments and reads the states it names with BatchGetItem. A merged-away member's
+# state is deleted and an erased member's state drops its gsi5pk: neither is classified.
+GSI_MEMBERS = "gsi5"
+# A member's nightly result and staff tags sort after the PROFILE# family ('~' > '#'): the member read
+# (begins_with PROFILE) returns them, the order path's read (PROFILE .. PROFILE#~) does not pay for them.
+MEMBER_RFM = "PROFILE~RFM"
+MEMBER_TAGS = "PROFILE~TAGS"
+ORDER_PATH_LAST_SK = "PROFILE#~"
+
+
+def member_rfm_key(member_id: str) -> dict[str, str]:
+    return {"pk": member_pk(member_id), "sk": MEMBER_RFM}
+
+
+def member_tags_key(member_id: str) -> dict[str, str]:
+    return {"pk": member_pk(member_id), "sk": MEMBER_TAGS}
+
+
+def tag_rules_key() -> dict[str, str]:
+    return config_key("TAG_RULES")
+
+
+def rfm_settings_key() -> dict[str, str]:
+    return config_key("RFM_SETTINGS")
+
+
+def rfm_latest_key() -> dict[str, str]:
+    """Names the as-of day of the last finished nightly run (the readers' 'tonight')."""
+    return config_key("RFM#LATEST")
+
+
+def rfm_run_pk(as_of: date) -> str:
+    return f"RFMRUN#{as_of.isoformat()}"
+
+
+def rfm_run_key(as_of: date) -> dict[str, str]:
+    """The run's head: its settings, segment count, phase and (once measured) thresholds."""
+    return {"pk": rfm_run_pk(as_of), "sk": "RUN"}
+
+
+def rfm_cursor_key(as_of: date, phase: str, segment: int) -> dict[str, str]:
+    """A segment's checkpoint in one phase: the scan cursor after its last committed page, and whether done."""
+    return {"pk": rfm_run_pk(as_of), "sk": f"{phase}#{segment:05d}"}
+
+
+def rfm_page_key(as_of: date, phase: str, segment: int, page: int) -> dict[str, str]:
+    """One committed page's partial result (written with its cursor in one transaction)."""
+    return {"pk": rfm_run_pk(as_of), "sk": f"{phase}#{segment:05d}#P{page:06d}"}
+
+
+def rfm_pages_prefix(phase: str) -> str:
+    return f"{phase}#"
+
+
+def rfm_night_pk(as_of: date) -> str:
+    return f"RFMNIGHT#{as_of.isoformat()}"
+
+
+def rfm_night_key(as_of: date, level: str, ident: str) -> dict[str, str]:
+    """The night's segment counts of a home store (STORE), a region (REGION) or the brand (BRAND#ALL)."""
+    return {"pk": rfm_night_pk(as_of), "sk": f"{level}#{ident}"}

@@ -57,12 +57,13 @@ class DynamoLedgerRepository:
     # ---- reads -------------------------------------------------------------------------------------
     def load_member(self, member_id: str) -> tuple[MemberHead | None, MemberState]:
         """Profile head and points state in ONE query (both sort keys start with PROFILE)."""
-        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-                                 values={":pk": keys.member_pk(member_id), ":p": keys.PROFILE}, ConsistentRead=True)
+        items, _ = self.db.query(KeyConditionExpression="pk = :pk AND sk BETWEEN :p AND :last",
+                                 values={":pk": keys.member_pk(member_id), ":p": keys.PROFILE,
+                                         ":last": keys.ORDER_PATH_LAST_SK}, ConsistentRead=True)
         profile = next((i for i in items if i["sk"] == keys.PROFILE), None)
         state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
         head = None if profile is None else _head(profile)
-        return head, (state_from_item(state) if state else MemberState(member_id=member_id))
+        return head, with_home(state_from_item(state) if state else MemberState(member_id=member_id), profile)
 
     def heads(self, member_ids: list[str]) -> dict[str, MemberHead]:
         """Profile heads of many members, 100 per BatchGetItem (a bulk coupon issue checks 1,000 at once)."""
@@ -341,7 +342,18 @@ def state_item(s: MemberState) -> dict[str, Any]:
         "last_purchase_at": clock.iso(s.last_purchase_at) if s.last_purchase_at else None,
         "stores": set(s.stores) or None, "categories": s.categories,
         "open_lots_from": clock.iso(s.open_lots_from) if s.open_lots_from else None,
+        "home_store_id": s.home_store_id, "recent_days": s.recent_days or None,
+        "coupon_orders": s.coupon_orders or None,
+        # The nightly index's entry: written once, never changed (KEYS_ONLY), so updates pay no index write.
+        "gsi5pk": s.member_id if s.indexed else None,
     }
+
+
+def with_home(state: MemberState, profile: dict[str, Any] | None) -> MemberState:
+    """The state carries the profile's home store (states written before it did learn it on their next write)."""
+    if state.home_store_id is None and profile and profile.get("home_store_id"):
+        return state.evolve(home_store_id=profile["home_store_id"])
+    return state
 
 
 def state_from_item(i: dict[str, Any]) -> MemberState:
@@ -354,7 +366,8 @@ def state_from_item(i: dict[str, Any]) -> MemberState:
         lifetime_spend=i.get("lifetime_spend", 0), lifetime_earned=i.get("lifetime_earned", 0),
         first_purchase_at=_dt(i.get("first_purchase_at")), last_purchase_at=_dt(i.get("last_purchase_at")),
         stores=frozenset(i.get("stores", ())), categories=i.get("categories", {}),
-        open_lots_from=_dt(i.get("open_lots_from")))
+        open_lots_from=_dt(i.get("open_lots_from")), home_store_id=i.get("home_store_id"),
+        recent_days=i.get("recent_days", ""), coupon_orders=i.get("coupon_orders", 0), indexed="gsi5pk" in i)
 
 
 _LOT_PROGRESS = ("remaining", "expired", "forgiven", "clawed", "owed", "status")

@@ -15,7 +15,7 @@ from ..domain.phone import mask_phone
 from . import coupons as coupon_rows
 from . import keys
 from .db import Db, Tx, TxCancelled
-from .ledger import state_from_item, state_item
+from .ledger import state_from_item, state_item, with_home
 from .pii import PiiProtector
 
 # Per transaction: each moved item is a put + a delete, plus the merge record's progress and one guard (the
@@ -121,7 +121,10 @@ class DynamoMemberRepository:
         if profile is None:
             return None
         state = next((i for i in items if i["sk"] == keys.MEMBER_STATE), None)
-        return self._from_item(profile).model_copy(update={"state": state_from_item(state) if state else None})
+        return self._from_item(profile).model_copy(update={
+            "state": with_home(state_from_item(state), profile) if state else None,
+            "insights": {"rfm": next((i for i in items if i["sk"] == keys.MEMBER_RFM), None),
+                         "tags": next((i for i in items if i["sk"] == keys.MEMBER_TAGS), None)}})
 
     def find_by_phone(self, phone: str) -> Member | None:
         """One query on the lookup index. May return a tombstone; the service follows merged_into."""
@@ -471,6 +474,14 @@ class DynamoMemberRepository:
                 tx.delete(keys.phone_marker(profile["phone_hash"]), condition="member_id = :m", values={":m": mid})
             for login in logins:
                 tx.delete(keys.openid_marker(login))
+            # Profiling ends with the person: the nightly segment and the tags go, and the points state leaves
+            # the nightly index (its version moves, so an order post that read it before writes nothing).
+            tx.delete(keys.member_rfm_key(mid))
+            tx.delete(keys.member_tags_key(mid))
+            if member.state is not None:
+                tx.update({"pk": keys.member_pk(mid), "sk": keys.MEMBER_STATE},
+                          "REMOVE gsi5pk SET version = version + :one", condition="attribute_exists(pk)",
+                          values={":one": 1})
             self._audit(tx, mid, audit)
             try:
                 self.db.commit(tx)
