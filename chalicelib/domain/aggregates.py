@@ -12,8 +12,18 @@ from datetime import datetime
 
 from . import clock
 from .ledger import MemberState
-from .points import month_key
+from .points import add_months, month_key
 from .purchase_days import with_day
+
+
+# Monthly buckets kept: the 12-month window (tiers, RFM) plus the month before it, counted back from the newest
+# purchase (never from a backdated order's month, which would drop later months): a member buying for years
+# keeps 13 keys, not one per month ever.
+KEPT_MONTHS = 13
+
+
+def _recent(buckets: dict[str, int], cutoff: str) -> dict[str, int]:
+    return {k: v for k, v in buckets.items() if k >= cutoff}
 
 
 def fold_order(state: MemberState, *, paid_at: datetime, store_id: str, net: int,
@@ -24,12 +34,15 @@ def fold_order(state: MemberState, *, paid_at: datetime, store_id: str, net: int
     its day stays a purchase day). The caller adds its own fields (points, version, tier) with `evolve`."""
     day = clock.business_day(paid_at)
     month = month_key(day)
+    newest = max(filter(None, [state.last_purchase_at, paid_at]))
     categories = dict(state.categories)
     for category, amount in lines:
         categories[category] = categories.get(category, 0) + amount
+    cutoff = month_key(add_months(clock.business_day(newest).replace(day=1), -(KEPT_MONTHS - 1)))
     return state.evolve(
-        spend_months={**state.spend_months, month: state.spend_months.get(month, 0) + net},
-        orders_months={**state.orders_months, month: state.orders_months.get(month, 0) + int(counted)},
+        spend_months=_recent({**state.spend_months, month: state.spend_months.get(month, 0) + net}, cutoff),
+        orders_months=_recent({**state.orders_months, month: state.orders_months.get(month, 0) + int(counted)},
+                              cutoff),
         order_count=state.order_count + int(counted), lifetime_spend=state.lifetime_spend + net,
         first_purchase_at=min(filter(None, [state.first_purchase_at, paid_at])),
         last_purchase_at=max(filter(None, [state.last_purchase_at, paid_at])),

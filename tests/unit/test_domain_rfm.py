@@ -114,6 +114,10 @@ def test_the_fold_counts_an_order_and_keeps_its_day():
     s = fold_order(s, paid_at=at + timedelta(minutes=2), store_id="sh-002", net=0, lines=[("tea", 500)],
                    counted=False)
     assert s.orders_months == {"2026-03": 1, "2026-04": 0} and s.spend_months == {"2026-03": 1000, "2026-04": 0}
+    late = fold_order(s, paid_at=at - timedelta(days=60), store_id="sh-001", net=5, lines=[])  # backdated
+    assert late.spend_months == {"2026-01": 5, "2026-03": 1000, "2026-04": 0}
+    later = fold_order(late, paid_at=at + timedelta(days=366), store_id="sh-001", net=7, lines=[])
+    assert later.spend_months == {"2026-04": 0, "2027-04": 7}  # 2026-04..2027-04: 13 months back from the newest
     assert s.order_count == 1 and s.coupon_orders == 1 and s.categories == {"tea": 1100, "cake": 400}
     assert len(decode_days(s.recent_days)) == 2 and s.stores == {"sh-001", "sh-002"}
     fig = figures(s, date(2026, 4, 30))
@@ -123,13 +127,14 @@ def test_the_fold_counts_an_order_and_keeps_its_day():
 def test_an_active_members_state_stays_under_one_kilobyte():
     s = MemberState(member_id="01JABCDEFGHJKMNPQRSTVWXYZ0", home_store_id="sh-001-flagship")
     at = datetime(2025, 12, 1, 12, 0, tzinfo=BUSINESS_TZ)
-    for i in range(60):  # five orders a month for a year, eight categories, six stores, coupons
+    for i in range(300):  # five orders a month for five years, eight categories, six stores, coupons
         s = fold_order(s, paid_at=at + timedelta(days=6 * i), store_id=f"sh-00{i % 6}", net=12_345 + i,
                        lines=[(f"category-{i % 8}", 12_345 + i)], used_coupon=i % 3 == 0)
     s = s.evolve(version=60, available=5_000, tier="gold", tier_base="gold", lifetime_earned=8_000,
                  first_purchase_at=at, open_lots_from=at)
     size = item_size(to_item(state_item(s)))
     assert size < 1024, size
+    assert len(s.spend_months) == 13 and len(s.orders_months) == 13  # the window and one month, not five years
 
 
 def test_next_result_carries_the_segment_start_and_history():
