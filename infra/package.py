@@ -3,8 +3,11 @@
     dist/template.json            CloudFormation (SAM transform): chalice package --merge-template + infra/stack.py
     dist/artifacts/api-<h>.zip    the API: app.py, chalicelib/ (no local tooling), Chalice's runtime shim
     dist/artifacts/functions-<h>.zip   every function of functions/ with chalicelib/ (one zip, one handler each)
-    dist/artifacts/layer-<h>.zip  third-party packages (Chalice's managed layer), without boto3/botocore
-    dist/package.json             what was built: sizes, hashes, the inputs' digest
+    dist/artifacts/layer-<h>.zip  third-party packages (Chalice's managed layer), without boto3/botocore and
+                                  without the packages one function alone declares (infra/functions.json)
+    dist/artifacts/<fn>-layer-<h>.zip  those packages, for that function only (e.g. numpy for rfm): manylinux
+                                  wheels for Lambda's runtime, glibc and architecture (pip --platform)
+    dist/package.json             what was built: sizes, hashes, the inputs' digest, each function's layers
 
 Every .py ships with bytecode for the runtime (the Python running this, which is also the runtime Chalice
 declares), written as unchecked-hash .pyc: Lambda never recompiles or stats sources on a cold start.
@@ -12,8 +15,9 @@ Zips are reproducible (sorted, fixed timestamps) and named by content, so a depl
 what changed, and an older template still finds its own zips (rollback).
 
 Fast when little changed: Chalice keeps its managed layer (pip downloads) under .local/package/project/.chalice,
-keyed by requirements.txt, and the compiled layer is cached under .local/package/layers/. A build whose inputs
-are unchanged is skipped altogether (ensure_built).
+keyed by requirements.txt, and the compiled layer is cached under .local/package/layers/ (a function's own layer
+under .local/package/function-layers/, keyed by its pins). A build whose inputs are unchanged is skipped
+altogether (ensure_built).
 """
 from __future__ import annotations
 
@@ -51,6 +55,11 @@ MAX_WITH_LAYERS_BYTES = 250 * 1024 * 1024  # Lambda: function + layers unzipped
 FORBIDDEN_PACKAGES = {"boto3", "botocore", "s3transfer", "moto", "pytest", "_pytest", "hypothesis", "xdist",
                       "responses", "werkzeug", "flask", "cfnlint", "samtranslator", "importlinter", "ruff", "tests"}
 RUNTIME_PROVIDED = re.compile(r"^(boto3|botocore)\b", re.IGNORECASE)
+# The glibc of the Amazon Linux each Lambda Python runtime runs on: python3.9-3.11 Amazon Linux 2 (2.26),
+# python3.12+ Amazon Linux 2023 (2.34). A wheel tagged for a newer glibc (manylinux_2_28) does not load there.
+LAMBDA_GLIBC = {"python3.9": 26, "python3.10": 26, "python3.11": 26, "python3.12": 34, "python3.13": 34,
+                "python3.14": 34}
+WHEEL_MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -213,9 +222,60 @@ def rebuild_layer_zip(chalice_zip: Path, out_dir: Path) -> Path:
     return final
 
 
+def wheel_platforms(runtime_name: str, architecture: str = stack.ARCHITECTURE) -> list[str]:
+    """pip --platform tags that load on Lambda's runtime: manylinux_2_<n> for every glibc up to its own (pip does not
+    expand these by itself), and manylinux2014 (= 2_17, which pip expands to the older 2010 and 1)."""
+    if runtime_name not in LAMBDA_GLIBC:
+        raise PackagingError(f"no known glibc for Lambda's {runtime_name}: add it to LAMBDA_GLIBC")
+    machine = WHEEL_MACHINE[architecture]
+    return [f"manylinux_2_{n}_{machine}" for n in range(LAMBDA_GLIBC[runtime_name], 17, -1)] + [
+        f"manylinux2014_{machine}"]
+
+
+def build_packages_layer(spec: stack.FunctionSpec, out_dir: Path) -> Path:
+    """The packages only `spec` needs (e.g. numpy for rfm), as a layer: pip installs binary wheels for Lambda's
+    runtime, architecture and glibc (never this machine's), with bytecode. Cached by the pins and platforms."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    platforms = wheel_platforms(runtime())
+    key = hashlib.sha256(json.dumps([spec.packages, platforms, FORMAT_VERSION, sys.version]).encode()).hexdigest()
+    cache = WORK / "function-layers" / f"{spec.name}-{key[:24]}.zip"
+    if not cache.exists():
+        log(f"installing {', '.join(spec.packages)} for {spec.name}'s layer ({platforms[0]} or older, {runtime()})")
+        with tempfile.TemporaryDirectory(prefix=f"chaincrm-{spec.name}-layer-") as tmp:
+            tree = Path(tmp) / "tree"
+            site = tree / "python" / "lib" / runtime() / "site-packages"
+            cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+                   "--target", str(site), "--only-binary=:all:", "--implementation", "cp", "--python-version",
+                   version, *(arg for tag in platforms for arg in ("--platform", tag)), *spec.packages]
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)  # noqa: S603
+            if proc.returncode != 0:
+                raise PackagingError(
+                    f"{spec.name}: no wheel of {', '.join(spec.packages)} loads on Lambda's {runtime()} "
+                    f"({stack.ARCHITECTURE}, glibc 2.{LAMBDA_GLIBC[runtime()]}: {platforms[0]} or older). Pin a "
+                    f"version in requirements.txt that ships one.\n{proc.stdout[-1500:]}{proc.stderr[-3000:]}")
+            shutil.rmtree(site / "bin", ignore_errors=True)  # console scripts (f2py, ...): nothing runs them
+            names = [p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file()]
+            check_contents("layer", names, f"python/lib/{runtime()}/site-packages/")
+            compile_tree(tree, "/opt", strict=False)
+            write_zip(tree, Path(tmp) / "layer.zip")
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            for old in cache.parent.glob(f"{spec.name}-*.zip"):
+                old.unlink()
+            shutil.move(Path(tmp) / "layer.zip", cache)
+    final = out_dir / f"{spec.name}-layer-{hashlib.sha256(cache.read_bytes()).hexdigest()[:16]}.zip"
+    shutil.copyfile(cache, final)
+    return final
+
+
+def function_layers(specs: list[stack.FunctionSpec]) -> dict[str, list[str]]:
+    """The artifact kinds on each function's path, in order: the shared layer, then its own."""
+    return {s.name: ["layer", *([f"{s.name}-layer"] if s.packages else [])] for s in specs}
+
+
 # ---- chalice ---------------------------------------------------------------------------------------------------
-def stage_project(root: Path = ROOT) -> Path:
-    """A copy of what Chalice packages, minus local tooling, and requirements without the runtime's boto3.
+def stage_project(root: Path = ROOT, exclude: frozenset[str] = frozenset()) -> Path:
+    """A copy of what Chalice packages, minus local tooling, and requirements without the runtime's boto3 and
+    without `exclude` (the packages that functions ship in layers of their own: the API never loads them).
     Kept between runs: Chalice caches its managed layer in <project>/.chalice/deployments."""
     project = WORK / "project"
     for sub in ("chalicelib", "app.py", "requirements.txt", ".chalice/config.json"):
@@ -231,8 +291,13 @@ def stage_project(root: Path = ROOT) -> Path:
         dst = project / src.relative_to(root)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
+
+    def name(line: str) -> str:
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+        return stack.requirement_name(m.group(1)) if m else ""
+
     kept = [line for line in (root / "requirements.txt").read_text().splitlines()
-            if not RUNTIME_PROVIDED.match(line.strip())]
+            if not RUNTIME_PROVIDED.match(line.strip()) and name(line) not in exclude]
     (project / "requirements.txt").write_text("\n".join(kept) + "\n")
     deployments = project / ".chalice" / "deployments"
     for old in deployments.glob("appcode-*.zip"):  # rebuilt every time (cheap); the managed layer is kept
@@ -294,8 +359,11 @@ def build(out: Path = DIST, root: Path = ROOT) -> dict[str, Any]:
 
     log("zipping functions/ with chalicelib/")
     functions_zip = build_functions_zip(artifacts, root)
-    merge = stack.build_merge_template(functions_zip.name, runtime(), root=root)
-    project = stage_project(root)
+    own_layers = {s.name: build_packages_layer(s, artifacts) for s in specs if s.packages}
+    merge = stack.build_merge_template(functions_zip.name, runtime(), root=root,
+                                       layer_keys={name: z.name for name, z in own_layers.items()})
+    project = stage_project(root, frozenset(stack.requirement_name(pin.split("==")[0])
+                                            for s in specs for pin in s.packages))
     merge_path = WORK / "merge-template.json"
     merge_path.write_text(json.dumps(merge, indent=1))
     chalice_out = WORK / "chalice-out"
@@ -310,14 +378,19 @@ def build(out: Path = DIST, root: Path = ROOT) -> dict[str, Any]:
     (out / "template.json").write_text(json.dumps(template, indent=1, ensure_ascii=False) + "\n")
 
     info = {"api": artifact_info(api_zip), "functions": artifact_info(functions_zip), "layer": artifact_info(layer_zip)}
+    info |= {f"{name}-layer": artifact_info(z) for name, z in own_layers.items()}
     for kind in ("api", "functions"):
         if info[kind]["unzipped_bytes"] > MAX_OWN_CODE_BYTES:
             raise PackagingError(f"{kind} artifact is {info[kind]['unzipped_bytes'] / MB:.1f} MB unzipped (limit 15)")
         if info[kind]["unzipped_bytes"] + info["layer"]["unzipped_bytes"] > MAX_WITH_LAYERS_BYTES:
             raise PackagingError(f"{kind} with its layer exceeds Lambda's 250 MB unzipped")
+    layers = function_layers(specs)
+    for name, kinds in layers.items():
+        if info["functions"]["unzipped_bytes"] + sum(info[k]["unzipped_bytes"] for k in kinds) > MAX_WITH_LAYERS_BYTES:
+            raise PackagingError(f"{name} with its layers ({', '.join(kinds)}) exceeds Lambda's 250 MB unzipped")
     manifest = {"inputs": inputs_digest(root), "runtime": runtime(), "template": "template.json",
-                "functions": {s.name: f"{s.module}.{s.handler}" for s in specs}, "artifacts": info,
-                "seconds": round(time.monotonic() - started, 1)}
+                "functions": {s.name: f"{s.module}.{s.handler}" for s in specs}, "function_layers": layers,
+                "artifacts": info, "seconds": round(time.monotonic() - started, 1)}
     (out / "package.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 

@@ -4,7 +4,10 @@ manifests, so that adding a function is one entry in infra/functions.json and no
 For the API (Chalice generates its function and REST API; we merge into them) and for every function of the
 manifest this generates: a role with one least-privilege policy, a log group with retention, alarms, and the
 dashboard. For each function also: the Lambda, its EventBridge Scheduler schedule (Asia/Shanghai, retry policy,
-dead-letter queue), the async on-failure destination, and the "did not finish" alarm of daily jobs.
+dead-letter queue), the async on-failure destination, and the "did not finish" alarm of daily jobs. A function
+whose trigger names a `state_machine` is run by a Step Functions state machine instead (its schedule starts the
+machine, which invokes the function once per step and fans the segments out in Map states), and a function with
+`packages` gets them in a layer of its own (infra/package.py builds it), kept out of the API's dependencies.
 
 Pure functions of the files in infra/ (and .chalice/config.json): tests call them with their own manifests.
 """
@@ -33,8 +36,13 @@ SSM_PARAMETERS = {
 # The only actions AWS authorises on "*" alone (no resource-level permissions); each statement says why.
 STAR_ONLY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData"}
 TABLE_ACTIONS = {"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
-                 "ConditionCheckItem"}  # no Scan: nothing here scans (docs/access-patterns.md)
-INDEX_ACTIONS = {"Query"}
+                 "ConditionCheckItem", "DescribeTable"}  # no Scan: the table is never scanned (docs/access-patterns.md)
+# Scan only of an index that exists to be scanned: KEYS_ONLY (a fraction of the table, and of its cost per read).
+INDEX_ACTIONS = {"Query", "Scan"}
+SCAN_NEEDS_PROJECTION = "KEYS_ONLY"
+# What a state machine's Lambda tasks retry with backoff: Lambda's own transient errors, documented as retryable.
+LAMBDA_TRANSIENT_ERRORS = ["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                           "Lambda.TooManyRequestsException"]
 RETENTION = {"Fn::FindInMap": ["StageSettings", {"Ref": "Stage"}, "LogRetentionDays"]}
 # Kept when the stack is deleted or a resource replaced, but removed when the stack's own creation rolls back,
 # so a failed first deploy can simply be retried (nothing left behind with the same name). The table is the
@@ -91,6 +99,28 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class MachineStep:
+    step: str  # the "step" of the event the function gets
+    map: bool  # one invocation per segment of the plan, each repeated until it answers "done": true
+    when: str | None = None  # run only when the plan's answer has this flag true
+
+    @property
+    def state(self) -> str:
+        return "".join(part.capitalize() for part in self.step.split("_")) + ("Map" if self.map else "")
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    steps: tuple[MachineStep, ...]  # the first one plans: it answers {"as_of", "segments", <flags>}
+    max_concurrency: int  # the default of the template parameter <Logical>Concurrency
+    timeout_hours: int
+
+    @property
+    def maps(self) -> bool:
+        return any(s.map for s in self.steps)
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     module: str
@@ -109,6 +139,9 @@ class FunctionSpec:
     metrics: tuple[str, ...]
     success_metric: str | None = None
     finish_alarm_hours: int | None = None
+    local_handler: str | None = None  # what the local CLI runs instead of `handler` (not deployed)
+    packages: tuple[str, ...] = ()  # pinned requirements only this function needs: its own layer
+    machine: MachineSpec | None = None  # run by a Step Functions state machine, not by its schedule directly
 
     @property
     def logical(self) -> str:
@@ -143,6 +176,25 @@ def table_indexes(template: dict[str, Any]) -> set[str]:
     return {g["IndexName"] for g in gsis}
 
 
+def scannable_indexes(template: dict[str, Any]) -> set[str]:
+    gsis = template["Resources"]["Table"]["Properties"].get("GlobalSecondaryIndexes", [])
+    return {g["IndexName"] for g in gsis if g.get("Projection", {}).get("ProjectionType") == SCAN_NEEDS_PROJECTION}
+
+
+def requirement_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_pins(root: Path = ROOT) -> dict[str, str]:
+    """requirements.txt's pinned lines by normalised name: {"numpy": "numpy==2.2.6"}."""
+    pins = {}
+    for line in (root / "requirements.txt").read_text().splitlines():
+        m = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s#;]+)\s*(#.*)?", line)
+        if m:
+            pins[requirement_name(m.group(1))] = f"{m.group(1)}=={m.group(2)}"
+    return pins
+
+
 def is_daily_cron(expression: str) -> bool:
     """cron(min hour day-of-month month day-of-week year) that fires once a day, every day."""
     m = re.fullmatch(r"cron\((.+)\)", expression.strip())
@@ -172,7 +224,7 @@ def _metric_names(values: Any, where: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _grants(values: Any, indexes: set[str], where: str) -> tuple[Grant, ...]:
+def _grants(values: Any, indexes: set[str], where: str, scannable: set[str] = frozenset()) -> tuple[Grant, ...]:
     if not isinstance(values, list):
         raise ManifestError(f"{where}: 'dynamodb' must be a list of {{'on', 'actions'}}")
     grants = []
@@ -185,6 +237,9 @@ def _grants(values: Any, indexes: set[str], where: str) -> tuple[Grant, ...]:
         if not actions or not isinstance(actions, list) or not set(actions) <= allowed:
             raise ManifestError(f"{where}: actions on {on} must be some of {sorted(allowed)} (without 'dynamodb:'),"
                                 f" not {actions!r}")
+        if "Scan" in actions and on not in scannable:
+            raise ManifestError(f"{where}: Scan only of an index built to be scanned ({SCAN_NEEDS_PROJECTION} "
+                                f"projection: {sorted(scannable)}), not {on}")
         grants.append(Grant(on, tuple(sorted(set(actions)))))
     if len({g.on for g in grants}) != len(grants):
         raise ManifestError(f"{where}: one 'dynamodb' entry per table/index")
@@ -196,7 +251,50 @@ def handler_defined(module_file: Path, handler: str) -> bool:
     return any(isinstance(n, ast.FunctionDef) and n.name == handler for n in tree.body)
 
 
-def parse_function(entry: dict[str, Any], indexes: set[str], root: Path = ROOT) -> FunctionSpec:
+def _machine(value: Any, where: str) -> MachineSpec:
+    """trigger.state_machine: {"steps": [{"step", "map"?, "when"?}...], "max_concurrency", "timeout_hours"}."""
+    shape = ("'state_machine' is {'steps': [{'step': 'plan'}, {'step': 'measure', 'map': true, 'when': 'measure'}, "
+             "...], 'max_concurrency': 1..100, 'timeout_hours': 1..24}")
+    if not isinstance(value, dict) or set(value) - {"steps", "max_concurrency", "timeout_hours"}:
+        raise ManifestError(f"{where}: {shape}")
+    steps = []
+    for item in value.get("steps") or []:
+        if not isinstance(item, dict) or set(item) - {"step", "map", "when"}:
+            raise ManifestError(f"{where}: each state machine step is {{'step', 'map'?, 'when'?}}, not {item!r}")
+        step, is_map, when = item.get("step"), item.get("map", False), item.get("when")
+        if not isinstance(step, str) or not re.fullmatch(r"[a-z][a-z_]{0,30}", step) or not isinstance(is_map, bool):
+            raise ManifestError(f"{where}: a step's 'step' is a snake_case name, 'map' true or false: {item!r}")
+        if when is not None and (not isinstance(when, str) or not re.fullmatch(r"[a-z][a-z_]{0,30}", when)):
+            raise ManifestError(f"{where}: a step's 'when' names a boolean of the plan's answer: {item!r}")
+        steps.append(MachineStep(step, is_map, when))
+    if len(steps) < 2 or steps[0].map or steps[0].when or steps[-1].when:
+        raise ManifestError(f"{where}: a state machine has two steps or more; the first plans (no 'map', no 'when') "
+                            "and the last always runs (no 'when')")
+    if len({s.state for s in steps}) != len(steps):
+        raise ManifestError(f"{where}: state machine steps must differ")
+    concurrency, hours = value.get("max_concurrency", 10), value.get("timeout_hours", 20)
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 100:
+        raise ManifestError(f"{where}: {shape}")
+    if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 24:
+        raise ManifestError(f"{where}: {shape} (a night's run that is still going after a day is stuck)")
+    return MachineSpec(tuple(steps), concurrency, hours)
+
+
+def _packages(values: Any, root: Path, where: str) -> tuple[str, ...]:
+    if values is None:
+        return ()
+    pins = requirement_pins(root)
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ManifestError(f"{where}: 'packages' is a list of names pinned in requirements.txt")
+    missing = [v for v in values if requirement_name(v) not in pins]
+    if missing:
+        raise ManifestError(f"{where}: 'packages' {missing} must be pinned (name==version) in requirements.txt: the "
+                            "layer and the local venv install the same version")
+    return tuple(pins[requirement_name(v)] for v in values)
+
+
+def parse_function(entry: dict[str, Any], indexes: set[str], root: Path = ROOT,
+                   scannable: set[str] = frozenset()) -> FunctionSpec:
     where = f"infra/functions.json entry {entry.get('name', '?')!r}"
     name = _need(entry, "name", str, where)
     if not re.fullmatch(r"[a-z][a-z0-9-]{1,30}[a-z0-9]", name):
@@ -208,11 +306,16 @@ def parse_function(entry: dict[str, Any], indexes: set[str], root: Path = ROOT) 
     handler = _need(entry, "handler", str, where)
     if not handler_defined(root / "functions" / f"{m.group(1)}.py", handler):
         raise ManifestError(f"{where}: {module} has no top-level function {handler!r}")
+    local_handler = entry.get("local_handler")
+    if local_handler is not None and (not isinstance(local_handler, str)
+                                      or not handler_defined(root / "functions" / f"{m.group(1)}.py", local_handler)):
+        raise ManifestError(f"{where}: {module} has no top-level function {local_handler!r} ('local_handler')")
     trigger = _need(entry, "trigger", dict, where)
-    unknown = set(trigger) - {"schedule", "timezone", "input"}
+    unknown = set(trigger) - {"schedule", "timezone", "input", "state_machine"}
     if unknown or "schedule" not in trigger:
         raise ManifestError(
-            f"{where}: only scheduled triggers are generated so far ({{'schedule', 'timezone', 'input'}}); "
+            f"{where}: only scheduled triggers are generated so far ({{'schedule', 'timezone', 'input'}}, and "
+            "'state_machine' for a schedule that starts a Step Functions state machine running the function); "
             f"got {sorted(trigger)}. A DynamoDB-stream or SQS consumer needs support in infra/stack.py first: "
             "explicit MaximumRetryAttempts and MaximumRecordAgeInSeconds, BisectBatchOnFunctionError, "
             "ReportBatchItemFailures and an on-failure destination (streams); ReportBatchItemFailures and a "
@@ -232,7 +335,11 @@ def parse_function(entry: dict[str, Any], indexes: set[str], root: Path = ROOT) 
     reserved = entry.get("reserved_concurrency")
     if reserved is not None and (not isinstance(reserved, int) or reserved < 1):
         raise ManifestError(f"{where}: 'reserved_concurrency' is a positive number or null")
-    retry = entry.get("retry", {"attempts": 2, "max_event_age_seconds": 21600})
+    machine = _machine(trigger["state_machine"], where) if "state_machine" in trigger else None
+    if machine and "retry" in entry:
+        raise ManifestError(f"{where}: 'retry' is for asynchronous invocations; a state machine invokes its function "
+                            "synchronously and retries in its definition")
+    retry = entry.get("retry", {"attempts": 0 if machine else 2, "max_event_age_seconds": 21600})
     attempts, max_age = retry.get("attempts"), retry.get("max_event_age_seconds")
     if attempts not in (0, 1, 2) or not isinstance(max_age, int) or not 60 <= max_age <= 21600:
         raise ManifestError(f"{where}: 'retry' is {{'attempts': 0..2, 'max_event_age_seconds': 60..21600}} "
@@ -253,15 +360,17 @@ def parse_function(entry: dict[str, Any], indexes: set[str], root: Path = ROOT) 
         name=name, module=module, handler=handler, description=_need(entry, "description", str, where)[:256],
         schedule=schedule, timezone=TIMEZONE, input=event, timeout=timeout, memory=memory,
         reserved_concurrency=reserved, retry_attempts=attempts, max_event_age_seconds=max_age,
-        dynamodb=_grants(entry.get("dynamodb"), indexes, where), secret=secret, metrics=metrics,
-        success_metric=success, finish_alarm_hours=hours)
+        dynamodb=_grants(entry.get("dynamodb"), indexes, where, scannable), secret=secret, metrics=metrics,
+        success_metric=success, finish_alarm_hours=hours, local_handler=local_handler,
+        packages=_packages(entry.get("packages"), root, where), machine=machine)
 
 
 def load_functions(manifest: dict[str, Any] | None = None, infra: Path = INFRA, root: Path = ROOT,
                    template: dict[str, Any] | None = None) -> list[FunctionSpec]:
     manifest = read_json(infra / "functions.json") if manifest is None else manifest
-    indexes = table_indexes(template or base_template(infra))
-    specs = [parse_function(e, indexes, root) for e in manifest.get("functions", [])]
+    template = template or base_template(infra)
+    indexes, scannable = table_indexes(template), scannable_indexes(template)
+    specs = [parse_function(e, indexes, root, scannable) for e in manifest.get("functions", [])]
     for attr in ("name", "module"):
         values = [getattr(s, attr) for s in specs]
         if len(set(values)) != len(values):
@@ -292,7 +401,8 @@ def load_api(api: dict[str, Any] | None = None, infra: Path = INFRA,
         if not m:
             raise ManifestError(f"{where}: throttling route {key!r} must be 'METHOD /path'")
         routes[(m.group(1), m.group(2))] = (limits["rate"], limits["burst"])
-    return ApiSpec(dynamodb=_grants(api.get("dynamodb"), table_indexes(template or base_template(infra)), where),
+    template = template or base_template(infra)
+    return ApiSpec(dynamodb=_grants(api.get("dynamodb"), table_indexes(template), where, scannable_indexes(template)),
                    secret=_need(api, "secret", bool, where), metrics=_metric_names(api.get("metrics"), where),
                    default_rate=default["rate"], default_burst=default["burst"], routes=routes)
 
@@ -478,7 +588,149 @@ def api_resources(api: ApiSpec, api_stage: str) -> dict[str, Any]:
     return resources
 
 
-def function_resources(spec: FunctionSpec, code_key: str, runtime: str) -> dict[str, Any]:
+def _machine_name(spec: FunctionSpec) -> str:
+    return "${AWS::StackName}-" + spec.name
+
+
+def state_machine_definition(spec: FunctionSpec) -> dict[str, Any]:
+    """The Amazon States Language of a function's state machine (JSONPath). Placeholders, filled by the resource's
+    DefinitionSubstitutions: ${LambdaInvoke} (the partition's lambda:invoke integration), ${FunctionArn},
+    ${MaxConcurrency} (the <Logical>Concurrency parameter).
+
+    DateGiven/Today -> plan (with the execution input's optional "date") -> per step: a Task with the plan's as_of,
+    or a Map over the plan's segments whose every iteration invokes the step for its segment until it answers
+    "done": true (the function stops taking pages before its timeout and checkpoints; the next call resumes). A
+    step with `when` runs only if the plan's answer has that flag true. The Maps run in Distributed mode: each
+    segment is a child execution with its own history, so ~1,000 segments (x2 Maps, each loop ~10 events) stay
+    far from a Standard execution's 25,000-event limit, and each Map keeps none of its iterations' results."""
+    machine = spec.machine
+    assert machine is not None
+    retry = [
+        {"ErrorEquals": LAMBDA_TRANSIENT_ERRORS, "IntervalSeconds": 2, "MaxAttempts": 6, "BackoffRate": 2},
+        # Anything else the function raised (a timeout, DynamoDB unavailable past the SDK's retries): every step
+        # resumes from its checkpoint, so trying again is safe; a bug fails after the second retry.
+        {"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 30, "MaxAttempts": 2, "BackoffRate": 2},
+    ]
+
+    def task(payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        return {"Type": "Task", "Resource": "${LambdaInvoke}",
+                "Parameters": {"FunctionName": "${FunctionArn}", "Payload": payload}, "Retry": retry, **fields}
+
+    def entry(i: int) -> str:  # the first state of step i: its Choice when it has a condition
+        step = machine.steps[i]
+        return step.state.removesuffix("Map") + "Needed" if step.when else step.state
+
+    def then(i: int) -> dict[str, Any]:
+        return {"Next": entry(i + 1)} if i + 1 < len(machine.steps) else {"End": True}
+
+    plan = machine.steps[0]
+    selector = {"as_of.$": "$.Payload.as_of"}
+    if machine.maps:
+        selector["segments.$"] = "$.Payload.segments"
+        # MaxConcurrencyPath reads it from the state; a substitution can only write text, hence StringToJson.
+        selector["concurrency.$"] = "States.StringToJson('${MaxConcurrency}')"
+    selector |= {f"{flag}.$": f"$.Payload.{flag}" for flag in sorted({s.when for s in machine.steps if s.when})}
+    states: dict[str, Any] = {
+        "DateGiven": {"Type": "Choice", "Comment": "a re-run names its day: {\"date\": \"YYYY-MM-DD\"}",
+                      "Choices": [{"Variable": "$.date", "IsPresent": True, "Next": plan.state}], "Default": "Today"},
+        "Today": {"Type": "Pass", "Result": {"date": None}, "Next": plan.state},
+        plan.state: task({"step": plan.step, "date.$": "$.date"}, ResultSelector=selector, **then(0)),
+    }
+    for i, step in enumerate(machine.steps[1:], start=1):
+        if step.when:
+            states[entry(i)] = {"Type": "Choice", "Choices": [
+                {"Variable": f"$.{step.when}", "BooleanEquals": True, "Next": step.state}],
+                "Default": entry(i + 1)}
+        last = i + 1 == len(machine.steps)
+        if not step.map:
+            states[step.state] = task({"step": step.step, "as_of.$": "$.as_of"},
+                                      **({"OutputPath": "$.Payload"} if last else {"ResultPath": None}), **then(i))
+            continue
+        name = step.state.removesuffix("Map")
+        work, done, finished = f"{name}Segment", f"{name}SegmentDone", f"{name}SegmentFinished"
+        states[step.state] = {
+            "Type": "Map", "Label": name, "ItemsPath": "$.segments", "MaxConcurrencyPath": "$.concurrency",
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                "StartAt": work,
+                "States": {
+                    work: task({"step": step.step, "as_of.$": "$.as_of", "segment.$": "$.segment"},
+                               ResultSelector={"done.$": "$.Payload.done"}, ResultPath="$.result", Next=done),
+                    done: {"Type": "Choice", "Choices": [
+                        {"Variable": "$.result.done", "BooleanEquals": True, "Next": finished}], "Default": work},
+                    # Each segment's output is only {"done": true}: ~1,000 of them stay far below 256 KB.
+                    finished: {"Type": "Pass", "InputPath": "$.result", "End": True},
+                }},
+            "ResultPath": None,  # the state keeps the plan; the Map's own result (one {"done"} per segment) is dropped
+            **then(i)}
+    return {"Comment": f"{spec.name}: {spec.description}"[:1000], "StartAt": "DateGiven",
+            "TimeoutSeconds": machine.timeout_hours * 3600, "States": states}
+
+
+def machine_resources(spec: FunctionSpec) -> dict[str, Any]:
+    p, name = spec.logical, spec.name
+    fn, machine, role = f"{p}Function", f"{p}StateMachine", f"{p}StateMachineRole"
+    assert spec.machine is not None
+    statements: list[dict[str, Any]] = [
+        # The unqualified ARN is what the tasks invoke (no version or alias).
+        {"Sid": "InvokeItsFunctionOnly", "Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": _arn(fn)}]
+    if spec.machine.maps:
+        # A Distributed Map runs each segment as a child execution of this same machine (by name: a reference to
+        # the machine would be a cycle, machine -> role -> machine).
+        arn = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
+        statements += [
+            {"Sid": "DistributedMapStartsChildExecutionsOfItself", "Effect": "Allow",
+             "Action": "states:StartExecution", "Resource": {"Fn::Sub": arn + "stateMachine:" + _machine_name(spec)}},
+            {"Sid": "DistributedMapWatchesAndStopsThem", "Effect": "Allow",
+             "Action": ["states:DescribeExecution", "states:StopExecution"],
+             "Resource": {"Fn::Sub": arn + "execution:" + _machine_name(spec) + "/*"}}]
+    substitutions: dict[str, Any] = {"LambdaInvoke": {"Fn::Sub": "arn:${AWS::Partition}:states:::lambda:invoke"},
+                                     "FunctionArn": _arn(fn)}
+    if spec.machine.maps:
+        substitutions["MaxConcurrency"] = {"Ref": f"{p}Concurrency"}
+
+    def executions(metric: str, label: str, what: str) -> dict[str, Any]:
+        return alarm(f"{name}-executions-{label}", f"{name}: an execution of its state machine {what}. Step Functions "
+                     "console -> the machine -> the execution: the failed step, its error and its Lambda's logs; "
+                     "re-run it (docs/operations.md, 'The nightly RFM run')",
+                     {"Namespace": "AWS/States", "MetricName": metric, "Statistic": "Sum",
+                      "Dimensions": [{"Name": "StateMachineArn", "Value": {"Ref": machine}}]}, threshold=1)
+
+    # No CloudWatch Logs logging of the machine: it would need eight log-delivery actions on "*" (logs:
+    # PutResourcePolicy among them) in this role. The execution history (90 days) shows each failed step's error,
+    # and the function logs to its own group.
+    return {
+        role: role_resource(f"Step Functions state machine of {name}", "states.amazonaws.com", statements),
+        machine: {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+            "StateMachineName": {"Fn::Sub": _machine_name(spec)}, "StateMachineType": "STANDARD",
+            "RoleArn": _arn(role),
+            "DefinitionString": json.dumps(state_machine_definition(spec), separators=(",", ":"), ensure_ascii=False),
+            "DefinitionSubstitutions": substitutions}},
+        f"{p}ExecutionsFailedAlarm": executions("ExecutionsFailed", "failed", "failed (a step kept failing past its "
+                                                "retries)"),
+        f"{p}ExecutionsTimedOutAlarm": executions("ExecutionsTimedOut", "timed-out",
+                                                  f"ran longer than {spec.machine.timeout_hours} h and was stopped"),
+    }
+
+
+def machine_parameter(spec: FunctionSpec) -> dict[str, Any]:
+    assert spec.machine is not None
+    return {"Type": "Number", "Default": spec.machine.max_concurrency, "MinValue": 1, "MaxValue": 100,
+            "Description": f"How many segments of a {spec.name} run are worked on at once (its Map states' "
+                           "concurrency: one Lambda each, from the account's unreserved concurrency)"}
+
+
+def packages_layer(spec: FunctionSpec, layer_key: str, runtime: str) -> dict[str, Any]:
+    return {"Type": "AWS::Lambda::LayerVersion", "Properties": {
+        "LayerName": {"Fn::Sub": "${AWS::StackName}-" + spec.name + "-packages"},
+        "Description": f"{', '.join(spec.packages)} for {spec.name} only (manylinux wheels for Lambda's {runtime}, "
+                       f"{ARCHITECTURE})"[:256],
+        "Content": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Fn::Sub": "${ArtifactPrefix}" + layer_key}},
+        "CompatibleRuntimes": [runtime], "CompatibleArchitectures": [ARCHITECTURE]}}
+
+
+def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
+                       layer_key: str | None = None) -> dict[str, Any]:
     p, name = spec.logical, spec.name
     fn, role, logs, dlq = f"{p}Function", f"{p}Role", f"{p}LogGroup", f"{p}Dlq"
     env = {"CHAINCRM_TABLE_NAME": {"Ref": "Table"}, "CHAINCRM_STAGE": {"Ref": "Stage"},
@@ -486,13 +738,16 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str) -> dict[
            "CONFIG_GENERATION": {"Ref": "ConfigGeneration"}}
     if spec.secret:
         env["CHAINCRM_SECRET_ID"] = {"Ref": "Secret"}
+    layers: list[Any] = [{"Ref": LAYER}]
+    if spec.packages:
+        layers.append({"Ref": f"{p}PackagesLayer"})
     function: dict[str, Any] = {
         "FunctionName": {"Fn::Sub": "${AWS::StackName}-" + name},
         "Description": spec.description,
         "Runtime": runtime, "Architectures": [ARCHITECTURE],
         "Handler": f"{spec.module}.{spec.handler}",
         "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Fn::Sub": "${ArtifactPrefix}" + code_key}},
-        "Layers": [{"Ref": LAYER}],
+        "Layers": layers,
         "Role": _arn(role), "Timeout": spec.timeout, "MemorySize": spec.memory,
         "TracingConfig": {"Fn::If": [IN_CHINA, NO_VALUE, {"Mode": "Active"}]},
         "Environment": {"Variables": env},
@@ -501,27 +756,33 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str) -> dict[
         # A parameter, because a new account's concurrency quota may be too low to reserve any (docs/operations.md)
         function["ReservedConcurrentExecutions"] = {"Fn::If": ["ReserveJobConcurrency", spec.reserved_concurrency,
                                                                NO_VALUE]}
+    # A scheduled function is invoked asynchronously (retries, then its DLQ as on-failure destination); a state
+    # machine's function synchronously by the machine's tasks, and the DLQ is only the schedule's.
+    target, target_grant = ((f"{p}StateMachine", {"Sid": "StartThisStateMachine", "Effect": "Allow",
+                                                   "Action": "states:StartExecution",
+                                                   "Resource": {"Ref": f"{p}StateMachine"}})
+                            if spec.machine else
+                            (fn, {"Sid": "InvokeThisFunction", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+                                  "Resource": _arn(fn)}))
     resources: dict[str, Any] = {
         logs: log_group("/aws/lambda/${AWS::StackName}-" + name),
         role: role_resource(f"chaincrm function {name}", "lambda.amazonaws.com",
-                            lambda_statements(logs, spec.dynamodb, spec.secret, dlq)),
+                            lambda_statements(logs, spec.dynamodb, spec.secret, None if spec.machine else dlq)),
         fn: {"Type": "AWS::Lambda::Function", "DependsOn": [logs], "Properties": function},
         dlq: {"Type": "AWS::SQS::Queue", **KEEP, "Properties": {
             "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},  # 14 days to replay
-        f"{p}AsyncConfig": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
-            "FunctionName": {"Ref": fn}, "Qualifier": "$LATEST",
-            "MaximumRetryAttempts": spec.retry_attempts, "MaximumEventAgeInSeconds": spec.max_event_age_seconds,
-            "DestinationConfig": {"OnFailure": {"Destination": _arn(dlq)}}}},
-        f"{p}SchedulerRole": role_resource(f"EventBridge Scheduler invoking {name}", "scheduler.amazonaws.com", [
-            {"Sid": "InvokeThisFunction", "Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": _arn(fn)},
-            {"Sid": "DeadLetterQueue", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": _arn(dlq)}]),
+        f"{p}SchedulerRole": role_resource(
+            f"EventBridge Scheduler {'starting the state machine of' if spec.machine else 'invoking'} {name}",
+            "scheduler.amazonaws.com", [
+                target_grant,
+                {"Sid": "DeadLetterQueue", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": _arn(dlq)}]),
         f"{p}Schedule": {"Type": "AWS::Scheduler::Schedule", "Properties": {
             "Name": name, "GroupName": {"Ref": "ScheduleGroup"}, "Description": spec.description[:512],
             "ScheduleExpression": spec.schedule, "ScheduleExpressionTimezone": spec.timezone,
             # Off until the operator has filled the secret and says so (SchedulesEnabled), so no job fails,
             # and no alarm fires, before go-live; the same switch pauses every job during a restore.
             "FlexibleTimeWindow": {"Mode": "OFF"}, "State": {"Fn::If": ["SchedulesOn", "ENABLED", "DISABLED"]},
-            "Target": {"Arn": _arn(fn), "RoleArn": _arn(f"{p}SchedulerRole"),
+            "Target": {"Arn": {"Ref": target} if spec.machine else _arn(fn), "RoleArn": _arn(f"{p}SchedulerRole"),
                        "Input": json.dumps(spec.input, separators=(",", ":")),
                        "RetryPolicy": {"MaximumRetryAttempts": 2,
                                        "MaximumEventAgeInSeconds": spec.max_event_age_seconds},
@@ -529,11 +790,21 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str) -> dict[
         **lambda_alarms(p, fn, name),
         **dlq_alarm(p, dlq, name),
     }
+    if spec.machine:
+        resources.update(machine_resources(spec))
+    else:
+        resources[f"{p}AsyncConfig"] = {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
+            "FunctionName": {"Ref": fn}, "Qualifier": "$LATEST",
+            "MaximumRetryAttempts": spec.retry_attempts, "MaximumEventAgeInSeconds": spec.max_event_age_seconds,
+            "DestinationConfig": {"OnFailure": {"Destination": _arn(dlq)}}}}
+    if spec.packages:
+        resources[f"{p}PackagesLayer"] = packages_layer(spec, layer_key or f"{name}-layer.zip", runtime)
     if spec.finish_alarm_hours:
         resources[f"{p}DidNotFinishAlarm"] = alarm(
             f"{name}-did-not-finish",
             f"{name}: no successful run ({spec.success_metric}) in the last {spec.finish_alarm_hours} h. Check its "
-            "log group and DLQ; re-run it (docs/operations.md, 'Re-run a scheduled job')",
+            + ("state machine's executions, log group and DLQ; re-run it (docs/operations.md, 'The nightly RFM run')"
+               if spec.machine else "log group and DLQ; re-run it (docs/operations.md, 'Re-run a scheduled job')"),
             {"Namespace": NAMESPACE, "MetricName": spec.success_metric, "Dimensions": METRIC_DIMENSIONS,
              "Statistic": "SampleCount"},
             threshold=1, comparison="LessThanThreshold", period=3600, periods=spec.finish_alarm_hours,
@@ -676,6 +947,12 @@ def dashboard(template: dict[str, Any], api: ApiSpec, specs: list[FunctionSpec],
         {"type": "log", "x": 12, "y": 29, "width": 12, "height": 6, "properties": {
             "title": "Latest ERROR log lines", "region": region, "view": "table", "query": error_logs}},
     ]
+    machines = [["AWS/States", metric, "StateMachineArn", "${" + s.logical + "StateMachine}",
+                 {"label": f"{s.name} {metric.removeprefix('Executions').lower()}"}]
+                for s in specs if s.machine
+                for metric in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut")]
+    if machines:
+        widgets.append(graph("State machine executions (sum per hour)", machines, 0, 35, w=24, period=3600))
     if not dlqs:
         widgets = [w for w in widgets if not w.get("properties", {}).get("title", "").startswith("Dead-letter")]
     return {"Type": "AWS::CloudWatch::Dashboard", "Properties": {
@@ -700,9 +977,10 @@ def log_queries(specs: list[FunctionSpec]) -> dict[str, Any]:
 
 
 def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, root: Path = ROOT,
-                         manifest: dict[str, Any] | None = None, api_manifest: dict[str, Any] | None = None
-                         ) -> dict[str, Any]:
-    """The template handed to `chalice package --merge-template`: Chalice deep-merges it into its own."""
+                         manifest: dict[str, Any] | None = None, api_manifest: dict[str, Any] | None = None,
+                         layer_keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """The template handed to `chalice package --merge-template`: Chalice deep-merges it into its own.
+    layer_keys: the zip of each function's own packages layer, by function name (infra/package.py builds them)."""
     template = copy.deepcopy(base_template(infra))
     specs = load_functions(manifest, infra, root, template)
     api = load_api(api_manifest, infra, template)
@@ -714,9 +992,14 @@ def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, 
                                       "Properties": {"Name": {"Ref": "AWS::StackName"}}}
     outputs = template.setdefault("Outputs", {})
     for spec in specs:
-        resources.update(function_resources(spec, functions_key, runtime))
+        resources.update(function_resources(spec, functions_key, runtime, (layer_keys or {}).get(spec.name)))
         outputs[f"{spec.logical}FunctionName"] = {"Description": f"Lambda of {spec.name} (run it: Test tab)",
                                                   "Value": {"Ref": f"{spec.logical}Function"}}
+        if spec.machine:
+            template["Parameters"][f"{spec.logical}Concurrency"] = machine_parameter(spec)
+            outputs[f"{spec.logical}StateMachineArn"] = {
+                "Description": f"The state machine running {spec.name} (re-run a night: start an execution with "
+                               '{"date": "YYYY-MM-DD"})', "Value": {"Ref": f"{spec.logical}StateMachine"}}
         outputs[f"{spec.logical}DlqUrl"] = {"Description": f"Dead-letter queue of {spec.name}",
                                             "Value": {"Ref": f"{spec.logical}Dlq"}}
     resources.update(table_throttle_alarms(template))

@@ -34,7 +34,7 @@ def test_sizes_within_the_limits(packaged):  # noqa: ANN001
 def test_no_boto3_local_tooling_or_test_tools_ship(artifacts):  # noqa: ANN001
     for kind, path in artifacts.items():
         names = _names(path)
-        prefix = LAYER_SITE + "/" if kind == "layer" else ""
+        prefix = LAYER_SITE + "/" if kind == "layer" or kind.endswith("-layer") else ""  # a function's own too
         tops = package.top_level_names(names, prefix)
         assert not tops & package.FORBIDDEN_PACKAGES, (kind, tops & package.FORBIDDEN_PACKAGES)
         assert not [n for n in names if n.startswith(("chalicelib/local/", "chalicelib/cli.py", "tests/"))]
@@ -91,6 +91,9 @@ def test_artifacts_import_from_their_bytecode_without_boto3(artifacts, packaged,
     code, layer = tmp_path / "task", tmp_path / "opt"
     _extract_poisoned(artifacts[kind], code)
     _extract_poisoned(artifacts["layer"], layer)
+    if kind == "functions":  # every function's own layer too (test_rfm_state_machine.py: each with its own only)
+        for own in {k for kinds in packaged["function_layers"].values() for k in kinds if k != "layer"}:
+            _extract_poisoned(artifacts[own], layer)
     modules = sorted({h.rsplit(".", 1)[0] for h in packaged["functions"].values()})
     script = "\n".join([f"MODULES = {json.dumps(modules)!r}", statement,
                         "import sys; assert 'boto3' not in sys.modules, 'boto3 loaded at import time'",

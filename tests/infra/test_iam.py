@@ -79,7 +79,7 @@ def test_function_roles_are_least_privilege(resources, specs):  # noqa: ANN001
         p = spec.logical
         assert resources[f"{p}Function"]["Properties"]["Role"] == {"Fn::GetAtt": [f"{p}Role", "Arn"]}
         _check_lambda_role(resources[f"{p}Role"], log_group=f"{p}LogGroup", grants=spec.dynamodb,
-                           secret=spec.secret, dlq=f"{p}Dlq")
+                           secret=spec.secret, dlq=None if spec.machine else f"{p}Dlq")  # a machine's: synchronous
 
 
 def test_scheduler_roles_invoke_only_their_function(resources, specs):  # noqa: ANN001
@@ -90,7 +90,9 @@ def test_scheduler_roles_invoke_only_their_function(resources, specs):  # noqa: 
         assert assume["Principal"] == {"Service": "scheduler.amazonaws.com"}
         assert assume["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
         grants = {(a, _resource_id(st["Resource"])) for st in _statements(role) for a in _listify(st["Action"])}
-        assert grants == {("lambda:InvokeFunction", f"{p}Function"), ("sqs:SendMessage", f"{p}Dlq")}
+        target = (("states:StartExecution", f"{p}StateMachine") if spec.machine else
+                  ("lambda:InvokeFunction", f"{p}Function"))
+        assert grants == {target, ("sqs:SendMessage", f"{p}Dlq")}
 
 
 def test_no_role_in_the_stack_uses_wildcards(resources):  # noqa: ANN001

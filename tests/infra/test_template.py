@@ -49,7 +49,9 @@ def test_every_manifest_function_is_deployed_with_its_settings(resources, specs,
         assert fn["Handler"] == f"{spec.module}.{spec.handler}"
         assert fn["Runtime"] == packaged["runtime"] == resources["APIHandler"]["Properties"]["Runtime"]
         assert fn["Code"]["S3Key"] == {"Fn::Sub": "${ArtifactPrefix}" + packaged["artifacts"]["functions"]["key"]}
-        assert fn["Layers"] == [{"Ref": "ManagedLayer"}]
+        # the shared layer, then the function's own packages (infra/functions.json "packages"), if any
+        own = [{"Ref": f"{spec.logical}PackagesLayer"}] if spec.packages else []
+        assert fn["Layers"] == [{"Ref": "ManagedLayer"}, *own]
         assert (fn["Timeout"], fn["MemorySize"]) == (spec.timeout, spec.memory)
         reserved = fn.get("ReservedConcurrentExecutions")
         assert reserved == (None if spec.reserved_concurrency is None else
@@ -63,6 +65,7 @@ def test_async_triggers_have_a_dead_letter_queue_and_on_failure_destination(reso
     invoke_configs = of_type(resources, "AWS::Lambda::EventInvokeConfig")
     mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
     queues = of_type(resources, "AWS::SQS::Queue")
+    machines = of_type(resources, "AWS::StepFunctions::StateMachine")
     for name in lambdas(resources):
         if name == "APIHandler":  # invoked synchronously by API Gateway: the caller gets the error
             continue
@@ -70,7 +73,13 @@ def test_async_triggers_have_a_dead_letter_queue_and_on_failure_destination(reso
             continue
         triggers = [s for s in schedules.values() if refers_to(s["Properties"]["Target"]["Arn"], name)]
         streams = [m for m in mappings.values() if refers_to(m["Properties"]["FunctionName"], name)]
-        assert triggers or streams, f"{name} has no trigger"
+        # run by a state machine (synchronous tasks, retried in its definition) that a schedule with a DLQ starts
+        run_by = [m for m, r in machines.items()
+                  if any(refers_to(v, name) for v in r["Properties"]["DefinitionSubstitutions"].values())]
+        for machine in run_by:
+            (start,) = [s for s in schedules.values() if refers_to(s["Properties"]["Target"]["Arn"], machine)]
+            assert start["Properties"]["Target"]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] in queues
+        assert triggers or streams or run_by, f"{name} has no trigger"
         for schedule in triggers:  # Scheduler invokes Lambda asynchronously
             target = schedule["Properties"]["Target"]
             dlq = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
