@@ -1,5 +1,5 @@
 # The two commands (see README): `make run` and `make test`. Everything else is a helper they call.
-.PHONY: run test setup bench lint package fuzz load
+.PHONY: run test setup bench bench-rfm lint package fuzz load
 PORT ?= 8000
 
 setup:
@@ -20,6 +20,10 @@ package: setup
 
 bench: setup
 	.venv/bin/python -m bench
+
+## The nightly RFM's compute per 1M members and a whole night on DynamoDB Local (BENCH_RFM_MEMBERS, default 20000).
+bench-rfm: setup
+	.venv/bin/python -m bench.rfm
 
 ## The long runs CI keeps short: schema fuzzing with a fresh seed; the retry storm (add ARGS=--faults).
 fuzz: setup

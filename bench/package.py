@@ -49,6 +49,9 @@ def cold_imports(manifest: dict[str, Any], runs: int) -> list[tuple[str, float]]
                   for label, stmt in FIRST_REQUEST]]
         for name, handler in manifest["functions"].items():
             module = handler.rsplit(".", 1)[0]
-            rows.append((f"import {module} ({name}), from its zip + layer",
-                         _time(f"import {module}", [root / "functions", layer], root, runs)))
+            # Each function's own layers in the order Lambda stacks them (rfm: the shared one, then numpy's).
+            kinds = manifest.get("function_layers", {}).get(name, ["layer"])
+            rows.append((f"import {module} ({name}), from its zip + {' + '.join(kinds)}",
+                         _time(f"import {module}", [root / "functions", *(root / k / LAYER_SITE for k in kinds)],
+                               root, runs)))
         return rows

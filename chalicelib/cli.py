@@ -20,7 +20,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 # The scheduled functions, as deployed: infra/functions.json is the one list (name -> module:handler).
-JOBS = {f["name"]: f"{f['module']}:{f['handler']}"
+# A job fanned out by a state machine on AWS names a `local_handler` that runs its whole run with a worker pool.
+JOBS = {f["name"]: f"{f['module']}:{f.get('local_handler') or f['handler']}"
         for f in json.loads((ROOT / "infra" / "functions.json").read_text())["functions"]}
 ROLES = ("member", "staff", "store_manager", "region_manager", "hq", "integration")
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..domain import clock
 from ..domain.access import Principal, Role
-from ..domain.clock import business_day, now
 from ..domain.coupons import CouponRecord, CouponRedemption, ExchangeResult, IssueResult, Template
 from ..domain.ledger import LedgerEntry
 from ..domain.members import Channel, Gender, Member, MemberStatus, MergeRecord
@@ -60,7 +60,7 @@ class RfmView(_Out):
     def of(cls, state: Any, insights: dict[str, Any]) -> RfmView:
         result = insights.get("rfm")
         manual = sorted((insights.get("tags") or {}).get("tags", ()))
-        fig = figures(state, business_day(now()) - timedelta(days=1)) if state is not None else None
+        fig = figures(state, clock.business_day(clock.now()) - timedelta(days=1)) if state is not None else None
         segment = result["segment"] if result else (NO_PURCHASE if fig is None or fig.recency_days is None
                                                     else "unclassified")
         churn = None
@@ -116,7 +116,7 @@ class MemberView(_Out):
         s = m.state
         stats = {} if s is None else dict(
             tier=s.tier, points_balance=s.balance, lifetime_spend_fen=s.lifetime_spend, order_count=s.order_count,
-            rolling_12m_spend_fen=rolling_total(s.spend_months, business_day(now())),
+            rolling_12m_spend_fen=rolling_total(s.spend_months, clock.business_day(clock.now())),
             first_purchase_at=s.first_purchase_at, last_purchase_at=s.last_purchase_at,
             favourite_categories=[c for c, v in sorted(s.categories.items(), key=lambda kv: -kv[1]) if v > 0][:3])
         return cls(member_id=m.member_id, status=m.status, phone=phone, name=m.name, gender=m.gender,

@@ -15,7 +15,6 @@ from .ledger import MemberState
 from .points import add_months, month_key
 from .purchase_days import with_day
 
-
 # Monthly buckets kept: the 12-month window (tiers, RFM) plus the month before it, counted back from the newest
 # purchase (never from a backdated order's month, which would drop later months): a member buying for years
 # keeps 13 keys, not one per month ever.

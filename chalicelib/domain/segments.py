@@ -94,11 +94,24 @@ class Figures:
     month_orders: int
 
 
+class Window:
+    """The as-of day's window, worked out once for a whole page of members."""
+
+    def __init__(self, as_of: date) -> None:
+        self.as_of = as_of
+        self.months = rolling_months(as_of, 12)
+        self.this_month = month_key(as_of)
+        self.day = day_number(as_of)
+
+    def figures(self, state: MemberState) -> Figures:
+        last = state.last_purchase_at
+        r = max(0, self.day - day_number(clock.business_day(last))) if last else None
+        orders, spend = state.orders_months, state.spend_months
+        return Figures(r, sum(orders.get(k, 0) for k in self.months), sum(spend.get(k, 0) for k in self.months),
+                       orders.get(self.this_month, 0))
+
+
 def figures(state: MemberState, as_of: date) -> Figures:
     """The one definition of R, F and M, for the nightly job and the member view alike. An order posted after
     the as-of day (between midnight and the run) counts in its month's buckets; R never goes below 0."""
-    window = rolling_months(as_of, 12)
-    last = state.last_purchase_at
-    r = max(0, day_number(as_of) - day_number(clock.business_day(last))) if last else None
-    return Figures(r, sum(state.orders_months.get(k, 0) for k in window),
-                   sum(state.spend_months.get(k, 0) for k in window), state.orders_months.get(month_key(as_of), 0))
+    return Window(as_of).figures(state)

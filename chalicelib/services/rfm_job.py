@@ -21,8 +21,7 @@ import numpy as np
 from ..domain import clock
 from ..domain import rfm as calc
 from ..domain.ledger import MemberState
-from ..domain.purchase_days import decode_days
-from ..domain.segments import ALL_SEGMENTS, MemberRfm, RfmSettings, figures, next_result
+from ..domain.segments import ALL_SEGMENTS, MemberRfm, RfmSettings, Window, next_result
 
 PAGE = 2_000  # members per committed page: a page's partial stays far below DynamoDB's 400 KB item limit
 MEMBERS_PER_SEGMENT = 100_000  # one Map iteration's share: ~50 pages, a few Lambda minutes
@@ -49,8 +48,9 @@ class Page:
 
 def columns(states: Iterable[MemberState], as_of: date) -> Page:
     kept, r, f, m, bought, month = [], [], [], [], [], []
+    window = Window(as_of)
     for s in states:
-        fig = figures(s, as_of)
+        fig = window.figures(s)
         kept.append(s)
         r.append(fig.recency_days or 0)
         f.append(fig.frequency)
@@ -72,6 +72,9 @@ class RfmJob:
     def plan(self, as_of: date | None = None, segments: int | None = None) -> dict[str, Any]:
         as_of = as_of or clock.business_day(clock.now()) - timedelta(days=1)
         settings, _ = self.rfm.settings()
+        existing = self.rfm.run(as_of)
+        if existing is not None:  # planned already (a re-run): its segments, settings and rules stand
+            segments = int(existing["segments"])
         if segments is None:
             estimate = self.rfm.table_item_estimate()
             segments = min(MAX_SEGMENTS, max(1, math.ceil(estimate / MEMBERS_PER_SEGMENT)))
@@ -111,7 +114,7 @@ class RfmJob:
     def _classify(self, as_of: date, cols: Page, previous: dict[str, MemberRfm | None],
                   thresholds: calc.Thresholds, settings: RfmSettings, rules: Any) -> str:
         result = calc.classify(cols.r, cols.f, cols.m, cols.purchased, thresholds)
-        gaps = calc.usual_gaps([decode_days(s.recent_days) for s in cols.states])
+        gaps = calc.usual_gaps_of([s.recent_days for s in cols.states])
         churn = calc.churning(cols.r, gaps, settings.churn_factor_permille) & cols.purchased
         writes = []
         for i, s in enumerate(cols.states):
@@ -162,6 +165,8 @@ class RfmJob:
     # ---- finish --------------------------------------------------------------------------------------------
     def finish(self, as_of: date) -> dict[str, Any]:
         run = self._run(as_of)
+        if run.get("phase") == "done":  # a finished night answers what it wrote, and writes nothing again
+            return _loads(run["summary"])
         settings = RfmSettings.model_validate(run["settings"])
         self._all_done(as_of, "classify", int(run["segments"]))
         counts: dict[str, np.ndarray] = {}

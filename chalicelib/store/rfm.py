@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ..domain import clock
+from ..domain.errors import Conflict
 from ..domain.ledger import MemberState
 from ..domain.segments import MemberRfm, RfmSettings
 from . import keys
@@ -52,7 +53,10 @@ class DynamoRfmRepository:
             tx.put(item, condition="attribute_not_exists(pk)")
         else:
             tx.put(item, condition="version = :v", values={":v": expected_version})
-        self.db.commit(tx)
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            raise Conflict("the settings changed since you read them", code="version_conflict") from None
         return expected_version + 1
 
     def latest(self) -> date | None:

@@ -237,3 +237,41 @@ def test_knowledge_base_calls_are_granted(api, tokens, record):  # noqa: ANN001
     assert ("BatchWriteItem", "table") in recorder.calls and ("Query", "gsi1") in recorder.calls
     granted = _granted(stack.load_api().dynamodb)
     assert recorder.calls <= granted, recorder.calls - granted
+
+
+def test_rfm_calls_are_granted(fresh_table, api, tokens, record):  # noqa: ANN001
+    """Every step as the state machine calls it, over two nights (the second moves a member: a fact is written)."""
+    from datetime import timedelta
+
+    from chalicelib.cli import _LocalContext
+    from chalicelib.domain import clock
+    from functions.rfm import handler
+    from testkit.ledger import order
+    from testkit.support import create_stores, registration
+
+    create_stores()
+    staff = tokens.staff(stores=["sh-001"])
+    members = [api.post("/members", registration(), staff)[1]["member_id"] for _ in range(4)]
+    for n, member in enumerate(members):
+        for k in range(n):
+            paid = (clock.now() - timedelta(days=10 * k + 1)).isoformat()
+            assert api.post("/orders", order(member, amount=5_000 * (n + 1), paid_at=paid), staff)[0] == 201
+
+    recorder = record()
+    ctx = _LocalContext("rfm")
+    today = clock.business_day(clock.now())
+    for night in (today - timedelta(days=2), today - timedelta(days=1)):
+        plan = handler({"step": "plan", "date": night.isoformat()}, ctx)
+        for phase in ("measure", "classify"):
+            if phase == "classify":
+                handler({"step": "thresholds", "as_of": plan["as_of"]}, ctx)
+            for item in plan["segments"]:
+                while not handler({"step": phase, **item}, ctx)["done"]:
+                    pass
+        assert handler({"step": "finish", "as_of": plan["as_of"]}, ctx)["classified"] == 3
+        paid = clock.now().isoformat()
+        for _ in range(6):  # the first member now buys often and big: its segment moves the next night
+            assert api.post("/orders", order(members[1], amount=90_000, paid_at=paid), staff)[0] == 201
+    granted = _granted(_spec("rfm").dynamodb)
+    assert ("Scan", "gsi5") in recorder.calls
+    assert recorder.calls <= granted, recorder.calls - granted

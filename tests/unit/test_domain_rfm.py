@@ -92,6 +92,8 @@ def test_usual_gap_is_the_median_of_the_last_ten_and_needs_three_days():
     assert gaps[0] == 5 and np.isnan(gaps[1]) and gaps[2] == 10 and gaps[3] == 3
     assert rfm.churning(_arr(11, 10, 20, 7), gaps, 2000).tolist() == [True, False, False, True]
     assert rfm.gap_text(3.0) == "3" and rfm.gap_text(6.5) == "6.5"
+    texts = [encode_days(d) for d in days]
+    assert np.array_equal(rfm.usual_gaps_of(texts), gaps, equal_nan=True)  # the fast path, the same answer
 
 
 def test_recent_days_encoding_is_compact_ordered_and_capped():
