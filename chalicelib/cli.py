@@ -118,6 +118,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
         bootstrap.reset()
         print(f"demo data: {json.dumps(seed())}", flush=True)
         sys.path.insert(0, str(ROOT))
+        # Last night's segmentation, so a newcomer's member views and /analytics/rfm are not empty.
+        from functions.rfm import run_locally
+
+        night = run_locally({"source": "chaincrm.cli"}, workers=2)
+        print(f"nightly RFM as of {night['as_of']}: {night['classified']} members classified", flush=True)
         from app import app
 
         server = create_server(app, "127.0.0.1", port)
