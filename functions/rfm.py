@@ -53,4 +53,4 @@ def run_locally(event: dict[str, Any], context: Any = None, workers: int = 4) ->
 
 
 def _job() -> rfm_job.RfmJob:
-    return rfm_job.RfmJob(bootstrap.rfm(), bootstrap.stores(), None)
+    return rfm_job.RfmJob(bootstrap.rfm(), bootstrap.stores(), bootstrap.tags())

@@ -31,7 +31,7 @@ UNKNOWN_STORE = "-"
 
 
 class RulesSource(Protocol):
-    def rules_for_night(self) -> Any: ...  # domain.tags.TagRules | None
+    def rules(self) -> tuple[Any, int]: ...  # (domain.tags.TagRules, version): the tag rules now
 
 
 @dataclass
@@ -78,7 +78,7 @@ class RfmJob:
         if segments is None:
             estimate = self.rfm.table_item_estimate()
             segments = min(MAX_SEGMENTS, max(1, math.ceil(estimate / MEMBERS_PER_SEGMENT)))
-        rules = self.rules_source.rules_for_night() if self.rules_source else None
+        rules = self.rules_source.rules()[0] if self.rules_source else None
         run = self.rfm.start_run(as_of, segments, settings, rules)
         total = int(run["segments"])
         return {"as_of": as_of.isoformat(), "measure": run["settings"]["mode"] != "fixed",
