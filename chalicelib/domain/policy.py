@@ -223,6 +223,15 @@ POLICY: dict[str, Permission] = {
                                          "moves every deadline of the store's queue)"),
     "calendars.read_closures": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
                                           "the store's staff and managers, its region's manager, HQ"),
+    # ---- member tags (the tags themselves are read with the member: members.view)
+    "tags.put_rules": Permission({HQ: ANY}, "HQ only (the nightly job tags every member by them)"),
+    "tags.read_rules": Permission({MANAGER: ANY, REGION: ANY, HQ: ANY},
+                                  "store and region managers and HQ: managers see why a member carries a rule's "
+                                  "tag (as routing.read); not counter staff, members or integrations"),
+    "tags.add": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY},
+                           "staff and managers of any store, region managers, HQ (staff serve any member at the "
+                           "counter); not members, not integrations"),
+    "tags.remove": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY}, "as tags.add"),
 }
 
 

@@ -477,6 +477,30 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
         region_manager_own=ALLOW, region_manager_other=ALLOW,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
+    # ---- member tags (issue 15): HQ alone writes the tag rules; store and region managers and HQ read them (they
+    # see why a member carries a rule's tag; counter staff do not need the rules). Manual tags: staff and managers
+    # of ANY store (a member is served at any counter), region managers and HQ; never members or integrations.
+    ("PUT", "/tag-rules"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/tag-rules"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("POST", "/members/{member_id}/tags"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("DELETE", "/members/{member_id}/tags/{tag}"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
 }
 
 # PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
@@ -1318,6 +1342,67 @@ def _mark_notifications_read(w: World) -> Prepared:
                     check_ok=ok, check_unchanged=unchanged)
 
 
+def _tag_rules_item() -> Any:
+    from chalicelib import bootstrap
+    from chalicelib.store import keys
+
+    return bootstrap.db().get(keys.tag_rules_key())
+
+
+def _put_tag_rules(w: World) -> Prepared:
+    # PUT back exactly the rules GET answers, naming the version read: the nightly rules stay the same for every
+    # other test sharing the table (and a concurrent edit makes this case a 409, never theirs).
+    status, current = w.api.get("/tag-rules", w.hq)
+    assert status == 200, current
+    return Prepared("PUT", "/tag-rules", current,
+                    check_ok=lambda b: _eq(b, {**current, "version": current["version"] + 1}),
+                    check_unchanged=_unchanged(_tag_rules_item, "the stored tag rules"))
+
+
+def _get_tag_rules(w: World) -> Prepared:
+    return Prepared("GET", "/tag-rules", check_ok=lambda b: _eq(b, w.api.get("/tag-rules", w.hq)[1]))
+
+
+def _member_tags_item(member_id: str) -> Any:
+    from chalicelib import bootstrap
+    from chalicelib.store import keys
+
+    return bootstrap.db().get(keys.member_tags_key(member_id))
+
+
+def _tag_audit(member_id: str) -> list[str]:
+    """The member's tag audit entries' actions, sorted (two in one millisecond are in no particular order)."""
+    return sorted(i["action"] for i in _raw_items(f"MEMBER#{member_id}", "AUDIT#")
+                  if i["action"].startswith("member.tag"))
+
+
+def _add_member_tag(w: World) -> Prepared:
+    m = w.member()["member_id"]
+
+    def unchanged() -> None:
+        assert _member_tags_item(m) is None and _tag_audit(m) == [], "a refused call tagged the member anyway"
+
+    return Prepared("POST", f"/members/{m}/tags", {"tag": "常客"}, target_member_id=m,
+                    check_ok=lambda b: _eq((b, _tag_audit(m)), ({"member_id": m, "tags": ["常客"]},
+                                                                ["member.tag_added"])),
+                    check_unchanged=unchanged)
+
+
+def _remove_member_tag(w: World) -> Prepared:
+    m = w.member()["member_id"]
+    status, tagged = w.api.post(f"/members/{m}/tags", {"tag": "常客"}, w.hq)
+    assert status == 200 and tagged["tags"] == ["常客"], tagged
+
+    def unchanged() -> None:
+        assert _member_tags_item(m)["tags"] == {"常客"} and _tag_audit(m) == ["member.tag_added"], \
+            "a refused call took the tag off anyway"
+
+    return Prepared("DELETE", f"/members/{m}/tags/%E5%B8%B8%E5%AE%A2", target_member_id=m,  # 常客, URL-encoded
+                    check_ok=lambda b: _eq((b, _tag_audit(m)), ({"member_id": m, "tags": []},
+                                                                ["member.tag_added", "member.tag_removed"])),
+                    check_unchanged=unchanged)
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/health"): _health,
     ("GET", "/openapi.json"): _openapi,
@@ -1387,6 +1472,10 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/sla-policies"): _get_sla_policy,
     ("GET", "/notifications/me"): _my_notifications,
     ("POST", "/notifications/me/read"): _mark_notifications_read,
+    ("PUT", "/tag-rules"): _put_tag_rules,
+    ("GET", "/tag-rules"): _get_tag_rules,
+    ("POST", "/members/{member_id}/tags"): _add_member_tag,
+    ("DELETE", "/members/{member_id}/tags/{tag}"): _remove_member_tag,
 }
 
 

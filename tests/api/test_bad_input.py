@@ -701,6 +701,29 @@ def _case_mark_read(c: Ctx) -> BodyCase:
                     lambda: _same(bootstrap.db().get(keys.notification_read_key(sub, note_id)), None))
 
 
+# ---- member tags
+TAG_RULE = {"tag": "健康饮食", "all": [{"field": "category_share", "category": "轻食", "op": "gte", "value": 600}]}
+
+
+def _member_tags_item(member_id: str) -> Any:
+    from chalicelib import bootstrap
+    from chalicelib.store import keys
+
+    return bootstrap.db().get(keys.member_tags_key(member_id))
+
+
+def _case_put_tag_rules(c: Ctx) -> BodyCase:
+    current = c.config("/tag-rules")  # naming the version read, a whole new list is valid
+    return BodyCase("PUT", "/tag-rules", c.hq, {"rules": [TAG_RULE], "version": current["version"]}, 200,
+                    lambda: _same(c.config("/tag-rules"), current))
+
+
+def _case_add_tag(c: Ctx) -> BodyCase:
+    member_id = c.member()["member_id"]
+    return BodyCase("POST", f"/members/{member_id}/tags", c.staff, {"tag": "常客"}, 200,
+                    lambda: _same(_member_tags_item(member_id), None))
+
+
 def _same(actual: Any, expected: Any) -> None:
     assert actual == expected, "a rejected request changed the data"
 
@@ -739,6 +762,8 @@ BODY_ROUTES: dict[tuple[str, str], Callable[[Ctx], BodyCase]] = {
     ("PUT", "/stores/{store_id}/closures"): _case_put_closures,
     ("PUT", "/sla-policies"): _case_put_sla_policy,
     ("POST", "/notifications/me/read"): _case_mark_read,
+    ("PUT", "/tag-rules"): _case_put_tag_rules,
+    ("POST", "/members/{member_id}/tags"): _case_add_tag,
 }
 # covered by their own tests below
 QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{member_id}/orders"),
@@ -910,6 +935,8 @@ MEMBER_ID_ROUTES = [
     pytest.param("POST", "/members/{}/points/exchanges", {"exchange_id": "x-1", "template_id": "t-1"}, "staff",
                  id="POST exchange"),
     pytest.param("GET", "/members/{}/coupons", None, "hq", id="GET coupons"),
+    pytest.param("POST", "/members/{}/tags", {"tag": "常客"}, "staff", id="POST tag"),
+    pytest.param("DELETE", "/members/{}/tags/%E5%B8%B8%E5%AE%A2", None, "staff", id="DELETE tag"),
 ]
 
 MALFORMED_MEMBER_IDS = [
@@ -3461,3 +3488,139 @@ def test_ticket_stats_of_92_days_are_accepted(api, ctx):  # noqa: ANN001
     # The control for "93 days" (both ends count)
     status, body = api.get("/tickets/stats?from=2026-06-01&to=2026-08-31&group_by=channel", ctx.hq)
     assert status == 200 and body["group_by"] == "channel", body
+
+
+# ---- member tags: PUT /tag-rules, POST /members/{id}/tags, DELETE /members/{id}/tags/{tag} ----------------------
+def _tag_rule(*conditions: dict[str, Any], **change: Any) -> dict[str, Any]:
+    return {**TAG_RULE, **({"all": list(conditions)} if conditions else {}), **change}
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    pytest.param({"rules": "all"}, ["body", "rules"], id="rules not a list"),
+    pytest.param({"rules": None}, ["body", "rules"], id="rules null"),
+    pytest.param({}, ["body", "rules"], id="no rules"),
+    pytest.param({"rules": [], "probe": 1}, ["body", "probe"], id="unknown field"),
+    pytest.param({"rules": [TAG_RULE, TAG_RULE]}, ["body", "rules"], id="one tag twice"),
+    pytest.param({"rules": [_tag_rule(tag=f"t{n}") for n in range(101)]}, ["body", "rules"], id="101 rules"),
+    pytest.param({"rules": [_tag_rule(tag="")]}, ["body", "rules", 0, "tag"], id="empty tag"),
+    pytest.param({"rules": [_tag_rule(tag="健\n康")]}, ["body", "rules", 0, "tag"], id="tag with a newline"),
+    pytest.param({"rules": [_tag_rule(tag="一" * 21)]}, ["body", "rules", 0, "tag"], id="21-character tag"),
+    pytest.param({"rules": [_tag_rule(tag="50%")]}, ["body", "rules", 0, "tag"], id="tag with percent"),
+    pytest.param({"rules": [_tag_rule(all=[])]}, ["body", "rules", 0, "all"], id="no conditions"),
+    pytest.param({"rules": [_tag_rule(*[TAG_RULE["all"][0]] * 11)]}, ["body", "rules", 0, "all"],
+                 id="11 conditions"),
+    pytest.param({"rules": [_tag_rule(any=[])]}, ["body", "rules", 0, "any"], id="unknown rule field"),
+    pytest.param({"rules": [_tag_rule({"field": "visits", "op": "gte", "value": 1})]},
+                 ["body", "rules", 0, "all", 0, "field"], id="unknown field name"),
+    pytest.param({"rules": [_tag_rule({"field": "monetary", "op": "gt", "value": 1})]},
+                 ["body", "rules", 0, "all", 0, "op"], id="unknown op"),
+    pytest.param({"rules": [_tag_rule({"field": "monetary", "op": "gte", "value": "1"})]},
+                 ["body", "rules", 0, "all", 0, "value"], id="number as text"),
+    pytest.param({"rules": [_tag_rule({"field": "monetary", "op": "gte", "value": 1.5})]},
+                 ["body", "rules", 0, "all", 0, "value"], id="fractional number"),
+    pytest.param({"rules": [_tag_rule({"field": "monetary", "op": "gte", "value": True})]},
+                 ["body", "rules", 0, "all", 0, "value"], id="number true"),
+    pytest.param({"rules": [_tag_rule({"field": "monetary", "op": "in", "value": 1})]},
+                 ["body", "rules", 0, "all", 0, "value"], id="in without a list"),
+    pytest.param({"rules": [_tag_rule({"field": "monetary", "op": "eq", "value": [1]})]},
+                 ["body", "rules", 0, "all", 0, "value"], id="eq with a list"),
+    pytest.param({"rules": [_tag_rule({"field": "coupon_order_share", "op": "gte", "value": 1001})]},
+                 ["body", "rules", 0, "all", 0, "value"], id="share over 1000 permille"),
+    pytest.param({"rules": [_tag_rule({"field": "category_share", "op": "gte", "value": 600})]},
+                 ["body", "rules", 0, "all", 0, "category"], id="share without its category"),
+    pytest.param({"rules": [_tag_rule({"field": "tier", "op": "gte", "value": "gold"})]},
+                 ["body", "rules", 0, "all", 0, "op"], id="tier gte"),
+    pytest.param({"rules": [_tag_rule({"field": "segment", "op": "eq", "value": "VIP"})]},
+                 ["body", "rules", 0, "all", 0, "value"], id="unknown segment"),
+    pytest.param({"rules": [], "version": -1}, ["body", "version"], id="negative version"),
+    pytest.param({"rules": [], "version": "1"}, ["body", "version"], id="version as text"),
+])
+def test_put_tag_rules_rejects_invalid_rules_and_keeps_them(api, ctx, nothing_written, body, loc):  # noqa: ANN001
+    before = ctx.config("/tag-rules")
+    with nothing_written():
+        status, answer = api.put("/tag-rules", body, ctx.hq)
+    assert_error(status, answer, 422, "validation_error", loc)
+    assert ctx.config("/tag-rules") == before
+
+
+def test_put_tag_rules_of_a_stale_version_is_409_and_keeps_them(api, ctx, nothing_written):  # noqa: ANN001
+    before = ctx.config("/tag-rules")
+    for version in (before["version"] + 1, before["version"] + 100):
+        with nothing_written():
+            status, answer = api.put("/tag-rules", {"rules": [TAG_RULE], "version": version}, ctx.hq)
+        assert_error(status, answer, 409, "version_conflict")
+    assert ctx.config("/tag-rules") == before
+
+
+def test_put_tag_rules_at_the_bounds_is_accepted(api, ctx):  # noqa: ANN001
+    # The control for the refusals above: 100 rules of 20-character tags, one of them with 10 conditions naming
+    # every field (100 such rules would not fit the 64 KB body).
+    conditions = [{"field": "category_share", "category": "轻" * 50, "op": "in", "value": list(range(951, 1001))},
+                  {"field": "coupon_order_share", "op": "lte", "value": 1000},
+                  {"field": "monetary", "op": "gte", "value": 0}, {"field": "frequency", "op": "eq", "value": 3},
+                  {"field": "recency_days", "op": "lte", "value": 30},
+                  {"field": "order_count", "op": "gte", "value": 3},
+                  {"field": "lifetime_spend", "op": "gte", "value": 10**13},
+                  {"field": "tier", "op": "in", "value": ["gold", "x" * 30]},
+                  {"field": "segment", "op": "eq", "value": "no_purchase"},
+                  {"field": "segment", "op": "in", "value": ["重要价值", "一般挽留"]}]
+    rules = [{"tag": f"{n:03d}" + "签" * 17, "all": conditions if n == 0 else conditions[2:3],
+              "description": "d" * 200} for n in range(100)]
+    before = ctx.config("/tag-rules")
+    status, saved = api.put("/tag-rules", {"rules": rules, "version": before["version"]}, ctx.hq)
+    assert status == 200 and saved["version"] == before["version"] + 1 and len(saved["rules"]) == 100, saved
+    assert ctx.config("/tag-rules") == saved
+
+
+TAG_INVALID = [
+    pytest.param({}, ["body", "tag"], id="no tag"),
+    pytest.param({"tag": None}, ["body", "tag"], id="tag null"),
+    pytest.param({"tag": 7}, ["body", "tag"], id="tag a number"),
+    pytest.param({"tag": ["常客"]}, ["body", "tag"], id="tag a list"),
+    pytest.param({"tag": "常客", "by": "hq"}, ["body", "by"], id="unknown field"),
+    *[pytest.param({"tag": p.values[0]}, ["body", "tag"], id=f"tag {p.id}") for p in BLANK_NAMES + CONTROL_NAMES],
+    pytest.param({"tag": "一" * 21}, ["body", "tag"], id="21 CJK chars"),
+    pytest.param({"tag": "😀" * 21}, ["body", "tag"], id="21 emoji"),
+    pytest.param({"tag": "50%折扣"}, ["body", "tag"], id="percent"),
+    pytest.param({"tag": "母婴/亲子"}, ["body", "tag"], id="slash"),
+]
+
+
+@pytest.mark.parametrize(("body", "loc"), TAG_INVALID)
+def test_add_tag_rejects_an_invalid_tag_and_writes_nothing(api, ctx, nothing_written, body, loc):  # noqa: ANN001
+    member_id = ctx.member()["member_id"]
+    with nothing_written():
+        status, answer = api.post(f"/members/{member_id}/tags", body, ctx.staff)
+    assert_error(status, answer, 422, "validation_error", loc)
+
+
+@pytest.mark.parametrize("tag", [
+    pytest.param("%0A", id="encoded newline"),
+    pytest.param("%E5%81%A5%00%E5%BA%B7", id="encoded NUL"),
+    pytest.param("%20%20", id="encoded spaces only"),
+    pytest.param("%E2%80%AEabc", id="encoded bidi override"),
+    pytest.param("%E4%B8%80" * 21, id="21 CJK chars"),
+    pytest.param("50%25", id="encoded percent"),
+    pytest.param("a%2Fb", id="encoded slash"),
+    pytest.param("%FF%FE", id="not UTF-8"),
+])
+def test_delete_tag_rejects_a_malformed_tag_in_the_path_and_writes_nothing(api, ctx, nothing_written,  # noqa: ANN001
+                                                                           tag):
+    member_id = ctx.member()["member_id"]
+    assert api.post(f"/members/{member_id}/tags", {"tag": "常客"}, ctx.staff)[0] == 200
+    with nothing_written():
+        status, answer = api.delete(f"/members/{member_id}/tags/{tag}", ctx.staff)
+    assert_error(status, answer, 422, "validation_error", ["path", "tag"])
+    assert _member_tags_item(member_id)["tags"] == {"常客"}
+
+
+def test_delete_tag_takes_the_decoded_tag_api_gateway_hands_over(ctx):  # noqa: ANN001
+    # API Gateway passes path parameters URL-decoded (the chalice test client passes them encoded): the tag
+    # arrives as text and is removed; a decoded newline is refused as the encoded one is.
+    member_id = ctx.member()["member_id"]
+    assert ctx.api.post(f"/members/{member_id}/tags", {"tag": "爱喝 拿铁"}, ctx.staff)[0] == 200
+    route = "/members/{member_id}/tags/{tag}"
+    status, body = _api_gateway("DELETE", route, {"member_id": member_id, "tag": "爱喝\n拿铁"}, ctx.hq)
+    assert_error(status, body, 422, "validation_error", ["path", "tag"])
+    assert _api_gateway("DELETE", route, {"member_id": member_id, "tag": "爱喝 拿铁"}, ctx.hq) == \
+        (200, {"member_id": member_id, "tags": []})

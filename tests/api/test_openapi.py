@@ -70,6 +70,7 @@ def _examples(api, tokens):
         assert api.post(f"/tickets/{tk}/tasks", {"task_id": task, "store_id": "sh-001", "title": "回访",
                                                  "due_at": "2026-12-31T18:00:00+08:00"}, staff)[0] == 201
     routing = api.get("/routing-rules", hq)[1]
+    tag_rules = api.get("/tag-rules", hq)[1]
     sla_policy = api.get("/sla-policies", hq)[1]
     kb = f"doc-{uuid.uuid4().hex[:8]}"
     article = {"category": "faq", "title": "积分过期规则", "tags": ["积分"], "body": "会员积分一年后过期。"}
@@ -110,6 +111,11 @@ def _examples(api, tokens):
           "due_at": "2026-12-30T12:00:00+08:00"}, staff),
         ("/queues/{queue_id}", "PUT", "/queues/doc-east", {"kind": "region", "name": "华东", "region_id": "east"}, hq),
         ("/queues/{queue_id}/agents/me", "PUT", "/queues/store-sh-001/agents/me", {"available": False}, staff),
+        # tags: the rules PUT back as read (the nightly rules stay as they were); a tag given and taken back
+        ("/tag-rules", "GET", "/tag-rules", None, tokens.staff("region_manager", region="east")),
+        ("/tag-rules", "PUT", "/tag-rules", tag_rules, hq),
+        ("/members/{member_id}/tags", "POST", f"/members/{buyer}/tags", {"tag": "文档"}, staff),
+        ("/members/{member_id}/tags/{tag}", "DELETE", f"/members/{buyer}/tags/%E6%96%87%E6%A1%A3", None, staff),
         ("/routing-rules", "GET", "/routing-rules", None, hq),
         ("/routing-rules", "PUT", "/routing-rules", {"rules": routing["rules"], "version": routing["version"]}, hq),
         ("/stores/{store_id}/tasks", "GET", "/stores/sh-001/tasks?state=open&limit=5", None, staff),

@@ -34,6 +34,7 @@ STATEFUL_EXAMPLES = int(os.environ.get("CHAINCRM_FUZZ_STATEFUL_EXAMPLES", "60"))
 STATEFUL_STEPS = int(os.environ.get("CHAINCRM_FUZZ_STATEFUL_STEPS", "10"))  # calls per scenario, at most
 SEED = os.environ.get("CHAINCRM_FUZZ_SEED", "20261123")  # "random": a new seed each run
 FUZZ_ARTICLES = ("fz-kb-0", "fz-kb-1")  # knowledge-base articles the seed writes (GETs name them)
+FUZZ_TAGS = ("常客", "fz-vip", "爱喝 拿铁")  # manual tags the run gives and takes (POST and DELETE name them)
 FUZZ_CALENDARS = ("fz-office", "fz-hotline")  # office calendars the seed writes (GETs name them; not `office`,
 #                                              which the SLA code counts region and HQ queues in)
 
@@ -386,7 +387,7 @@ def shape(world: World, case: Any) -> Any:
     params = dict(case.path_parameters or {})
     linked = meta.phase.name.value == "stateful"  # path ids come from the links: keep them
     if params and not linked and not meta.is_negative_at(ParameterLocation.PATH):
-        consumes = method == "DELETE" or path.endswith("/merge")
+        consumes = path == "/members/{member_id}" and method == "DELETE" or path.endswith("/merge")
         if "member_id" in params:
             params["member_id"] = _pick(seed, world.expendable if consumes else world.members)
         if "order_id" in params:
@@ -411,6 +412,8 @@ def shape(world: World, case: Any) -> Any:
             params["calendar_id"] = f"fz-cal-{seed % 5}" if method == "PUT" else _pick(seed, list(FUZZ_CALENDARS))
         if "store_id" in params and path.endswith("/closures"):  # a real store's closures, whatever the method
             params["store_id"] = _pick(seed, world.stores)
+        if "tag" in params:  # one of the few tags POST /members/{id}/tags keeps giving (held or not by now)
+            params["tag"] = _pick(seed >> 2, list(FUZZ_TAGS))
         case.path_parameters = params
     query = case.query
     if isinstance(query, dict) and "phone" in query and not meta.is_negative_at(ParameterLocation.QUERY):
@@ -520,6 +523,11 @@ def _shape_body(world: World, seed: int, method: str, path: str, body: dict[str,
                                                   or seen_cases.add((r.get("priority"), r.get("type"))))]
     elif path == "/notifications/me/read":
         body["notification_ids"] = world.notifications[: 1 + seed % len(world.notifications)]
+    elif path == "/members/{member_id}/tags":
+        body["tag"] = _pick(seed >> 2, list(FUZZ_TAGS))
+    elif path == "/tag-rules":
+        body.pop("version", None)  # as the routing rules: replace what is there (a stale one is a documented 409)
+        _shape_tag_rules(seed, body)
     elif path == "/routing-rules":
         body.pop("version", None)  # the version is the run's own business: the rules replace what is there
         for rule in [r for r in body.get("rules") or [] if isinstance(r, dict)]:
@@ -562,6 +570,29 @@ def _shape_action(world: World, seed: int, body: dict[str, Any]) -> None:
         body["queue_id"] = _pick(seed >> 5, world.queues)
     elif kind == "rate":
         body["score"] = 1 + (seed >> 5) % 5
+
+
+def _shape_tag_rules(seed: int, body: dict[str, Any]) -> None:
+    """Rules the checks admit: each tag once, each condition's op and value of its field's kind (a share in
+    permille, a segment by name, a category where a share needs one)."""
+    from chalicelib.domain.tags import SEGMENT_NAMES, SHARE_FIELDS, TEXT_FIELDS
+
+    rules = [r for r in body.get("rules") or [] if isinstance(r, dict)]
+    for n, rule in enumerate(rules):
+        rule["tag"] = f"fz-rule-{n}"
+        for i, cond in enumerate(c for c in rule.get("all") or [] if isinstance(c, dict)):
+            field, pick = cond.get("field"), (seed >> (i % 16)) + n
+            cond.pop("category", None)
+            if field in TEXT_FIELDS:
+                cond["op"] = _pick(pick, ["eq", "in"])
+                value = _pick(pick >> 1, list(SEGMENT_NAMES)) if field == "segment" else "gold"
+            else:
+                cond["op"] = _pick(pick, ["gte", "lte", "eq", "in"])
+                value = pick % 1001 if field in SHARE_FIELDS else pick % 100_000
+                if field == "category_share":
+                    cond["category"] = "fuzz"
+            cond["value"] = [value] if cond["op"] == "in" else value
+    body["rules"] = rules
 
 
 def _shape_hours(seed: int, hours: dict[str, Any]) -> dict[str, Any]:
