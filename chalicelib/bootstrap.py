@@ -119,8 +119,29 @@ def reset() -> None:
     """Forget everything built (tests and the local launcher change the environment)."""
     reset_settings()
     for getter in (dynamodb_client, secrets, db, members, stores, ledger, coupons, tickets, tokens, wechat,
-                   calendars, tags):
+                   calendars, tags, sqs_client):
         getter.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def sqs_client() -> Any:
+    import boto3
+
+    return boto3.client("sqs", config=_boto_config())
+
+
+def audience_queue() -> Any:
+    """The queue of segment-audience coupon issue jobs (not cached: a thin wrapper over the cached client)."""
+    from .adapters.queue import SqsJobQueue
+
+    return SqsJobQueue(sqs_client(), settings().coupon_audience_queue_url)
+
+
+def audience_reader() -> Any:
+    """The member index's audience pages (not cached: a thin wrapper over the cached `db()`)."""
+    from .store.rfm import DynamoAudienceReader
+
+    return DynamoAudienceReader(db())
 
 
 def rfm() -> Any:

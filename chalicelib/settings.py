@@ -45,6 +45,8 @@ class Settings(BaseModel):
     wechat_appid: str = "wx-local-app"
     wechat_timeout_seconds: float = 3.0
     max_body_bytes: int = 64 * 1024
+    # The SQS queue of segment-audience coupon issue jobs (functions/coupon_audience.py consumes it).
+    coupon_audience_queue_url: str = ""
 
     @field_validator("wechat_api_base")
     @classmethod

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import bootstrap
 from ..domain.clock import now
-from ..services import coupon_counter, coupon_issues, coupon_templates, coupon_views, exchanges
+from ..services import coupon_audience, coupon_counter, coupon_templates, coupon_views, exchanges
 from .inputs import (
     CancelInput,
     CouponListQuery,
@@ -19,6 +19,7 @@ from .responses import (
     CouponRedemptionView,
     CouponView,
     ExchangeView,
+    IssueProgressView,
     IssueView,
     TemplateList,
     TemplateView,
@@ -52,13 +53,25 @@ def get_coupon_template(call: Call, template_id: str) -> TemplateView:
 
 
 @route("/coupon-issues", "POST", op="coupons.issue", tag=TAG, body=IssueInput, response=IssueView, status=201,
-       also=(200,), errors=(404, 409),
+       also=(200,), alt=((202, IssueProgressView),), errors=(404, 409),
        summary="Issue a template's coupons to up to 1,000 members (idempotent by issue_id; budget exhausted: 409, "
-               "nothing issued; unknown, erased or over-limit members skipped with a reason)")
+               "nothing issued; unknown, erased or over-limit members skipped with a reason), or to a segment "
+               "audience as a resumable job (202 with its progress; follow it at GET /coupon-issues/{issue_id})")
 def issue_coupons(call: Call) -> Reply:
-    answer, created = coupon_issues.issue(call.body, call.principal, bootstrap.coupons(), bootstrap.ledger(),
-                                          bootstrap.stores())
+    job, answer, created = coupon_audience.post_issue(call.body, call.principal, bootstrap.coupons(),
+                                                      bootstrap.ledger(), bootstrap.stores(),
+                                                      bootstrap.audience_queue)
+    if job:
+        return Reply(IssueProgressView.model_validate(answer), 202)
     return Reply(IssueView.model_validate(answer), 201 if created else 200)
+
+
+@route("/coupon-issues/{issue_id}", "GET", op="coupons.read_issue", tag=TAG, response=IssueProgressView,
+       errors=(404,), summary="A bulk issue's progress: an audience job's status (selecting, issuing, done, "
+                              "stopped), members matched, issued and skipped by reason; a member_ids issue's answer")
+def get_coupon_issue(call: Call, issue_id: str) -> IssueProgressView:
+    return IssueProgressView.model_validate(
+        coupon_audience.progress(issue_id, call.principal, bootstrap.coupons(), bootstrap.stores()))
 
 
 @route("/members/{member_id}/points/exchanges", "POST", op="coupons.exchange", tag=TAG, body=ExchangeInput,

@@ -160,6 +160,9 @@ def _operation(spec: RouteSpec, refs: dict[type[BaseModel], dict[str, str]]) -> 
     responses: dict[str, Any] = {str(spec.status): ok}
     for status in spec.also:
         responses[str(status)] = {**ok, "description": "Created" if status == 201 else "Already existed (replay)"}
+    for status, model in spec.alt:
+        responses[str(status)] = {"description": "Accepted" if status == 202 else "OK",
+                                  "content": {"application/json": {"schema": refs[model]}}}
     codes = set(spec.errors)
     if not spec.public:
         codes |= {401, 403}
@@ -193,6 +196,7 @@ def document() -> dict[str, Any]:
     models: list[type[BaseModel]] = [ErrorBody]
     for spec in specs:
         models += [m for m in (spec.body, spec.response) if m is not None]
+        models += [m for _, m in spec.alt]
     bodies = {s.body for s in specs}
     modes = {m: "validation" if m in bodies else "serialization" for m in dict.fromkeys(models)}
     by_mode, defs = models_json_schema(list(modes.items()), ref_template="#/components/schemas/{model}",

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain import clock
 from ..domain.access import Principal, Role
-from ..domain.coupons import CouponRecord, CouponRedemption, ExchangeResult, IssueResult, Template
+from ..domain.coupons import CouponRecord, CouponRedemption, ExchangeResult, IssueProgress, IssueResult, Template
 from ..domain.ledger import LedgerEntry
 from ..domain.members import Channel, Gender, Member, MemberStatus, MergeRecord
 from ..domain.orders import Breakdown, OrderRecord
@@ -360,6 +360,10 @@ class CouponPage(_Out):
 
 class IssueView(IssueResult):
     """The answer to a bulk issue (a replay answers the same body)."""
+
+
+class IssueProgressView(IssueProgress):
+    """A bulk issue's progress: an audience job's status and numbers, or a member_ids issue with its answer."""
 
 
 class ExchangeView(ExchangeResult):

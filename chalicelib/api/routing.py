@@ -41,6 +41,7 @@ PATH_PARAMS: dict[str, tuple[str, str]] = {
     "queue_id": (r"^[a-z0-9][a-z0-9_-]{0,47}$", "queue_not_found"),
     "article_id": (r"^[A-Za-z0-9_-]{1,64}$", "article_not_found"),
     "calendar_id": (r"^[a-z0-9][a-z0-9_-]{0,47}$", "calendar_not_found"),
+    "issue_id": (r"^[A-Za-z0-9_.:-]{1,64}$", "issue_not_found"),
 }
 
 
@@ -62,6 +63,8 @@ class RouteSpec:
     tag: str
     # other success statuses with the same body: 200 for a replayed/idempotent create, 201 for a PUT that created
     also: tuple[int, ...] = ()
+    # other success statuses with a body of their own: ((202, Model),) for a request that may start a job
+    alt: tuple[tuple[int, type[BaseModel]], ...] = ()
 
 
 ROUTES: list[RouteSpec] = []
@@ -83,7 +86,8 @@ class Reply:
 
 def route(path: str, method: str, *, op: str, summary: str, tag: str, body: type[BaseModel] | None = None,
           query: type[BaseModel] | None = None, response: type[BaseModel] | None = None, status: int = 200,
-          errors: tuple[int, ...] = (), also: tuple[int, ...] = ()) -> Callable:
+          errors: tuple[int, ...] = (), also: tuple[int, ...] = (),
+          alt: tuple[tuple[int, type[BaseModel]], ...] = ()) -> Callable:
     """`op` names the operation's row in domain/policy.py: who may call it comes from there only."""
     public = op in PUBLIC
     roles = frozenset() if public else permission(op).roles
@@ -91,7 +95,7 @@ def route(path: str, method: str, *, op: str, summary: str, tag: str, body: type
     def decorate(view: Callable[..., Reply | BaseModel]) -> Callable:
         spec = RouteSpec(path=path, method=method, name=view.__name__, module=view.__module__, operation=op,
                          summary=summary, public=public, roles=roles, body=body, query=query, response=response,
-                         status=status, errors=errors, tag=tag, also=also)
+                         status=status, errors=errors, tag=tag, also=also, alt=alt)
         ROUTES.append(spec)
 
         @functools.wraps(view)

@@ -6,15 +6,17 @@ changes future issues only."""
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 from . import clock
 from .members import MemberId, StoreId
 from .orders import DocId, Fen
+from .segments import ALL_SEGMENTS
 
 # Readable aloud and printable as a QR: no 0/O, 1/I (nor L, U: "L" reads as 1 in some fonts, U as V).
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -138,11 +140,46 @@ class Template(TemplateInput):
     updated_by: str
 
 
+def _audience_tag(value: str) -> str:
+    value = unicodedata.normalize("NFC", value).strip()  # as tags are stored (domain/tags.clean_tag)
+    if not value:
+        raise ValueError("tag must contain visible text")
+    return value
+
+
+AudienceTag = Annotated[str, Field(min_length=1, max_length=20, examples=["健康饮食"]), AfterValidator(_audience_tag)]
+
+
+class Audience(BaseModel):
+    """Who a segment-audience issue is for: the members of the member index (every member with a points state)
+    meeting every criterion given. `segment`: the last nightly result's segment; `no_purchase`: members whose
+    points state shows no purchase ever (read live; members with no points state at all are not in the index).
+    `tags`: each one held, rule-based (last night) or given by staff. `home_store_id`: the state's home store."""
+
+    model_config = ConfigDict(extra="forbid")
+    segment: Literal[ALL_SEGMENTS] | None = Field(  # type: ignore[valid-type]
+        default=None, description="one of the eight RFM segments, or no_purchase")
+    tags: list[AudienceTag] | None = Field(default=None, min_length=1, max_length=10,
+                                           description="every one of these tags (rule-based or staff)")
+    home_store_id: StoreId | None = Field(default=None, description="members whose home store this is")
+
+    @model_validator(mode="after")
+    def _some_criterion(self) -> Audience:
+        if self.segment is None and not self.tags and self.home_store_id is None:
+            raise ValueError("an audience names at least one of segment, tags, home_store_id")
+        if self.tags is not None and len(set(self.tags)) != len(self.tags):
+            raise ValueError("tags must not repeat")
+        return self
+
+
 class IssueInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     issue_id: DocId
     template_id: TemplateId
-    member_ids: list[MemberId] = Field(min_length=1, max_length=MAX_ISSUE)
+    member_ids: list[MemberId] | None = Field(default=None, min_length=1, max_length=MAX_ISSUE,
+                                              description="up to 1,000 members (or give audience)")
+    audience: Audience | None = Field(default=None, description="a segment audience, issued as a resumable job "
+                                                                "(202; progress at GET /coupon-issues/{issue_id})")
     store_id: StoreId | None = Field(default=None, description="issue from this store's quota (its manager)")
     region_id: StoreId | None = Field(default=None, description="issue from this region's quota (its manager)")
 
@@ -150,6 +187,8 @@ class IssueInput(BaseModel):
     def _one_level(self) -> IssueInput:
         if self.store_id is not None and self.region_id is not None:
             raise ValueError("give store_id or region_id, not both")
+        if (self.member_ids is None) == (self.audience is None):
+            raise ValueError("give member_ids or audience, exactly one of them")
         return self
 
 
@@ -273,6 +312,30 @@ class IssueResult(BaseModel):
     valid_from: datetime
     valid_to: datetime
     created_at: datetime
+
+
+ISSUE_STATUSES = ("selecting", "issuing", "done", "stopped")
+
+
+class IssueProgress(BaseModel):
+    """An issue's progress (GET /coupon-issues/{issue_id}; the answer to an audience POST). An audience job is
+    `selecting` until its first chunk is committed, then `issuing`, then `done`, or `stopped` (with
+    `stop_reason`) when the budget or quota ran out or the template stopped being usable: what was issued is kept."""
+
+    model_config = ConfigDict(extra="forbid")
+    issue_id: str
+    template_id: str
+    issuer: str = Field(description="the level the coupons are issued from: HQ, REGION#<id> or STORE#<id>")
+    kind: Literal["members", "audience"]
+    status: Literal[ISSUE_STATUSES]  # type: ignore[valid-type]
+    audience: Audience | None = None
+    matched: int = Field(description="members selected so far (audience), or asked for (member_ids)")
+    issued: int
+    skipped: dict[str, int] = Field(description="members skipped so far, by reason")
+    stop_reason: str | None = Field(default=None, description="why a stopped job stopped (budget_exhausted, ...)")
+    created_at: datetime
+    updated_at: datetime | None = None
+    result: IssueResult | None = Field(default=None, description="a finished member_ids issue: its answer")
 
 
 class LotSpent(BaseModel):

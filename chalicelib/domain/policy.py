@@ -129,7 +129,11 @@ POLICY: dict[str, Permission] = {
                                          "as coupons.read_template"),
     "coupons.issue": Permission({HQ: ANY, REGION: STORE, MANAGER: STORE},
                                 "HQ from the template's budget (or any quota); a region manager from their "
-                                "region's quota, a store manager from their store's (store_id / region_id)"),
+                                "region's quota, a store manager from their store's (store_id / region_id); "
+                                "a manager's audience only reaches home members of their own stores"),
+    "coupons.read_issue": Permission({HQ: ANY, REGION: STORE, MANAGER: STORE},
+                                     "an issue's progress: HQ; the manager of the region or store whose quota it "
+                                     "was issued from (an issue from HQ's budget: HQ only)"),
     "coupons.exchange": Permission({MEMBER: SELF, STAFF: ANY, MANAGER: ANY},
                                    "the member themself; counter staff of any store (points are spent at the "
                                    "counter as in points.redeem's member flow); not HQ"),

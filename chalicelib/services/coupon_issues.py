@@ -61,36 +61,52 @@ def issue(cmd: IssueInput, actor: Principal, coupons: CouponRepository, ledger: 
     """The answer (issued codes, skipped members with a reason) and whether this call created it. `stores`
     is read only to issue from a store's quota."""
     level = _level(cmd, actor, stores)
+    if cmd.member_ids is None:
+        raise Invalid("member_ids is required here (an audience issue is a job: services/coupon_audience)")
     print_ = fingerprint(cmd.model_dump(mode="json", exclude_none=True))
+    return _issue(cmd.issue_id, cmd.template_id, cmd.member_ids, level, print_, coupons, ledger, strict=True)
+
+
+def issue_chunk(chunk_id: str, template_id: str, member_ids: list[str], level: str, coupons: CouponRepository,
+                ledger: LedgerRepository) -> dict[str, Any]:
+    """One chunk (<= 1,000 members) of an audience job, through the same plan / coupons / answer steps, under
+    the job's deterministic chunk id (access was checked when the job was accepted). A plan already written
+    under that id is completed as it stands, whatever members this call names: a chunk re-read after a crash
+    may find its page changed meanwhile, and what was planned is what is issued, once."""
+    print_ = fingerprint({"chunk_id": chunk_id, "template_id": template_id, "level": level})
+    return _issue(chunk_id, template_id, member_ids, level, print_, coupons, ledger, strict=False)[0]
+
+
+def _issue(issue_id: str, template_id: str, member_ids: list[str], level: str, print_: str,
+           coupons: CouponRepository, ledger: LedgerRepository, strict: bool) -> tuple[dict[str, Any], bool]:
     for _ in range(3):
-        plan = coupons.get_issue(cmd.issue_id)
+        plan = coupons.get_issue(issue_id)
         if plan is not None:
-            if plan["fingerprint"] != print_:
+            if strict and plan["fingerprint"] != print_:
                 raise Conflict("issue_id already used for a different issue", code="issue_id_reused",
-                               details={"issue_id": cmd.issue_id})
+                               details={"issue_id": issue_id})
             if plan["status"] == "done":
-                return coupons.issue_answer(cmd.issue_id) or {}, False
-            return _complete(cmd.issue_id, plan, coupons), True
-        template = usable_template(coupons, cmd.template_id)
-        plan = _plan(cmd, template, print_, coupons, ledger, level)
+                return coupons.issue_answer(issue_id) or {}, False
+            return _complete(issue_id, plan, coupons), True
+        template = usable_template(coupons, template_id)
+        plan = _plan(member_ids, template, print_, ledger, coupons, level)
         try:
-            coupons.start_issue(cmd.issue_id, plan, template.template_id, plan["limited"], len(plan["planned"]),
-                                level)
+            coupons.start_issue(issue_id, plan, template.template_id, plan["limited"], len(plan["planned"]), level)
         except StaleRead:  # a twin wrote its plan first (or the template changed): look again
             continue
-        return _complete(cmd.issue_id, plan | {"status": "pending"}, coupons), True
+        return _complete(issue_id, plan | {"status": "pending"}, coupons), True
     raise Conflict("this issue kept changing under concurrent requests; retry", code="issue_conflict")
 
 
-def _plan(cmd: IssueInput, template: Template, print_: str, coupons: CouponRepository,
-          ledger: LedgerRepository, level: str) -> dict[str, Any]:
+def _plan(member_ids: list[str], template: Template, print_: str, ledger: LedgerRepository,
+          coupons: CouponRepository, level: str) -> dict[str, Any]:
     now = clock.to_ms(clock.now())
-    live = live_members(ledger, list(dict.fromkeys(cmd.member_ids)))
+    live = live_members(ledger, list(dict.fromkeys(member_ids)))
     counts = coupons.counts(sorted({m for m, _ in live.values() if m}), template.template_id)
     planned: list[list[str]] = []
     skipped: list[dict[str, str]] = []
     seen: set[str] = set()
-    for asked in cmd.member_ids:
+    for asked in member_ids:
         member, why = live[asked]
         if member is None:
             skipped.append({"member_id": asked, "reason": why})
@@ -107,7 +123,7 @@ def _plan(cmd: IssueInput, template: Template, print_: str, coupons: CouponRepos
             "valid_to": clock.iso(valid_to), "limit": template.per_member_limit,
             "limited": template.budget is not None or level != HQ, "level": level,
             "issued_at": clock.iso(now), "planned": planned,
-            "skipped": skipped, "requested": len(cmd.member_ids)}
+            "skipped": skipped, "requested": len(member_ids)}
 
 
 def _complete(issue_id: str, plan: dict[str, Any], coupons: CouponRepository) -> dict[str, Any]:

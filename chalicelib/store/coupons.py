@@ -44,6 +44,9 @@ def _budget(item: dict[str, Any]) -> Budget:
                   from_region=item.get("from_region", 0), limit=item.get("limit"))
 
 
+_SKIP = "skip_"  # an audience job's counter of members skipped for one reason: skip_<reason>
+
+
 def _count_attr(template_id: str) -> str:
     return f"c_{template_id}"
 
@@ -260,6 +263,83 @@ class DynamoCouponRepository:
     def issue_answer(self, issue_id: str) -> dict[str, Any] | None:
         item = self.db.get(keys.issue_key(issue_id))
         return json.loads(item["answer"]) if item and item.get("answer") else None
+
+    def issue_record(self, issue_id: str) -> dict[str, Any] | None:
+        """An issue item as GET /coupon-issues/{issue_id} shows it: kind, status, body, answer, counters."""
+        item = self.db.get(keys.issue_key(issue_id))
+        if not item:
+            return None
+        return {"kind": item.get("kind", "members"), "status": item["status"], "body": json.loads(item["body"]),
+                "answer": json.loads(item["answer"]) if item.get("answer") else None,
+                "segments": int(item.get("segments", 0)), "matched": int(item.get("matched", 0)),
+                "issued": int(item.get("issued", 0)), "stop_reason": item.get("stop_reason"),
+                "created_at": item.get("created_at"), "updated_at": item.get("updated_at"),
+                "skipped": {k.removeprefix(_SKIP): int(v) for k, v in item.items() if k.startswith(_SKIP) and v}}
+
+    # ---- segment-audience jobs (key layout: keys.py, 'segment audiences') ------------------------------------
+    def start_audience(self, issue_id: str, body: dict[str, Any], segments: int = 0) -> bool:
+        """The job's record, written once (status 'selecting'; 0 segments: its first worker decides); False if the
+        issue_id is taken already."""
+        now = clock.iso(clock.now())
+        tx = self.db.tx()
+        tx.put({**keys.issue_key(issue_id), "type": "coupon_issue", "kind": "audience", "status": "selecting",
+                "body": _json(body), "segments": segments, "matched": 0, "issued": 0, "created_at": now,
+                "updated_at": now}, condition="attribute_not_exists(pk)")
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            return False
+        return True
+
+    def fix_audience_segments(self, issue_id: str, segments: int) -> int:
+        """The job's segment count, set once by its first worker (the request does not read the table's size):
+        the count stored, whoever set it."""
+        self.db.update(keys.issue_key(issue_id), "SET #n = :n", condition="#n = :zero", names={"#n": "segments"},
+                       values={":n": segments, ":zero": 0})
+        item = self.db.get(keys.issue_key(issue_id))
+        return int(item["segments"]) if item else segments
+
+    def audience_cursor(self, issue_id: str, segment: int) -> tuple[int, dict[str, Any] | None, bool]:
+        """(the next page's number, the scan's start key, done) of one segment of the job."""
+        item = self.db.get(keys.audience_cursor_key(issue_id, segment))
+        if not item:
+            return 0, None, False
+        return int(item["page"]), json.loads(item["start"]) if item.get("start") else None, bool(item.get("done"))
+
+    def commit_audience_chunk(self, issue_id: str, segment: int, page: int, start: dict[str, Any] | None, done: bool,
+                              matched: int, issued: int, skipped: dict[str, int]) -> bool:
+        """The segment's cursor past this page and the chunk's numbers, in one transaction, only if the cursor is
+        still at this page: a second worker on the same job counts nothing twice. False if it was not."""
+        tx = self.db.tx()
+        cursor = {**keys.audience_cursor_key(issue_id, segment), "type": "audience_cursor", "page": page + 1,
+                  "start": _json(start) if start else None, "done": done}
+        if page == 0:
+            tx.put(cursor, condition="attribute_not_exists(pk)")
+        else:
+            tx.put(cursor, condition="page = :p", values={":p": page})
+        adds = {"matched": matched, "issued": issued, **{f"{_SKIP}{r}": n for r, n in skipped.items() if n}}
+        names = {f"#a{i}": a for i, a in enumerate(adds)}
+        values: dict[str, Any] = {f":a{i}": n for i, n in enumerate(adds.values())}
+        tx.update(keys.issue_key(issue_id), "ADD " + ", ".join(f"#a{i} :a{i}" for i in range(len(adds)))
+                  + " SET updated_at = :now", condition="attribute_exists(pk)", names=names,
+                  values={**values, ":now": clock.iso(clock.now())})
+        try:
+            self.db.commit(tx)
+        except TxCancelled:
+            return False
+        return True
+
+    def set_audience_status(self, issue_id: str, status: str, from_statuses: tuple[str, ...],
+                            reason: str | None = None) -> bool:
+        """Move the job to `status` if it is in one of `from_statuses`; False if it was not."""
+        values: dict[str, Any] = {":s": status, ":now": clock.iso(clock.now())}
+        values |= {f":f{i}": f for i, f in enumerate(from_statuses)}
+        expr = "SET #s = :s, updated_at = :now" + (", stop_reason = :r" if reason else "")
+        if reason:
+            values[":r"] = reason
+        allowed = ", ".join(f":f{i}" for i in range(len(from_statuses)))
+        return self.db.update(keys.issue_key(issue_id), expr, condition=f"#s IN ({allowed})",
+                              names={"#s": "status"}, values=values) is not None
 
     # ---- the benefit pool --------------------------------------------------------------------------
     def get_allocation(self, allocation_id: str) -> dict[str, Any] | None:

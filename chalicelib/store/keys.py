@@ -497,3 +497,16 @@ def rfm_night_pk(as_of: date) -> str:
 def rfm_night_key(as_of: date, level: str, ident: str) -> dict[str, str]:
     """The night's segment counts of a home store (STORE), a region (REGION) or the brand (BRAND#ALL)."""
     return {"pk": rfm_night_pk(as_of), "sk": f"{level}#{ident}"}
+
+
+# ---- segment audiences of coupon issues ---------------------------------------------------------------------
+# An audience issue is a job on its issue item (issue_key: status, audience, counters) with one cursor item per
+# parallel-scan segment of the member index beside it; each chunk of matched members is a bulk issue of its own
+# under a sub-issue id no client can send ('~' is not in a DocId), so a chunk retried after a crash finds its plan.
+def audience_cursor_key(issue_id: str, segment: int) -> dict[str, str]:
+    """A segment's checkpoint: the gsi5 scan's start key after its last committed chunk, the next page, done."""
+    return {"pk": f"CISSUE#{issue_id}", "sk": f"SEG#{segment:05d}"}
+
+
+def audience_chunk_id(issue_id: str, segment: int, page: int) -> str:
+    return f"{issue_id}~{segment}~{page}"

@@ -273,3 +273,37 @@ def rfm_from_item(i: dict[str, Any]) -> MemberRfm:
                      tags=tuple(sorted(i.get("tags", ()))), churn_gap=i.get("churn_gap"),
                      since=date.fromisoformat(i["since"]), changed_on=date.fromisoformat(i["changed_on"]),
                      history=[tuple(h) for h in json.loads(i["history"])] if i.get("history") else [])  # type: ignore[misc]
+
+
+# ---- segment audiences of coupon issues ------------------------------------------------------------------------
+class DynamoAudienceReader(DynamoRfmRepository):
+    """A page of the member index for a coupon issue's audience job (services/coupon_audience.py): the ids of one
+    parallel-scan segment (keys only), then only the items the audience needs, by BatchGetItem: the points state
+    (home store, whether the member ever bought), the nightly result (segment, rule-based tags), staff tags."""
+
+    def audience_page(self, segment: int, total: int, start: dict[str, Any] | None, limit: int, *, states: bool,
+                      results: bool, staff_tags: bool) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        ids, last = self.scan_members(segment, total, start, limit)
+        rows: dict[str, dict[str, Any]] = {m: {"member_id": m, "state": False, "home_store_id": None, "bought": False,
+                                               "segment": None, "tags": set()} for m in ids}
+        wanted: list[list[dict[str, str]]] = []
+        for needed, key in ((states, lambda m: {"pk": keys.member_pk(m), "sk": keys.MEMBER_STATE}),
+                            (results, keys.member_rfm_key), (staff_tags, keys.member_tags_key)):
+            if needed:  # one kind per batch: a states-only batch is projected to the fields the night reads
+                wanted += [[key(m) for m in ids[i:i + _BATCH]] for i in range(0, len(ids), _BATCH)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(_READERS, thread_name_prefix="audience-read")
+        for items in self._pool.map(self._batch_get, wanted):
+            for item in items:
+                row = rows.get(item["pk"].removeprefix(keys.MEMBER_PREFIX))
+                if row is None:
+                    continue
+                if item["sk"] == keys.MEMBER_STATE:
+                    row.update(state=True, home_store_id=item.get("home_store_id"),
+                               bought=bool(item.get("last_purchase_at")))
+                elif item["sk"] == keys.MEMBER_RFM:
+                    row["segment"] = item.get("segment")
+                    row["tags"] |= set(item.get("tags") or ())
+                else:
+                    row["tags"] |= set(item.get("tags") or ())
+        return [rows[m] for m in ids], last
