@@ -125,6 +125,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print(f"nightly RFM as of {night['as_of']}: {night['classified']} members classified", flush=True)
         from app import app
 
+        from .local.workers import QueueWorkers
+
+        QueueWorkers().start()  # coupon audience jobs: the queue's consumer, as SQS runs it on AWS
         server = create_server(app, "127.0.0.1", port)
         print(f"chaincrm API on http://127.0.0.1:{port}   (fake WeChat: {stack.wechat.base_url})")
         print(f"  curl http://127.0.0.1:{port}/health")

@@ -121,12 +121,21 @@ class MachineSpec:
 
 
 @dataclass(frozen=True)
+class QueueSpec:
+    """trigger.sqs: the function consumes a queue of its own (generated with its redrive policy to the DLQ)."""
+
+    batch_size: int
+    max_receive_count: int  # deliveries before a message moves to the DLQ
+    senders: tuple[str, ...]  # who else may send to it ("api"): gets sqs:SendMessage and the URL in an env var
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     name: str
     module: str
     handler: str
     description: str
-    schedule: str
+    schedule: str | None  # None: not scheduled (a queue consumer)
     timezone: str
     input: dict[str, Any]
     timeout: int
@@ -142,6 +151,7 @@ class FunctionSpec:
     local_handler: str | None = None  # what the local CLI runs instead of `handler` (not deployed)
     packages: tuple[str, ...] = ()  # pinned requirements only this function needs: its own layer
     machine: MachineSpec | None = None  # run by a Step Functions state machine, not by its schedule directly
+    queue: QueueSpec | None = None  # run by an SQS event source mapping on a queue of its own
 
     @property
     def logical(self) -> str:
@@ -149,7 +159,12 @@ class FunctionSpec:
 
     @property
     def is_daily(self) -> bool:
-        return is_daily_cron(self.schedule)
+        return self.schedule is not None and is_daily_cron(self.schedule)
+
+    @property
+    def queue_env(self) -> str:
+        """The variable naming its queue's URL (settings: <name>_queue_url)."""
+        return "CHAINCRM_" + self.name.replace("-", "_").upper() + "_QUEUE_URL"
 
 
 @dataclass(frozen=True)
@@ -311,6 +326,9 @@ def parse_function(entry: dict[str, Any], indexes: set[str], root: Path = ROOT,
                                       or not handler_defined(root / "functions" / f"{m.group(1)}.py", local_handler)):
         raise ManifestError(f"{where}: {module} has no top-level function {local_handler!r} ('local_handler')")
     trigger = _need(entry, "trigger", dict, where)
+    if set(trigger) == {"sqs"}:
+        return _queue_consumer(entry, trigger["sqs"], name, module, handler, local_handler, indexes, root, scannable,
+                               where)
     unknown = set(trigger) - {"schedule", "timezone", "input", "state_machine"}
     if unknown or "schedule" not in trigger:
         raise ManifestError(
@@ -363,6 +381,39 @@ def parse_function(entry: dict[str, Any], indexes: set[str], root: Path = ROOT,
         dynamodb=_grants(entry.get("dynamodb"), indexes, where, scannable), secret=secret, metrics=metrics,
         success_metric=success, finish_alarm_hours=hours, local_handler=local_handler,
         packages=_packages(entry.get("packages"), root, where), machine=machine)
+
+
+def _queue_consumer(entry: dict[str, Any], sqs: Any, name: str, module: str, handler: str, local_handler: str | None,
+                    indexes: set[str], root: Path, scannable: set[str], where: str) -> FunctionSpec:
+    """trigger.sqs: {"batch_size": 1..10, "max_receive_count": 1..100, "senders": ["api"]?}. The queue, its
+    redrive policy to the function's DLQ, the event source mapping (ReportBatchItemFailures) are generated."""
+    shape = ("'sqs' is {'batch_size': 1..10, 'max_receive_count': 1..100, 'senders': ['api']} (the queue, its "
+             "redrive policy to the function's DLQ and the event source mapping are generated)")
+    if not isinstance(sqs, dict) or set(sqs) - {"batch_size", "max_receive_count", "senders"}:
+        raise ManifestError(f"{where}: {shape}")
+    batch, receives, senders = sqs.get("batch_size", 1), sqs.get("max_receive_count", 5), sqs.get("senders", [])
+    for value, top in ((batch, 10), (receives, 100)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+            raise ManifestError(f"{where}: {shape}")
+    if not isinstance(senders, list) or set(senders) - {"api"}:
+        raise ManifestError(f"{where}: {shape}")
+    if "retry" in entry:
+        raise ManifestError(f"{where}: 'retry' is for asynchronous invocations; a queue consumer is retried by SQS "
+                            "('max_receive_count')")
+    timeout, memory = _need(entry, "timeout", int, where), _need(entry, "memory", int, where)
+    if not 1 <= timeout <= 900 or not 128 <= memory <= 10240:
+        raise ManifestError(f"{where}: timeout is 1..900 s, memory 128..10240 MB")
+    reserved = entry.get("reserved_concurrency")
+    if reserved is not None and (not isinstance(reserved, int) or reserved < 1):
+        raise ManifestError(f"{where}: 'reserved_concurrency' is a positive number or null")
+    metrics = _metric_names(entry.get("metrics"), where)
+    return FunctionSpec(
+        name=name, module=module, handler=handler, description=_need(entry, "description", str, where)[:256],
+        schedule=None, timezone=TIMEZONE, input={}, timeout=timeout, memory=memory, reserved_concurrency=reserved,
+        retry_attempts=0, max_event_age_seconds=21600,
+        dynamodb=_grants(entry.get("dynamodb"), indexes, where, scannable), secret=_need(entry, "secret", bool, where),
+        metrics=metrics, local_handler=local_handler, packages=_packages(entry.get("packages"), root, where),
+        queue=QueueSpec(batch, receives, tuple(senders)))
 
 
 def load_functions(manifest: dict[str, Any] | None = None, infra: Path = INFRA, root: Path = ROOT,
@@ -738,6 +789,8 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
            "CONFIG_GENERATION": {"Ref": "ConfigGeneration"}}
     if spec.secret:
         env["CHAINCRM_SECRET_ID"] = {"Ref": "Secret"}
+    if spec.queue:
+        env[spec.queue_env] = {"Ref": f"{p}Queue"}  # it sends a job it could not finish back to its queue
     layers: list[Any] = [{"Ref": LAYER}]
     if spec.packages:
         layers.append({"Ref": f"{p}PackagesLayer"})
@@ -764,6 +817,8 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
                             if spec.machine else
                             (fn, {"Sid": "InvokeThisFunction", "Effect": "Allow", "Action": "lambda:InvokeFunction",
                                   "Resource": _arn(fn)}))
+    if spec.queue:
+        return queue_consumer_resources(spec, function)
     resources: dict[str, Any] = {
         logs: log_group("/aws/lambda/${AWS::StackName}-" + name),
         role: role_resource(f"chaincrm function {name}", "lambda.amazonaws.com",
@@ -812,6 +867,58 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
         # A job that is not scheduled cannot finish: no notification while the schedules are off.
         resources[f"{p}DidNotFinishAlarm"]["Properties"]["ActionsEnabled"] = {"Fn::If": ["SchedulesOn", True, False]}
     return resources
+
+
+def queue_consumer_resources(spec: FunctionSpec, function: dict[str, Any]) -> dict[str, Any]:
+    """A function run by SQS: its queue (redrive to its DLQ after max_receive_count deliveries), the event source
+    mapping reporting batch item failures, and a role that may consume that queue and send to it (a job that
+    needs more than one run queues itself again). No schedule and no async configuration: the mapping invokes
+    synchronously and SQS retries."""
+    assert spec.queue is not None
+    p, name = spec.logical, spec.name
+    fn, role, logs, dlq, queue = f"{p}Function", f"{p}Role", f"{p}LogGroup", f"{p}Dlq", f"{p}Queue"
+    statements = lambda_statements(logs, spec.dynamodb, spec.secret)
+    statements.insert(-1, {"Sid": "ConsumeItsQueue", "Effect": "Allow", "Resource": _arn(queue), "Action": [
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]})
+    statements.insert(-1, {"Sid": "RequeueUnfinishedJobs", "Effect": "Allow", "Action": "sqs:SendMessage",
+                           "Resource": _arn(queue)})
+    age = alarm(f"{name}-queue-age", f"{name}: a job has waited in its queue for more than an hour (the consumer "
+                "is failing, throttled or disabled); see its log group and DLQ",
+                {"Namespace": "AWS/SQS", "MetricName": "ApproximateAgeOfOldestMessage", "Statistic": "Maximum",
+                 "Dimensions": [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]},
+                threshold=3600)
+    return {
+        logs: log_group("/aws/lambda/${AWS::StackName}-" + name),
+        role: role_resource(f"chaincrm function {name}", "lambda.amazonaws.com", statements),
+        fn: {"Type": "AWS::Lambda::Function", "DependsOn": [logs], "Properties": function},
+        dlq: {"Type": "AWS::SQS::Queue", **KEEP, "Properties": {
+            "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},  # 14 days to re-drive
+        queue: {"Type": "AWS::SQS::Queue", **KEEP, "Properties": {
+            # At least the function's timeout (AWS requires it of a mapping's queue); six times, as AWS advises,
+            # so a throttled batch is not redelivered while it is still being retried.
+            # Kept as long as its DLQ keeps them: a message's age in the DLQ counts from its first enqueue.
+            "VisibilityTimeout": min(43200, 6 * spec.timeout), "MessageRetentionPeriod": 1209600,
+            "SqsManagedSseEnabled": True,
+            "RedrivePolicy": {"deadLetterTargetArn": _arn(dlq), "maxReceiveCount": spec.queue.max_receive_count}}},
+        f"{p}EventSourceMapping": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
+            "EventSourceArn": _arn(queue), "FunctionName": {"Ref": fn}, "BatchSize": spec.queue.batch_size,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"], "Enabled": True}},
+        f"{p}QueueAgeAlarm": age,
+        **lambda_alarms(p, fn, name),
+        **dlq_alarm(p, dlq, name),
+    }
+
+
+def api_sends_to(resources: dict[str, Any], specs: list[FunctionSpec]) -> None:
+    """The API may send to the queues that name it a sender: sqs:SendMessage on each, and its URL in the variable
+    the settings read."""
+    env = resources[API]["Properties"]["Environment"]["Variables"]
+    statements = resources["ApiHandlerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    for spec in specs:
+        if spec.queue and "api" in spec.queue.senders:
+            env[spec.queue_env] = {"Ref": f"{spec.logical}Queue"}
+            statements.insert(-1, {"Sid": f"SendTo{spec.logical}Queue", "Effect": "Allow", "Action": "sqs:SendMessage",
+                                   "Resource": _arn(f"{spec.logical}Queue")})
 
 
 def alarm_webhook_resources(runtime: str) -> dict[str, Any]:
@@ -987,7 +1094,8 @@ def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, 
     api_stage = chalice_api_stage(root)
     resources = template["Resources"]
     resources.update(api_resources(api, api_stage))
-    if specs:
+    api_sends_to(resources, specs)
+    if any(s.schedule for s in specs):
         resources["ScheduleGroup"] = {"Type": "AWS::Scheduler::ScheduleGroup",
                                       "Properties": {"Name": {"Ref": "AWS::StackName"}}}
     outputs = template.setdefault("Outputs", {})
@@ -1002,6 +1110,9 @@ def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, 
                                '{"date": "YYYY-MM-DD"})', "Value": {"Ref": f"{spec.logical}StateMachine"}}
         outputs[f"{spec.logical}DlqUrl"] = {"Description": f"Dead-letter queue of {spec.name}",
                                             "Value": {"Ref": f"{spec.logical}Dlq"}}
+        if spec.queue:
+            outputs[f"{spec.logical}QueueUrl"] = {"Description": f"The queue {spec.name} consumes (re-drive its DLQ "
+                                                                 "here)", "Value": {"Ref": f"{spec.logical}Queue"}}
     resources.update(table_throttle_alarms(template))
     alarm_names = [r["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
                    for r in resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]

@@ -1,4 +1,4 @@
-"""The local stack: DynamoDB Local + moto's server (Secrets Manager, and later SQS/EventBridge) + a fake
+"""The local stack: DynamoDB Local + moto's server (Secrets Manager, SQS) + a fake
 WeChat, wired to the app through the standard AWS endpoint variables, so production code has no local branch.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ STACK_ENV_FILE = LOCAL_DIR / "stack.env.json"
 REGION = "ap-east-1"
 SECRET_ID = "chaincrm/local"
 WECHAT_APPID = "wx-local-app"
+AUDIENCE_QUEUE = "chaincrm-coupon-audience"
 
 
 def new_secret_bundle() -> dict[str, str]:
@@ -70,6 +71,7 @@ class LocalStack:
         self.env = {
             "AWS_ENDPOINT_URL_DYNAMODB": self._ddb.endpoint,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": f"http://127.0.0.1:{self.moto_port}",
+            "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{self.moto_port}",
             "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION,
             "AWS_REGION": REGION,
             "CHAINCRM_TABLE_NAME": self.table_name, "CHAINCRM_SECRET_ID": SECRET_ID,
@@ -78,6 +80,8 @@ class LocalStack:
         }
         os.environ.update(self.env)
         self.put_secret()
+        self.env["CHAINCRM_COUPON_AUDIENCE_QUEUE_URL"] = self.create_queues()
+        os.environ.update(self.env)
         self.ensure_table(self.table_name)
         return self
 
@@ -100,6 +104,15 @@ class LocalStack:
             sm.create_secret(Name=SECRET_ID, SecretString=json.dumps(self.bundle))
         except sm.exceptions.ResourceExistsException:
             sm.put_secret_value(SecretId=SECRET_ID, SecretString=json.dumps(self.bundle))
+
+    def create_queues(self) -> str:
+        """The coupon audience job queue in moto's SQS, with its DLQ as on AWS (infra/stack.py): its URL."""
+        sqs = self.client("sqs")
+        dlq = sqs.create_queue(QueueName=AUDIENCE_QUEUE + "-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return sqs.create_queue(QueueName=AUDIENCE_QUEUE, Attributes={
+            "VisibilityTimeout": "60",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "5"})})["QueueUrl"]
 
     def ensure_table(self, name: str) -> bool:
         """Create the table from infra/template.json if it does not exist; True if created."""

@@ -275,3 +275,41 @@ def test_rfm_calls_are_granted(fresh_table, api, tokens, record):  # noqa: ANN00
     granted = _granted(_spec("rfm").dynamodb)
     assert ("Scan", "gsi5") in recorder.calls
     assert recorder.calls <= granted, recorder.calls - granted
+
+
+def test_coupon_audience_calls_are_granted(fresh_table, api, tokens, record):  # noqa: ANN001
+    """The audience POST and progress read (API) and the consumer's whole job: gsi5 pages, the states, results
+    and staff tags read, chunks issued and checkpointed, the job finished."""
+    import uuid
+
+    from functions.coupon_audience import drain
+    from functions.rfm import run_locally
+    from testkit.ledger import order
+    from testkit.support import create_stores, registration
+
+    create_stores()
+    drain()  # messages of other tests' tables
+    hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
+    for _ in range(3):
+        member = api.post("/members", registration(), staff)[1]["member_id"]
+        assert api.post("/orders", order(member), staff)[0] == 201
+    run_locally({"segments": 1}, workers=1)
+    t = f"g-{uuid.uuid4().hex[:8]}"
+    assert api.put(f"/coupon-templates/{t}", {"name": "g", "kind": "cash", "value": 100, "valid_days": 3,
+                                              "budget": 50}, hq)[0] == 201
+    api_recorder = record()
+    status, started = api.post("/coupon-issues", {"issue_id": t, "template_id": t,
+                                                  "audience": {"home_store_id": "sh-001", "tags": ["x"]}}, hq)
+    assert status == 202 and api.get(f"/coupon-issues/{t}", hq)[0] == 200
+    granted = _granted(stack.load_api().dynamodb)
+    assert api_recorder.calls <= granted, api_recorder.calls - granted
+    status, other = api.post("/coupon-issues", {"issue_id": f"{t}-2", "template_id": t,
+                                                "audience": {"home_store_id": "sh-001", "segment": "no_purchase"}}, hq)
+    recorder = record()
+    jobs = drain()
+    assert {j["issue_id"] for j in jobs} >= {t, f"{t}-2"}
+    status, third = api.post("/coupon-issues", {"issue_id": f"{t}-3", "template_id": t,
+                                                "audience": {"home_store_id": "sh-001"}}, hq)
+    assert drain()[0]["status"] == "done" and api.get(f"/coupon-issues/{t}-3", hq)[1]["issued"] == 3
+    granted = _granted(_spec("coupon-audience").dynamodb)
+    assert recorder.calls and recorder.calls <= granted, recorder.calls - granted

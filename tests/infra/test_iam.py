@@ -40,11 +40,14 @@ def _expected(grants: tuple[stack.Grant, ...]) -> dict[str, set[str]]:
     return want
 
 
+CONSUME = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"}
+
+
 def _check_lambda_role(role: dict[str, Any], *, log_group: str, grants: tuple[stack.Grant, ...], secret: bool,
-                       dlq: str | None) -> None:
+                       dlq: str | None, queues: dict[str, set[str]] | None = None) -> None:
     allowed = {log_group: {"logs:CreateLogStream", "logs:PutLogEvents"}, "TableKey": {"kms:Decrypt",
                                                                                         "kms:GenerateDataKey"},
-               **_expected(grants)}
+               **_expected(grants), **(queues or {})}
     if secret:
         allowed["Secret"] = {"secretsmanager:GetSecretValue"}
     if dlq:
@@ -69,22 +72,30 @@ def _check_lambda_role(role: dict[str, Any], *, log_group: str, grants: tuple[st
     assert seen == allowed, "the role should grant exactly what the manifest declares"
 
 
-def test_api_role_is_least_privilege(resources, api_spec):  # noqa: ANN001
+def test_api_role_is_least_privilege(resources, api_spec, specs):  # noqa: ANN001
+    sends = {f"{s.logical}Queue": {"sqs:SendMessage"} for s in specs if s.queue and "api" in s.queue.senders}
+    assert sends, "the API sends coupon audience jobs to their queue"
     _check_lambda_role(resources["ApiHandlerRole"], log_group="ApiHandlerLogGroup", grants=api_spec.dynamodb,
-                       secret=api_spec.secret, dlq=None)
+                       secret=api_spec.secret, dlq=None, queues=sends)
 
 
 def test_function_roles_are_least_privilege(resources, specs):  # noqa: ANN001
     for spec in specs:
         p = spec.logical
         assert resources[f"{p}Function"]["Properties"]["Role"] == {"Fn::GetAtt": [f"{p}Role", "Arn"]}
+        # a machine's function is invoked synchronously, a queue consumer's by its mapping: neither writes its DLQ
+        # (SQS moves a consumer's failed messages there); a consumer reads its queue and re-queues its own jobs
         _check_lambda_role(resources[f"{p}Role"], log_group=f"{p}LogGroup", grants=spec.dynamodb,
-                           secret=spec.secret, dlq=None if spec.machine else f"{p}Dlq")  # a machine's: synchronous
+                           secret=spec.secret, dlq=None if spec.machine or spec.queue else f"{p}Dlq",
+                           queues={f"{p}Queue": CONSUME | {"sqs:SendMessage"}} if spec.queue else None)
 
 
 def test_scheduler_roles_invoke_only_their_function(resources, specs):  # noqa: ANN001
     for spec in specs:
         p = spec.logical
+        if spec.queue:  # not scheduled: its queue's event source mapping runs it
+            assert f"{p}SchedulerRole" not in resources and f"{p}Schedule" not in resources
+            continue
         role = resources[f"{p}SchedulerRole"]
         assume = role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
         assert assume["Principal"] == {"Service": "scheduler.amazonaws.com"}

@@ -90,10 +90,16 @@ def test_async_triggers_have_a_dead_letter_queue_and_on_failure_destination(reso
             destination = config[0]["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
             assert destination in queues
             assert config[0]["MaximumRetryAttempts"] <= 2 and config[0]["MaximumEventAgeInSeconds"] <= 21600
-        for mapping in streams:  # none yet; when a consumer comes, this is what it must declare
+        for mapping in streams:  # what a stream or queue consumer must declare
             p = mapping["Properties"]
-            assert p["DestinationConfig"]["OnFailure"]["Destination"]
             assert p["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+            source = p["EventSourceArn"]["Fn::GetAtt"][0] if "Fn::GetAtt" in p["EventSourceArn"] else None
+            if source in queues:  # SQS: failed messages go to a DLQ through the queue's redrive policy
+                redrive = queues[source]["Properties"]["RedrivePolicy"]
+                assert redrive["deadLetterTargetArn"]["Fn::GetAtt"][0] in queues
+                assert 1 <= redrive["maxReceiveCount"] <= 100
+                continue
+            assert p["DestinationConfig"]["OnFailure"]["Destination"]
             if "DynamoDB" in json.dumps(p["EventSourceArn"]):
                 assert p["BisectBatchOnFunctionError"] is True
                 assert "MaximumRetryAttempts" in p and "MaximumRecordAgeInSeconds" in p
