@@ -247,6 +247,14 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         region_manager_own=ALLOW, region_manager_other=SCOPE,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
 
+    # A bulk issue's progress (here one from the quota of store sh-001): HQ, the store's manager, its region's
+    # manager; no one else (an issue from HQ's budget is HQ's alone: test_audience_issues_stay_in_the_managers_scope).
+    ("GET", "/coupon-issues/{issue_id}"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
     # Points for a coupon: the member themself, or counter staff of ANY store (as a member's own redemption).
     # Not HQ, not region managers, not integrations.
     ("POST", "/members/{member_id}/points/exchanges"): row(
@@ -911,6 +919,18 @@ def _issue_coupons(w: World) -> Prepared:
                                                "the store's quota or the member's coupons"))
 
 
+def _read_issue(w: World) -> Prepared:
+    m, template_id = w.member(), w.template()
+    w.allocate(template_id, "store", OWN_STORE, 3)
+    issue_id = f"i-{uuid.uuid4().hex[:10]}"
+    status, answer = w.api.post("/coupon-issues", {"issue_id": issue_id, "template_id": template_id,
+                                                   "member_ids": [m["member_id"]], "store_id": OWN_STORE}, w.hq)
+    assert status == 201, answer
+    return Prepared("GET", f"/coupon-issues/{issue_id}",
+                    check_ok=lambda b: _eq((b["kind"], b["status"], b["issued"], b["result"]),
+                                           ("members", "done", 1, answer)))
+
+
 def _exchange_points(w: World) -> Prepared:
     m, template_id = w.funded_member(), w.template(points_price=40)
 
@@ -1436,6 +1456,7 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/coupon-templates"): _list_templates,
     ("GET", "/coupon-templates/{template_id}"): _get_template,
     ("POST", "/coupon-issues"): _issue_coupons,
+    ("GET", "/coupon-issues/{issue_id}"): _read_issue,
     ("POST", "/members/{member_id}/points/exchanges"): _exchange_points,
     ("GET", "/coupons/{code}"): _lookup_coupon,
     ("POST", "/coupons/{code}/redeem"): _redeem_coupon,
@@ -1741,6 +1762,44 @@ def test_region_quota_is_its_managers_and_hqs(api, tokens, role, region, code): 
     assert world.coupons_of(m) == []
     status, done = api.post("/coupon-issues", body, tokens.staff("region_manager", region=OTHER_REGION))
     assert (status, done["issued_count"]) == (201, 1), done
+
+
+def test_audience_issues_stay_in_the_managers_scope(api, tokens):  # noqa: ANN001
+    # An audience issue (a job): HQ any; a store manager from their store's quota for their store's home members
+    # only; a region manager for their region's. Outside it: 403 audience_out_of_scope, no job recorded. Staff,
+    # integrations and members: 403 by role. A progress read of an issue from HQ's budget: HQ only.
+    world = World(api, tokens)
+    template_id = world.template()
+    manager = tokens.staff("store_manager", stores=[OWN_STORE])
+    region = tokens.staff("region_manager", region=OWN_REGION)
+
+    def post(caller: str, audience: dict[str, Any], **quota: str) -> tuple[int, Any, str]:
+        issue_id = f"a-{uuid.uuid4().hex[:10]}"
+        status, body = api.post("/coupon-issues", {"issue_id": issue_id, "template_id": template_id,
+                                                   "audience": audience, **quota}, caller)
+        return status, body, issue_id
+
+    for caller, audience, quota in [(manager, {"home_store_id": OTHER_STORE}, {"store_id": OWN_STORE}),
+                                    (region, {"home_store_id": OTHER_STORE}, {"region_id": OWN_REGION})]:
+        status, err, issue_id = post(caller, audience, **quota)
+        assert (status, err["code"]) == (403, "audience_out_of_scope"), err
+        assert_error_shape(err)
+        assert api.get(f"/coupon-issues/{issue_id}", world.hq)[0] == 404  # no job recorded
+    for caller in (tokens.staff(stores=[OWN_STORE]), tokens.staff("integration", stores=[OWN_STORE]),
+                   tokens.member(world.member()["member_id"])):
+        status, err, _ = post(caller, {"home_store_id": OWN_STORE}, store_id=OWN_STORE)
+        assert (status, err["code"]) == ROLE, err
+    status, err, _ = post(manager, {"home_store_id": OWN_STORE}, store_id=OTHER_STORE)
+    assert (status, err["code"]) == SCOPE, err
+    status, err, _ = post(manager, {"segment": "no_purchase"})
+    assert (status, err["code"]) == (403, "quota_required"), err
+    # Control: the same manager for their own store's members, from their quota (their home store implied).
+    status, body, issue_id = post(manager, {"segment": "no_purchase"}, store_id=OWN_STORE)
+    assert (status, body["status"], body["issuer"]) == (202, "selecting", f"STORE#{OWN_STORE}"), body
+    assert api.get(f"/coupon-issues/{issue_id}", manager)[0] == 200
+    status, _, hq_issue = post(world.hq, {"home_store_id": OWN_STORE})
+    assert status == 202
+    assert api.get(f"/coupon-issues/{hq_issue}", manager)[1]["code"] == "not_your_issue"
 
 
 def test_only_hq_allocates_to_regions(api, tokens):  # noqa: ANN001

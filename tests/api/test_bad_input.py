@@ -1999,7 +1999,7 @@ ISSUE_INVALID = [
     pytest.param(lambda t, m: _issue(t, [m, *_unknown_members(1_000)]), ["body", "member_ids"],
                  id="1001 members"),
     pytest.param(lambda t, m: _issue(t, m), ["body", "member_ids"], id="member_ids a string"),
-    pytest.param(lambda t, m: _issue(t, None), ["body", "member_ids"], id="missing member_ids"),
+    pytest.param(lambda t, m: _issue(t, None), ["body"], id="neither member_ids nor audience"),
     pytest.param(lambda t, m: _issue(t, ["abc"]), ["body", "member_ids", 0], id="malformed member id"),
     pytest.param(lambda t, m: _issue(t, [m.lower()]), ["body", "member_ids", 0], id="lowercase member id"),
     pytest.param(lambda t, m: _issue(t, [m, 5]), ["body", "member_ids", 1], id="member id number"),
@@ -2027,6 +2027,57 @@ def test_issue_rejects_invalid_body_and_issues_nothing(api, ctx, nothing_written
         status, err = api.post("/coupon-issues", make_body(template_id, m), ctx.hq)
     assert_error(status, err, 422, "validation_error", loc)
     assert (ctx.template_view(template_id), ctx.coupons_of(m)) == before
+
+
+def _audience(template_id: str, audience: Any, **change: Any) -> dict[str, Any]:
+    return {"issue_id": f"a-{uuid.uuid4().hex[:10]}", "template_id": template_id, "audience": audience, **change}
+
+
+ISSUE_AUDIENCE_INVALID = [
+    pytest.param(lambda t, m: _audience(t, {"segment": "重要价值"}, member_ids=[m]), ["body"],
+                 id="both member_ids and audience"),
+    pytest.param(lambda t, m: _audience(t, {}), ["body", "audience"], id="an audience with no criterion"),
+    pytest.param(lambda t, m: _audience(t, {"segment": "VIP"}), ["body", "audience", "segment"], id="unknown segment"),
+    pytest.param(lambda t, m: _audience(t, {"segment": None, "tags": None}), ["body", "audience"],
+                 id="only nulls"),
+    pytest.param(lambda t, m: _audience(t, {"tags": []}), ["body", "audience", "tags"], id="no tags"),
+    pytest.param(lambda t, m: _audience(t, {"tags": ["健康饮食", "健康饮食"]}), ["body", "audience"], id="a tag twice"),
+    pytest.param(lambda t, m: _audience(t, {"tags": ["   "]}), ["body", "audience", "tags", 0], id="a blank tag"),
+    pytest.param(lambda t, m: _audience(t, {"tags": ["x" * 21]}), ["body", "audience", "tags", 0],
+                 id="a tag of 21 chars"),
+    pytest.param(lambda t, m: _audience(t, {"tags": [f"t{i}" for i in range(11)]}), ["body", "audience", "tags"],
+                 id="11 tags"),
+    pytest.param(lambda t, m: _audience(t, {"tags": "健康饮食"}), ["body", "audience", "tags"], id="tags a string"),
+    pytest.param(lambda t, m: _audience(t, {"home_store_id": "sh 001"}), ["body", "audience", "home_store_id"],
+                 id="malformed home_store_id"),
+    pytest.param(lambda t, m: _audience(t, {"home_store_id": "sh-001", "region_id": "east"}),
+                 ["body", "audience", "region_id"], id="unknown audience field"),
+    pytest.param(lambda t, m: _audience(t, ["重要价值"]), ["body", "audience"], id="audience a list"),
+]
+
+
+@pytest.mark.parametrize(("make_body", "loc"), ISSUE_AUDIENCE_INVALID)
+def test_audience_issue_rejects_invalid_body_and_records_no_job(api, ctx, nothing_written, make_body, loc):  # noqa: ANN001
+    m, template_id = ctx.member()["member_id"], ctx.template(budget=5)
+    body = make_body(template_id, m)
+    with nothing_written():
+        status, err = api.post("/coupon-issues", body, ctx.hq)
+    assert_error(status, err, 422, "validation_error", loc)
+    assert api.get(f"/coupon-issues/{body['issue_id']}", ctx.hq)[0] == 404
+
+
+def test_audience_issue_of_an_unknown_template_is_404_and_records_no_job(api, ctx, nothing_written):  # noqa: ANN001
+    body = _audience("nobody-made-this", {"home_store_id": "sh-001"})
+    with nothing_written():
+        status, err = api.post("/coupon-issues", body, ctx.hq)
+    assert_error(status, err, 404, "template_not_found")
+
+
+@pytest.mark.parametrize("issue_id", ["i 1", "i" * 65, "a~0~0", "%00", "unknown-issue"])
+def test_malformed_or_unknown_issue_id_is_404(api, ctx, nothing_written, issue_id):  # noqa: ANN001
+    with nothing_written():
+        status, body = api.get(f"/coupon-issues/{issue_id}", ctx.hq)
+    assert_error(status, body, 404, "issue_not_found")
 
 
 def test_issue_to_1000_members_at_once_is_accepted(api, ctx):  # noqa: ANN001

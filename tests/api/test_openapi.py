@@ -127,6 +127,10 @@ def _examples(api, tokens):
         ("/coupon-templates/{template_id}", "GET", f"/coupon-templates/{tpl}", None, staff),
         ("/coupon-issues", "POST", "/coupon-issues",
          {"issue_id": f"doc-{uuid.uuid4().hex[:8]}", "template_id": tpl, "member_ids": [buyer, m]}, hq),
+        # a segment audience: the job is recorded and queued (202, its progress), then read back
+        ("/coupon-issues", "POST", "/coupon-issues",
+         {"issue_id": f"doc-{tpl}", "template_id": tpl, "audience": {"segment": "no_purchase", "tags": ["文档"]}}, hq),
+        ("/coupon-issues/{issue_id}", "GET", f"/coupon-issues/doc-{tpl}", None, hq),
         ("/members/{member_id}/points/exchanges", "POST", f"/members/{buyer}/points/exchanges",
          {"exchange_id": "doc-x", "template_id": tpl}, staff),
         ("/coupons/{code}", "GET", f"/coupons/{code}?store_id=sh-001&order_amount=1000", None, staff),

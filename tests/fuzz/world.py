@@ -152,6 +152,7 @@ class World:
     redemptions: list[tuple[str, str]]  # (member_id, redemption_id)
     templates: list[str] = field(default_factory=list)  # coupon templates: active, unlimited, exchangeable
     coupons: list[tuple[str, str]] = field(default_factory=list)  # (code, holder): issued available
+    issues: list[str] = field(default_factory=list)  # bulk issues (member_ids, HQ's budget) whose progress is read
     redeemed: list[tuple[str, str]] = field(default_factory=list)  # (code, order_id): held for an order at sh-001
     articles: list[str] = field(default_factory=lambda: list(FUZZ_ARTICLES))  # knowledge base, seeded below
     tickets: list[str] = field(default_factory=list)  # opened by HQ at sh-001 about members[0], in store-sh-001
@@ -290,12 +291,13 @@ def _seed(stack: Any, url: str, table: str) -> World:
             post("/benefit-pool/allocations", {"allocation_id": f"fz-{uuid.uuid4().hex[:10]}", "scope": scope,
                                                "template_id": template_id, "scope_id": scope_id, "quantity": 1_000},
                  hq)
-    coupons, redeemed = [], []
+    coupons, redeemed, issues = [], [], []
     for template_id in templates:
         for _ in range(3):
             issued = post("/coupon-issues", {"issue_id": f"fz-{uuid.uuid4().hex[:10]}", "template_id": template_id,
                                              "member_ids": members}, hq)
             coupons += [(c["code"], c["member_id"]) for c in issued["issued"]]
+            issues.append(issued["issue_id"])
     for m in members:
         code = next(code for code, holder in coupons if holder == m)
         coupons.remove((code, m))
@@ -351,7 +353,7 @@ def _seed(stack: Any, url: str, table: str) -> World:
         "hq": hq,
     }
     return World(url=url, table=table, tokens=tokens, members=members, expendable=expendable, orders=orders,
-                 redemptions=redemptions, templates=templates, coupons=coupons, redeemed=redeemed,
+                 redemptions=redemptions, templates=templates, coupons=coupons, redeemed=redeemed, issues=issues,
                  tickets=tickets, tasks=tasks, queues=queues, notifications=notifications)
 
 
@@ -404,6 +406,8 @@ def shape(world: World, case: Any) -> Any:
             params["article_id"] = f"fz-kb-new-{seed % 10}" if method == "PUT" else _pick(seed, world.articles)
         if "ticket_id" in params:
             params["ticket_id"] = _pick(seed, world.tickets)
+        if "issue_id" in params:
+            params["issue_id"] = _pick(seed, world.issues)
         if "task_id" in params:
             params["task_id"] = _pick(seed, world.tasks)
         if "queue_id" in params:  # PUT a queue: a new one, or one of a few the run keeps replacing (not a store's)
@@ -475,7 +479,12 @@ def _shape_body(world: World, seed: int, method: str, path: str, body: dict[str,
         _shape_template(seed, body)
     elif path == "/coupon-issues":
         body["template_id"] = _pick(seed, world.templates)
-        body["member_ids"] = world.members[: 1 + seed % len(world.members)]
+        if isinstance(body.get("audience"), dict) and (seed >> 5) % 2:  # a segment audience job (202)
+            body.pop("member_ids", None)
+            body["audience"] = {"home_store_id": "sh-001", **({"segment": "no_purchase"} if (seed >> 6) % 2 else {})}
+        else:
+            body.pop("audience", None)
+            body["member_ids"] = world.members[: 1 + seed % len(world.members)]
         body.pop("region_id", None)
         if (seed >> 3) % 2:  # from store sh-001's quota (its managers' and HQ's); else HQ's budget
             body["store_id"] = "sh-001"
