@@ -236,6 +236,12 @@ POLICY: dict[str, Permission] = {
                            "staff and managers of any store, region managers, HQ (staff serve any member at the "
                            "counter); not members, not integrations"),
     "tags.remove": Permission({STAFF: ANY, MANAGER: ANY, REGION: ANY, HQ: ANY}, "as tags.add"),
+    # ---- the nightly segmentation
+    "analytics.rfm": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
+                                "a store's distribution: its staff and managers, its region's manager, HQ; a "
+                                "region's: its manager, HQ; the brand's: HQ"),
+    "rfm.settings_put": Permission({HQ: ANY}, "HQ only"),
+    "rfm.settings_read": Permission({MANAGER: ANY, REGION: ANY, HQ: ANY}, "managers and HQ"),
 }
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from . import clock
-from .ledger import MemberState
-from .points import month_key, rolling_months
 from .purchase_days import day_number
+
+if TYPE_CHECKING:  # domain/coupons.py (which the ledger imports) reads the names here: no import cycle
+    from .ledger import MemberState
 
 # Indexed by 4*R_high + 2*F_high + M_high.
 SEGMENTS = ("一般挽留", "重要挽留", "一般保持", "重要保持", "一般发展", "重要发展", "一般价值", "重要价值")
@@ -98,6 +99,8 @@ class Window:
     """The as-of day's window, worked out once for a whole page of members."""
 
     def __init__(self, as_of: date) -> None:
+        from .points import month_key, rolling_months  # here: points imports the ledger, which imports us
+
         self.as_of = as_of
         self.months = rolling_months(as_of, 12)
         self.this_month = month_key(as_of)

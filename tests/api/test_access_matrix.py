@@ -509,6 +509,24 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         staff_own=ALLOW, staff_other=ALLOW, store_manager_own=ALLOW, store_manager_other=ALLOW,
         region_manager_own=ALLOW, region_manager_other=ALLOW,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    # The nightly segment distribution of a store: its staff and managers, its region's manager, HQ. (A
+    # region's and the brand's: test_rfm_flow.py's denial cases.)
+    ("GET", "/analytics/rfm"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    # How the segmentation decides "high": HQ sets it; managers and HQ read it.
+    ("PUT", "/rfm-settings"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ROLE, region_manager_other=ROLE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/rfm-settings"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=ALLOW,
+        region_manager_own=ALLOW, region_manager_other=ALLOW,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
 }
 
 # PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
@@ -1423,6 +1441,34 @@ def _remove_member_tag(w: World) -> Prepared:
                     check_unchanged=unchanged)
 
 
+RFM_NIGHT = "2020-01-02"  # a night of its own, written as the nightly run writes it (the run: test_rfm_*.py)
+
+
+def _rfm_distribution(w: World) -> Prepared:
+    from datetime import date
+
+    from chalicelib import bootstrap
+
+    body = {"as_of": RFM_NIGHT, "segments": {"重要价值": 2}, "members": 2,
+            "repurchase": {"buyers": 2, "repeat_buyers": 1, "rate_permille": 500}, "churn": []}
+    bootstrap.rfm().put_night(date.fromisoformat(RFM_NIGHT), "STORE", OWN_STORE, body)
+    return Prepared("GET", f"/analytics/rfm?store_id={OWN_STORE}&as_of={RFM_NIGHT}",
+                    check_ok=lambda b: _eq((b["id"], b["members"], b["segments"]), (OWN_STORE, 2, {"重要价值": 2})))
+
+
+def _put_rfm_settings(w: World) -> Prepared:
+    # PUT back exactly what GET answers: every other test's nights keep the same settings.
+    status, current = w.api.get("/rfm-settings", w.hq)
+    assert status == 200, current
+    return Prepared("PUT", "/rfm-settings", current,
+                    check_ok=lambda b: _eq(b, {**current, "version": current["version"] + 1}),
+                    check_unchanged=_unchanged(lambda: _raw_items("CONFIG", "RFM_SETTINGS"), "the stored settings"))
+
+
+def _get_rfm_settings(w: World) -> Prepared:
+    return Prepared("GET", "/rfm-settings", check_ok=lambda b: _true(b["mode"] in ("mean", "fixed", "quintile")))
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/health"): _health,
     ("GET", "/openapi.json"): _openapi,
@@ -1497,6 +1543,9 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/tag-rules"): _get_tag_rules,
     ("POST", "/members/{member_id}/tags"): _add_member_tag,
     ("DELETE", "/members/{member_id}/tags/{tag}"): _remove_member_tag,
+    ("GET", "/analytics/rfm"): _rfm_distribution,
+    ("PUT", "/rfm-settings"): _put_rfm_settings,
+    ("GET", "/rfm-settings"): _get_rfm_settings,
 }
 
 

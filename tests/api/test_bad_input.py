@@ -724,6 +724,12 @@ def _case_add_tag(c: Ctx) -> BodyCase:
                     lambda: _same(_member_tags_item(member_id), None))
 
 
+def _case_put_rfm_settings(c: Ctx) -> BodyCase:
+    current = c.config("/rfm-settings")  # the settings as they are, at the version read: valid, changes nothing
+    return BodyCase("PUT", "/rfm-settings", c.hq, current, 200,
+                    lambda: _same(c.config("/rfm-settings"), current))
+
+
 def _same(actual: Any, expected: Any) -> None:
     assert actual == expected, "a rejected request changed the data"
 
@@ -764,6 +770,7 @@ BODY_ROUTES: dict[tuple[str, str], Callable[[Ctx], BodyCase]] = {
     ("POST", "/notifications/me/read"): _case_mark_read,
     ("PUT", "/tag-rules"): _case_put_tag_rules,
     ("POST", "/members/{member_id}/tags"): _case_add_tag,
+    ("PUT", "/rfm-settings"): _case_put_rfm_settings,
 }
 # covered by their own tests below
 QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{member_id}/orders"),
@@ -772,7 +779,7 @@ QUERY_ROUTES = {("GET", "/members"), ("GET", "/stores"), ("GET", "/members/{memb
                 ("GET", "/coupon-templates/{template_id}/stats"), ("GET", "/coupons/settlement"),
                 ("GET", "/kb/articles"), ("GET", "/tickets"), ("GET", "/members/{member_id}/tickets"),
                 ("GET", "/stores/{store_id}/tasks"), ("GET", "/notifications/me"),
-                ("GET", "/tickets/stats")}
+                ("GET", "/tickets/stats"), ("GET", "/analytics/rfm")}
 
 
 def test_every_route_that_takes_input_is_covered_here():
@@ -3539,6 +3546,39 @@ def test_ticket_stats_of_92_days_are_accepted(api, ctx):  # noqa: ANN001
     # The control for "93 days" (both ends count)
     status, body = api.get("/tickets/stats?from=2026-06-01&to=2026-08-31&group_by=channel", ctx.hq)
     assert status == 200 and body["group_by"] == "channel", body
+
+
+# ---- GET /analytics/rfm and PUT /rfm-settings ------------------------------------------------------------------
+@pytest.mark.parametrize(("query", "loc"), [
+    pytest.param("store_id=sh 001", ["query", "store_id"], id="store id with a space"),
+    pytest.param("region_id=" + "e" * 41, ["query", "region_id"], id="region id too long"),
+    pytest.param("as_of=2026-02-30", ["query", "as_of"], id="impossible night"),
+    pytest.param("as_of=yesterday", ["query", "as_of"], id="night a word"),
+    pytest.param("store_id=sh-001&region_id=east", ["query"], id="store and region"),
+])
+def test_rfm_distribution_rejects_invalid_query(api, ctx, query, loc):  # noqa: ANN001
+    status, body = api.get(f"/analytics/rfm?{query}", ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+
+
+@pytest.mark.parametrize(("change", "loc"), [
+    pytest.param({"mode": "median"}, ["body", "mode"], id="unknown mode"),
+    pytest.param({"mode": "fixed"}, ["body"], id="fixed without thresholds"),
+    pytest.param({"mode": "fixed", "fixed": {"recency_days": 30, "frequency": "3", "monetary": 1}},
+                 ["body", "fixed", "frequency"], id="a threshold as text"),
+    pytest.param({"mode": "fixed", "fixed": {"recency_days": 30, "frequency": 0, "monetary": 1}},
+                 ["body", "fixed", "frequency"], id="frequency 0"),
+    pytest.param({"churn_factor_permille": 999}, ["body", "churn_factor_permille"], id="factor below x1"),
+    pytest.param({"churn_factor_permille": 2.5}, ["body", "churn_factor_permille"], id="factor a float"),
+    pytest.param({"churn_list_size": 0}, ["body", "churn_list_size"], id="empty churn list"),
+    pytest.param({"version": -1}, ["body", "version"], id="negative version"),
+    pytest.param({"segments": 4}, ["body", "segments"], id="unknown field"),
+])
+def test_rfm_settings_reject_invalid_bodies_and_change_nothing(api, ctx, change, loc):  # noqa: ANN001
+    before = ctx.config("/rfm-settings")
+    status, body = api.put("/rfm-settings", {**before, **change}, ctx.hq)
+    assert_error(status, body, 422, "validation_error", loc)
+    assert ctx.config("/rfm-settings") == before
 
 
 # ---- member tags: PUT /tag-rules, POST /members/{id}/tags, DELETE /members/{id}/tags/{tag} ----------------------

@@ -71,6 +71,16 @@ def _examples(api, tokens):
                                                  "due_at": "2026-12-31T18:00:00+08:00"}, staff)[0] == 201
     routing = api.get("/routing-rules", hq)[1]
     tag_rules = api.get("/tag-rules", hq)[1]
+    rfm_settings = api.get("/rfm-settings", hq)[1]
+    from datetime import date
+
+    from chalicelib import bootstrap
+
+    bootstrap.rfm().put_night(date(2020, 1, 3), "STORE", "sh-001", {  # a night as the run writes it
+        "as_of": "2020-01-03", "segments": {"重要价值": 1, "一般挽留": 2}, "members": 3,
+        "repurchase": {"buyers": 2, "repeat_buyers": 1, "rate_permille": 500},
+        "churn": [{"member_id": buyer, "monetary": 12_000, "lifetime_spend": 40_000, "usual_gap_days": "6",
+                   "days_since_purchase": 25, "tier": "gold"}]})
     sla_policy = api.get("/sla-policies", hq)[1]
     kb = f"doc-{uuid.uuid4().hex[:8]}"
     article = {"category": "faq", "title": "积分过期规则", "tags": ["积分"], "body": "会员积分一年后过期。"}
@@ -116,6 +126,10 @@ def _examples(api, tokens):
         ("/tag-rules", "PUT", "/tag-rules", tag_rules, hq),
         ("/members/{member_id}/tags", "POST", f"/members/{buyer}/tags", {"tag": "文档"}, staff),
         ("/members/{member_id}/tags/{tag}", "DELETE", f"/members/{buyer}/tags/%E6%96%87%E6%A1%A3", None, staff),
+        # the nightly segmentation: a store's distribution, the settings PUT back as read
+        ("/analytics/rfm", "GET", "/analytics/rfm?store_id=sh-001&as_of=2020-01-03", None, staff),
+        ("/rfm-settings", "GET", "/rfm-settings", None, tokens.staff("store_manager", stores=["sh-001"])),
+        ("/rfm-settings", "PUT", "/rfm-settings", rfm_settings, hq),
         ("/routing-rules", "GET", "/routing-rules", None, hq),
         ("/routing-rules", "PUT", "/routing-rules", {"rules": routing["rules"], "version": routing["version"]}, hq),
         ("/stores/{store_id}/tasks", "GET", "/stores/sh-001/tasks?state=open&limit=5", None, staff),
