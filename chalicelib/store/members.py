@@ -337,6 +337,10 @@ class DynamoMemberRepository:
                 tx.put({"pk": keys.member_pk(tid), "sk": keys.TIER_MARKER, "type": "tier_marker", "member_id": tid,
                         "tier": folded.tier, "gsi2pk": keys.tier_shard(tid), "gsi2sk": tid})
         coupon_rows.fold_counts(self.db, tx, sid, tid)  # per-member coupon limits count both members' coupons
+        source_tags = ((source.insights or {}).get("tags") or {}).get("tags")
+        if source_tags:  # staff's tags follow the person (who added each stays on the duplicate's item)
+            tx.update(keys.member_tags_key(tid), "ADD tags :t SET #ty = :type, member_id = :m",
+                      names={"#ty": "type"}, values={":t": set(source_tags), ":type": "member_tags", ":m": tid})
         self._audit(tx, tid, audit)
         try:
             self.db.commit(tx)

@@ -162,6 +162,17 @@ def test_a_merged_away_id_tags_its_survivor(api, tokens):
     assert audit_entries(duplicate) == [] and tags_item(duplicate) is None
 
 
+def test_a_merge_carries_the_duplicates_staff_tags_to_the_survivor(api, tokens):
+    hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
+    survivor = api.post("/members", registration(), staff)[1]["member_id"]
+    duplicate = api.post("/members", registration(), staff)[1]["member_id"]
+    assert api.post(path(survivor), {"tag": "本人"}, staff)[0] == 200
+    assert api.post(path(duplicate), {"tag": "爱喝热饮"}, staff)[0] == 200
+    assert api.post(f"/members/{survivor}/merge", {"source_member_id": duplicate}, hq)[0] in (200, 201)
+    view = api.get(f"/members/{survivor}", hq)[1]
+    assert view["rfm"]["manual_tags"] == sorted(["本人", "爱喝热饮"])
+
+
 @pytest.mark.parametrize("method", ["POST", "DELETE"])
 def test_an_erased_or_unknown_member_is_404_and_nothing_is_written(api, tokens, method):
     hq, staff = tokens.hq(), tokens.staff(stores=["sh-001"])
