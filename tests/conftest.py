@@ -62,3 +62,18 @@ def live(stack) -> Iterator[LiveServer]:  # noqa: ANN001
     server = LiveServer().start()
     yield server
     server.stop()
+
+
+# The longest files start first: xdist hands out files in collection order, so a long file collected last
+# keeps one worker busy while the other has finished (measured: the run's last minutes on one worker).
+LONG_FILES = ("tests/integration/test_ledger_state_machine.py", "tests/fuzz/test_stateful_fuzz.py",
+              "tests/integration/test_rfm_reference.py", "tests/integration/test_concurrent_pool.py",
+              "tests/integration/test_rfm_job.py", "tests/integration/test_coupon_audience.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONG_FILES.index(path) if path in LONG_FILES else len(LONG_FILES)
+
+    items.sort(key=rank)  # stable: every other test keeps its order
