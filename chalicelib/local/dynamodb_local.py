@@ -55,8 +55,8 @@ class DynamoDBLocal:
         if self.db_path:
             self.db_path.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        # 3 GB: a test worker's in-memory tables grow over a whole session. (A worker's last files still run up to
-        # ten times slower than alone: the heap was not the cause; see the 2026-12-03 note on issue #15.)
+        # 3 GB: a test worker's in-memory tables grow over a whole session. (Its late slowdown was not the heap but
+        # stream records piling up: local tables are created without a stream, see store/table_def.py.)
         self._proc = subprocess.Popen(
             ["java", "-Xms64m", "-Xmx3g", "-XX:+UseSerialGC", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
              "-jar", str(jar), "-sharedDb", "-port", str(self.port), *storage],
