@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The machine tools scripts/setup.sh needs: Java 17+ (runs DynamoDB Local) and Node.js 18+ with npm (installs
-# DynamoDB Local and the OpenAPI TypeScript check's tools). When one is missing and this runs as root where
+# The machine tools scripts/setup.sh needs: Java 17+ (runs DynamoDB Local), Node.js 18+ with npm (installs
+# DynamoDB Local and the OpenAPI TypeScript check's tools) and Chromium with its chromedriver (the report pages'
+# real-browser tests, tests/browser, through testkit/browser.py). When one is missing and this runs as root where
 # apt-get exists (Debian/Ubuntu, CI images), it installs it; otherwise it says what to install and fails.
-# When both are present it only looks (no apt-get at all), so re-runs stay quick.
+# When all are present it only looks (no apt-get at all), so re-runs stay quick.
 set -euo pipefail
 
 fail() { echo "setup: $*" >&2; exit 1; }
@@ -68,3 +69,15 @@ nv=$(node_major)
 at_least "$nv" 18 || fail "Node.js 18+ is required; found $(node --version 2>/dev/null || echo none)." \
   "Install a newer Node.js (https://nodejs.org or your distribution's backports)."
 command -v npm >/dev/null || fail "npm is required next to Node.js; install it (Debian/Ubuntu: apt-get install -y npm)."
+
+# Chromium and chromedriver (Debian's packages keep the two versions in step, which selenium needs)
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# A CJK font (5 MB): without one the screenshots show member names and segment names (一般价值...) as boxes
+fc-list :lang=zh 2>/dev/null | grep -q . || missing+=(fonts-wqy-microhei)
+if [ ${#missing[@]} -gt 0 ]; then
+  can_install || fail "Chromium and chromedriver are required by the report pages' browser tests (tests/browser)." \
+    "Install them (Debian/Ubuntu: apt-get install -y chromium chromium-driver fonts-wqy-microhei), or run make setup as root."
+  apt_install "${missing[@]}" || fail "could not install ${missing[*]} (apt-get output above)."
+fi
