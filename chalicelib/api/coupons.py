@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .. import bootstrap
-from ..domain.clock import now
+from ..domain import clock
 from ..services import coupon_audience, coupon_counter, coupon_templates, coupon_views, exchanges
 from .inputs import (
     CancelInput,
@@ -89,7 +89,7 @@ def lookup_coupon(call: Call, code: str) -> CouponCheck:
     q: CouponLookupQuery = call.query
     coupon, phone, refusal, discount = coupon_counter.lookup(
         code, q.store_id, q.order_amount, call.principal, bootstrap.coupons(), bootstrap.stores(), bootstrap.ledger())
-    return CouponCheck(**coupon.record(now()).model_dump(), holder_phone=phone,
+    return CouponCheck(**coupon.record(clock.now()).model_dump(), holder_phone=phone,
                        usable=None if q.store_id is None else refusal is None, refusal=refusal, discount=discount)
 
 
@@ -107,7 +107,7 @@ def redeem_coupon(call: Call, code: str) -> Reply:
        summary="Release a coupon redeemed for a sale that was abandoned (posted with it: 409 order_posted)")
 def cancel_coupon_redemption(call: Call, code: str) -> CouponView:
     coupon = coupon_counter.cancel(code, call.body.order_id, call.principal, bootstrap.coupons(), bootstrap.stores())
-    return CouponView.model_validate(coupon.record(now()).model_dump())
+    return CouponView.model_validate(coupon.record(clock.now()).model_dump())
 
 
 @route("/members/{member_id}/coupons", "GET", op="coupons.member_list", tag=TAG, query=CouponListQuery,
@@ -116,6 +116,6 @@ def list_member_coupons(call: Call, member_id: str) -> CouponPage:
     q: CouponListQuery = call.query
     live, items, cursor = coupon_views.member_coupons(member_id, q.state, q.cursor, q.limit, call.principal,
                                                       bootstrap.members(), bootstrap.coupons())
-    at = now()
+    at = clock.now()
     return CouponPage(member_id=live, items=[CouponView.model_validate(c.record(at).model_dump()) for c in items],
                       next_cursor=cursor)

@@ -176,6 +176,7 @@ class StoreView(_Out):
     store_type: str
     opened_on: date | None
     business_hours: dict[str, Any]
+    rollup_shards: int
     updated_at: datetime
 
     @classmethod

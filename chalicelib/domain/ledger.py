@@ -12,6 +12,7 @@ from typing import Any
 from .coupons import Coupon
 from .orders import Order, OrderCoupon
 from .pool import CouponUse
+from .rollups import DayRollup
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class Change:
     # (order_id, refunded before, refunded after, reversed after, refunded per line after)
     order_refund: tuple[str, int, int, int, dict[str, int]] | None = None
     documents: list[Document] = field(default_factory=list)  # each must not exist yet
-    rollups: list[tuple[str, date, dict[str, int]]] = field(default_factory=list)
+    rollups: list[DayRollup] = field(default_factory=list)  # additions to store days (domain/rollups)
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     # Coupons written with the points (an exchange issues one; an order posted with coupons closes their
     # basket; a refund of the whole order restores them): see store/coupons.

@@ -160,6 +160,9 @@ class StoreInput(BaseModel):
     store_type: StoreType
     opened_on: date | None = None
     business_hours: WeeklyHours = Field(default_factory=WeeklyHours)
+    rollup_shards: int = Field(default=1, ge=1, le=16, description=(
+        "how many items each day's report figures are spread over: raise it for a store that posts many orders "
+        "a second (each order adds to one of them; a report reads them all)"))
 
 
 class Store(StoreInput):

@@ -7,6 +7,7 @@ from datetime import timedelta
 from ..domain import clock
 from ..domain.errors import DomainError
 from ..domain.orders import OrderInput
+from ..domain.rollups import DayRollup
 from ..observability import logger
 from . import program
 from .ledger_common import live_member, optimistic
@@ -38,9 +39,9 @@ def attach_guest_orders(member_id: str, phone: str, members: MemberRepository, l
                                       guest.order_id, now, earned_on=clock.business_day(now), refunded=guest)
             change.order_claim = order.model_copy(update={"fingerprint": guest.fingerprint, "attached_at": now,
                                                           "created_at": guest.created_at})
-            change.rollups = [(guest.store_id, clock.business_day(now), {"member_orders": 1,
-                                                                         "points_issued": order.points_earned
-                                                                         - order.points_reversed})]
+            # The sale stays a guest sale of its day; the attach is a conversion of the attach day's.
+            change.rollups = [DayRollup(guest.store_id, clock.business_day(now), {
+                "attached_orders": 1, "points_issued": order.points_earned - order.points_reversed})]
             ledger.apply(change)
             return True
 

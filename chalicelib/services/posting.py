@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ..domain import clock
+from ..domain import clock, rollups
 from ..domain.access import Principal
 from ..domain.aggregates import fold_order
 from ..domain.errors import Conflict, DocumentExists, Invalid
@@ -25,6 +25,8 @@ from ..domain.points import (
 from ..domain.policy import authorize
 from ..domain.pool import CouponUse, carries_sales
 from ..domain.program import PointsRules, TierProgram
+from ..domain.rollups import Sale
+from ..domain.stores import Store
 from ..observability import metrics
 from . import program
 from .ledger_common import fingerprint, live_member, optimistic
@@ -39,12 +41,13 @@ class Posted:
     tier_name_after: str | None
 
 
-def _check_store(operation: str, store_id: str, actor: Principal, stores: StoreRepository) -> None:
+def _check_store(operation: str, store_id: str, actor: Principal, stores: StoreRepository) -> Store:
     store = stores.get(store_id)
     if store is None:
         raise Invalid("unknown store", code="unknown_store",
                       details=[{"loc": ["body", "store_id"], "msg": "no such store"}])
     authorize(operation, actor, store=store)
+    return store
 
 
 def _order_fingerprint(cmd: OrderInput, members: MemberRepository) -> str:
@@ -60,11 +63,14 @@ def progress(state: MemberState, tiers: TierProgram, now: datetime) -> int:
 
 def earn_for(cmd: OrderInput, head: MemberHead, state: MemberState, rules: PointsRules,
               tiers: TierProgram, order_id: str, now: datetime, earned_on: date | None = None,
-              refunded: Order | None = None) -> tuple[Change, Order]:
+              refunded: Order | None = None, shards: int = 1,
+              coupon_uses: list[CouponUse] | None = None) -> tuple[Change, Order]:
     """`earned_on` (default: the day it was paid) starts the lot's validity; attached guest orders start
     it at the attach. `refunded`: a guest order being attached after refunds of its own. Its points are
     computed on the whole order and the refunds' share taken off at once, exactly as if the refunds had
-    come after (so later refunds of it reverse the rest with the usual formula)."""
+    come after (so later refunds of it reverse the rest with the usual formula). `shards`: the store's day
+    rollup spread; `coupon_uses`: the order's coupons (for the store day's coupon figures)."""
+    coupon_uses = coupon_uses or []
     member_id = state.member_id
     day = clock.business_day(cmd.paid_at)
     tier_before = tiers.get(state.tier)
@@ -112,8 +118,9 @@ def earn_for(cmd: OrderInput, head: MemberHead, state: MemberState, rules: Point
     change = Change(
         member_id=member_id, state=grown, expected_version=state.version,
         entries=[entry],
-        rollups=[(cmd.store_id, day, {"sales_fen": cmd.amount, "orders": 1, "member_orders": 1,
-                                      "points_issued": breakdown.points})],
+        rollups=rollups.for_sale(Sale(order_id=order_id, store_id=cmd.store_id, paid_at=cmd.paid_at,
+                                      amount=cmd.amount, member=True, points=breakdown.points, shards=shards,
+                                      coupons=tuple((c.issuer, c.discount) for c in coupon_uses))),
         events=[("tier_upgraded", {"from": tier_before.tier_id, "to": qualified.tier_id, "order_id": order_id})]
         if upgraded else [],
         tier_marker=TierMarker(qualified.tier_id) if upgraded else None)
@@ -124,7 +131,7 @@ def post_order(cmd: OrderInput, actor: Principal, members: MemberRepository, led
                stores: StoreRepository) -> Posted:
     """One read (profile + state, one query) and one transaction. The order item is its own idempotency
     marker: the same order again answers the stored result; the same id with another body is a 409."""
-    _check_store("orders.post", cmd.store_id, actor, stores)
+    shards = _check_store("orders.post", cmd.store_id, actor, stores).rollup_shards
     print_ = _order_fingerprint(cmd, members)
     tiers = program.tiers(ledger)
 
@@ -135,14 +142,16 @@ def post_order(cmd: OrderInput, actor: Principal, members: MemberRepository, led
             if cmd.coupons:
                 raise Invalid("coupons are redeemed for members; this phone is not a member's",
                               code="coupons_need_member", details=[{"loc": ["body", "coupons"], "msg": "no member"}])
-            return _guest(cmd, members, ledger, print_, now)
+            return _guest(cmd, members, ledger, print_, now, shards)
         head, state = live_member(ledger, target)
-        change, order = earn_for(cmd, head, state, program.rules(ledger), tiers, cmd.order_id, now)
+        uses = _coupon_uses(cmd, ledger) if cmd.coupons else []
+        change, order = earn_for(cmd, head, state, program.rules(ledger), tiers, cmd.order_id, now, shards=shards,
+                                 coupon_uses=uses)
         order = order.model_copy(update={"fingerprint": print_})
         change.order = order
         if cmd.coupons:  # each checked in the same transaction: redeemed for this order, with this discount
             change.coupon_posting = (cmd.order_id, cmd.amount + sum(c.discount for c in cmd.coupons), cmd.coupons)
-            change.coupon_uses = [(use, 1) for use in _coupon_uses(cmd, ledger)]
+            change.coupon_uses = [(use, 1) for use in uses]
         ledger.apply(change)
         return order
 
@@ -199,11 +208,13 @@ def _guest_order(cmd: OrderInput, now: datetime, print_: str = "", phone_hash: s
                  guest_phone_hash=phone_hash)
 
 
-def _guest(cmd: OrderInput, members: MemberRepository, ledger: LedgerRepository, print_: str, now: datetime) -> Order:
+def _guest(cmd: OrderInput, members: MemberRepository, ledger: LedgerRepository, print_: str, now: datetime,
+           shards: int) -> Order:
     """A phone that is not a member: recorded (sales facts) without points, attached if it registers."""
     order = _guest_order(cmd, now, print_, members.phone_hash(cmd.phone))  # type: ignore[arg-type]
-    ledger.apply(Change(member_id=None, order=order, rollups=[(
-        cmd.store_id, clock.business_day(cmd.paid_at), {"sales_fen": cmd.amount, "orders": 1, "guest_orders": 1})]))
+    ledger.apply(Change(member_id=None, order=order, rollups=rollups.for_sale(Sale(
+        order_id=cmd.order_id, store_id=cmd.store_id, paid_at=cmd.paid_at, amount=cmd.amount, member=False,
+        shards=shards))))
     return order
 
 

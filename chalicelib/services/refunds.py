@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ..domain import clock
+from ..domain import clock, rollups
 from ..domain.access import Principal
 from ..domain.coupons import CouponState
 from ..domain.errors import Conflict, DocumentExists, Invalid, NotFound, StaleRead
@@ -80,7 +80,6 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
             raise Invalid("refund of a line exceeds what remains of that line", code="refund_exceeds_line",
                           details={"skus": too_much})
         now = clock.now()
-        day = clock.business_day(now)
         to_reverse = points_to_reverse(order.points_earned, order.amount, order.refunded_amount, cmd.amount,
                                        order.points_reversed)
         holder = live_member(ledger, order.member_id, erased_ok=True) if order.member_id else None
@@ -88,11 +87,12 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
             # The customer's refund never depends on a privacy request: it is recorded against the order and
             # the sales figures; an erased member's points are closed, so none move.
             holder, to_reverse = None, 0
+        shards = _shards(stores, order.store_id)
         change = Change(member_id=order.member_id, order_refund=(order_id, order.refunded_amount,
                                                                  order.refunded_amount + cmd.amount,
                                                                  order.points_reversed + to_reverse, lines_after),
-                        rollups=[(order.store_id, day, {"refunds_fen": cmd.amount, "refunds": 1,
-                                                        "points_reversed": to_reverse})])
+                        rollups=[rollups.for_refund(order.store_id, cmd.refund_id, now, cmd.amount, to_reverse,
+                                                    shards)])
         answer: dict[str, Any] = {"refund_id": cmd.refund_id, "order_id": order_id, "amount": cmd.amount,
                                   "refunded_total": order.refunded_amount + cmd.amount, "points_reversed": to_reverse,
                                   "points_removed": 0, "points_owed": 0, "points_forgiven": 0, "member_id": None,
@@ -101,7 +101,7 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
         if holder is not None:
             _reverse_member(change, order, cmd, to_reverse, answer, ledger, now, holder[1])
         if order.coupons and order.refunded_amount + cmd.amount == order.amount:
-            answer["coupons_restored"] = _restore_coupons(change, order, coupons, now)
+            answer["coupons_restored"] = _restore_coupons(change, order, coupons, now, shards)
         change.documents.append(Document(kind="refund", owner=order_id, doc_id=cmd.refund_id,
                                          body={"fingerprint": print_, "answer": answer}))
         ledger.apply(change)
@@ -120,7 +120,13 @@ def refund(order_id: str, cmd: RefundInput, actor: Principal, ledger: LedgerRepo
     return Refund.model_validate(answer), True
 
 
-def _restore_coupons(change: Change, order: Order, coupons: CouponRepository, now: datetime) -> list[str]:
+def _shards(stores: StoreRepository, store_id: str) -> int:
+    store = stores.get(store_id)
+    return store.rollup_shards if store is not None else 1
+
+
+def _restore_coupons(change: Change, order: Order, coupons: CouponRepository, now: datetime,
+                     shards: int) -> list[str]:
     """The whole order refunded: its coupons go back to their holder while still valid (a partial refund never
     restores). Each on the version read, still redeemed for this order: never restored twice."""
     restored = []
@@ -147,6 +153,9 @@ def _restore_coupons(change: Change, order: Order, coupons: CouponRepository, no
             gift_cost=coupon.terms.gift.cost if coupon.terms.gift else 0,
             sales=order.amount if carries_sales(by_template, coupon.template_id, coupon.code) else 0), -1))
         restored.append(coupon.code)
+    given_back = [(use.issuer, use.discount) for use, sign in change.coupon_uses if sign < 0]
+    change.rollups += rollups.coupons_given_back(order.store_id, order.order_id, order.paid_at, given_back, shards,
+                                                 whole=len(given_back) == len(order.coupons))
     return sorted(restored)
 
 

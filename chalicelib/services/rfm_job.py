@@ -28,6 +28,7 @@ MEMBERS_PER_SEGMENT = 100_000  # one Map iteration's share: ~50 pages, a few Lam
 MAX_SEGMENTS = 1_000
 WRITERS = 8  # results written in parallel per worker
 UNKNOWN_STORE = "-"
+TOP_MEMBERS = 50  # the store report's best members (docs/reports.md)
 
 
 class RulesSource(Protocol):
@@ -138,6 +139,12 @@ class RfmJob:
         groups = np.array([index[h] for h in homes], np.int64)
         counts = calc.counts_by_group(groups, result.codes, len(names))
         buyers, repeaters = calc.repurchase(groups, cols.month_orders, len(names))
+        best: dict[str, list[list[Any]]] = {}
+        for i in np.flatnonzero(cols.m > 0):  # the store report's best members, by the window's spend
+            s = cols.states[int(i)]
+            best.setdefault(homes[int(i)], []).append(
+                [s.member_id, int(cols.m[i]), s.lifetime_spend, int(cols.f[i]), int(cols.r[i]), result.segment(int(i)),
+                 s.tier])
         churners: dict[str, list[list[Any]]] = {}
         for i in np.flatnonzero(churn):
             s = cols.states[int(i)]
@@ -147,7 +154,8 @@ class RfmJob:
                 "moved": sum(1 for w in writes if w[2] is not None),
                 "stores": {n: counts[k].tolist() for k, n in enumerate(names)},
                 "repurchase": {n: [int(buyers[k]), int(repeaters[k])] for k, n in enumerate(names)},
-                "churn": {h: _top(c, settings.churn_list_size) for h, c in churners.items()}}
+                "churn": {h: _top(c, settings.churn_list_size) for h, c in churners.items()},
+                "top": {h: _top(c, TOP_MEMBERS) for h, c in best.items()}}
         return _dumps(body)
 
     # ---- thresholds --------------------------------------------------------------------------------------------
@@ -172,6 +180,7 @@ class RfmJob:
         counts: dict[str, np.ndarray] = {}
         rebuy: dict[str, np.ndarray] = {}
         churn: dict[str, list[list[Any]]] = {}
+        top: dict[str, list[list[Any]]] = {}
         members = written = moved = 0
         for page in self.rfm.pages(as_of, "classify"):
             body = _loads(page["body"])
@@ -182,11 +191,13 @@ class RfmJob:
                 rebuy[sid] = rebuy.get(sid, np.zeros(2, np.int64)) + np.array(pair, np.int64)
             for sid, rows in body["churn"].items():
                 churn[sid] = _top(churn.get(sid, []) + rows, settings.churn_list_size)
+            for sid, rows in body.get("top", {}).items():  # pages of a run started before the list existed: none
+                top[sid] = _top(top.get(sid, []) + rows, TOP_MEMBERS)
         regions = self._regions()
         by_region: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for sid, row in counts.items():
             pair = rebuy.get(sid, np.zeros(2, np.int64))
-            self.rfm.put_night(as_of, "STORE", sid, _night(as_of, row, pair, churn.get(sid, [])))
+            self.rfm.put_night(as_of, "STORE", sid, _night(as_of, row, pair, churn.get(sid, []), top.get(sid, [])))
             region = regions.get(sid, UNKNOWN_STORE)
             was = by_region.get(region, (np.zeros(len(ALL_SEGMENTS), np.int64), np.zeros(2, np.int64)))
             by_region[region] = (was[0] + row, was[1] + pair)
@@ -239,7 +250,8 @@ class RfmJob:
                 return regions
 
 
-def _night(as_of: date, row: np.ndarray, pair: np.ndarray, churn: list[list[Any]] | None) -> dict[str, Any]:
+def _night(as_of: date, row: np.ndarray, pair: np.ndarray, churn: list[list[Any]] | None,
+           top: list[list[Any]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"as_of": as_of.isoformat(), "segments": dict(zip(ALL_SEGMENTS, row.tolist(), strict=True)),
                             "members": int(row.sum()),
                             "repurchase": {"buyers": int(pair[0]), "repeat_buyers": int(pair[1]),
@@ -247,11 +259,15 @@ def _night(as_of: date, row: np.ndarray, pair: np.ndarray, churn: list[list[Any]
     if churn is not None:
         body["churn"] = [{"member_id": c[0], "monetary": c[1], "lifetime_spend": c[2], "usual_gap_days": c[3],
                           "days_since_purchase": c[4], "tier": c[5]} for c in churn]
+    if top is not None:
+        body["top"] = [{"member_id": t[0], "monetary": t[1], "lifetime_spend": t[2], "frequency": t[3],
+                        "recency_days": t[4], "segment": t[5], "tier": t[6]} for t in top]
     return body
 
 
 def _top(rows: list[list[Any]], n: int) -> list[list[Any]]:
-    """The churn list's order: window spend, then lifetime spend, then member id (a stable tie-break)."""
+    """The churn and best-member lists' order: window spend, then lifetime spend, then member id (a stable
+    tie-break). Rows: [member_id, window spend, lifetime spend, ...]."""
     return sorted(rows, key=lambda c: (-c[1], -c[2], c[0]))[:n]
 
 

@@ -16,8 +16,10 @@ from ..domain.coupons import Basket, Coupon, CouponState, Template
 from ..domain.errors import Conflict, DocumentExists, Invalid, StaleRead
 from ..domain.orders import OrderCoupon
 from ..domain.pool import STAT_SHARDS, CouponUse, month_of, shard
+from ..domain.rollups import DayRollup
 from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
+from .rollups import add_to_day
 
 
 def _json(value: Any) -> str:
@@ -254,6 +256,8 @@ class DynamoCouponRepository:
             give_back_budget(tx, template_id, limited, returned, level)
         if answer["issued_count"] and day is not None:  # the day's numbers, once, with the answer
             count_issued(tx, template_id, level, day, answer["issued_count"], shard(issue_id))
+            if level.startswith("STORE#"):  # and the issuing store's day (its report's coupon funnel)
+                add_to_day(tx, DayRollup(level.removeprefix("STORE#"), day, {"coupons_issued": answer["issued_count"]}))
         try:
             self.db.commit(tx)
         except TxCancelled:

@@ -143,8 +143,16 @@ def guest_orders_pk(phone_hash: str) -> str:
     return f"GUEST#{phone_hash}"
 
 
-def store_day_key(store_id: str, day: date) -> dict[str, str]:
-    return {"pk": f"STORE#{store_id}", "sk": f"DAY#{day.isoformat()}"}
+def store_day_key(store_id: str, day: date, shard: int = 0) -> dict[str, str]:
+    """A store's day rollup (domain/rollups.py): shard 0 is DAY#<day>, the others DAY#<day>#<nn>, so one
+    Query of DAY#<first> .. DAY#<last>#~ reads every shard of a range, whatever the store's shard count was."""
+    suffix = f"#{shard:02d}" if shard else ""
+    return {"pk": f"STORE#{store_id}", "sk": f"DAY#{day.isoformat()}{suffix}"}
+
+
+def store_days_range(store_id: str, first: date, last: date) -> tuple[str, str, str]:
+    """(pk, lowest sk, highest sk) of a store's day items first..last."""
+    return f"STORE#{store_id}", f"DAY#{first.isoformat()}", f"DAY#{last.isoformat()}#~"
 
 
 def tier_shard_pk(shard: int) -> str:

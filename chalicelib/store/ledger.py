@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
-from ..domain import clock
+from ..domain import clock, rollups
 from ..domain.coupons import Basket
 from ..domain.errors import Conflict, DocumentExists, StaleRead
 from ..domain.ledger import Change, LedgerEntry, Lot, MemberHead, MemberState
@@ -20,6 +20,7 @@ from ..domain.receipts import Refund
 from . import coupons as coupon_rows
 from . import keys
 from .db import Db, Tx, TxCancelled, decode_cursor, encode_cursor
+from .rollups import add_to_day
 
 MAX_MERGE_HOPS = 10
 MAX_FAMILY = 100  # members merged together that find_document asks, at most
@@ -281,11 +282,8 @@ class DynamoLedgerRepository:
             item = {**keys.document_key(doc.kind, doc.owner, doc.doc_id), "type": doc.kind,
                     "body": json.dumps(doc.body, ensure_ascii=False, default=str, separators=(",", ":"))}
             kinds[tx.put(item, condition="attribute_not_exists(pk)")] = doc.kind
-        for store_id, day, deltas in change.rollups:
-            names = {f"#f{i}": f for i, f in enumerate(deltas)}
-            values = {f":d{i}": v for i, v in enumerate(deltas.values())}
-            tx.update(keys.store_day_key(store_id, day), "ADD " + ", ".join(f"#f{i} :d{i}" for i in range(len(deltas))),
-                      names=names, values=values)
+        for rollup in rollups.merged([*change.rollups, *_issued_by_stores(change)]):
+            add_to_day(tx, rollup)
         for event_type, data in change.events:
             at = clock.iso(clock.now())
             tx.put({**keys.event_key(change.member_id or "-", at), "type": "event", "event_type": event_type,
@@ -316,6 +314,12 @@ class DynamoLedgerRepository:
             if documents:
                 raise DocumentExists(documents[0]) from None
             raise StaleRead() from None
+
+
+def _issued_by_stores(change: Change) -> list[rollups.DayRollup]:
+    """Coupons a change issues from a store's quota count on that store's day (shard 0)."""
+    return [rollups.DayRollup(c.issuer.removeprefix("STORE#"), clock.business_day(c.issued_at), {"coupons_issued": 1})
+            for c, _ in change.coupon_issues if c.issuer.startswith("STORE#")]
 
 
 # ---- mapping ----------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
-from ..domain import clock
+from ..domain import clock, rollups
 from ..domain.errors import Conflict, NotFound, PhoneTaken, Unavailable
 from ..domain.ids import new_id
 from ..domain.ledger import MemberState
@@ -17,6 +17,7 @@ from . import keys
 from .db import Db, Tx, TxCancelled
 from .ledger import state_from_item, state_item, with_home
 from .pii import PiiProtector
+from .rollups import add_to_day
 
 # Per transaction: each moved item is a put + a delete, plus the merge record's progress and one guard (the
 # survivor's state or profile): 49 x 2 + 2 = 100, the most one TransactWriteItems takes.
@@ -126,6 +127,21 @@ class DynamoMemberRepository:
             "insights": {"rfm": next((i for i in items if i["sk"] == keys.MEMBER_RFM), None),
                          "tags": next((i for i in items if i["sk"] == keys.MEMBER_TAGS), None)}})
 
+    def labels(self, member_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """(name, masked phone) of each member still holding them, for a report's lists: profiles only, 100 a
+        request, eventually consistent. Merged-away and erased members hold neither."""
+        out: dict[str, tuple[str | None, str | None]] = {}
+        ids = list(dict.fromkeys(member_ids))
+        for i in range(0, len(ids), 100):
+            for item in self.db.batch_get([keys.member_profile(m) for m in ids[i:i + 100]], lambda x: x):
+                mid = item["member_id"]
+                if item.get("status") != "active":
+                    continue
+                token = item.get("name_enc")
+                name = self.pii.decrypt(token, member_id=mid, field="name") if token else None
+                out[mid] = (name, item.get("phone_masked"))
+        return out
+
     def find_by_phone(self, phone: str) -> Member | None:
         """One query on the lookup index. May return a tombstone; the service follows merged_into."""
         items, _ = self.db.query(
@@ -198,6 +214,7 @@ class DynamoMemberRepository:
                       condition="attribute_exists(pk) AND attribute_not_exists(member_id)",
                       values={":m": member.member_id})
         self._audit(tx, member.member_id, audit)
+        add_to_day(tx, rollups.for_registration(member.home_store_id, member.member_id, member.registered_at))
         try:
             self.db.commit(tx)
         except TxCancelled as cancelled:
@@ -325,6 +342,8 @@ class DynamoMemberRepository:
                 "by": record.by, "started_at": clock.iso(record.started_at), "state": "moving", "moved": {},
                 "gsi2pk": keys.MERGE_PENDING, "gsi2sk": clock.iso(record.started_at)},
                condition="attribute_not_exists(pk)")
+        # The duplicate was one more new member on the day it registered: one person, counted once.
+        add_to_day(tx, rollups.for_registration(source.home_store_id, sid, source.registered_at, sign=-1))
         if folded is not None and source.state is not None:
             if target.state is not None:
                 tx.put(state_item(folded), condition="version = :v", values={":v": target.state.version})

@@ -27,7 +27,7 @@ class DynamoStoreRepository:
             "region_id": store.region_id, "city": store.city, "store_type": store.store_type.value,
             "opened_on": store.opened_on.isoformat() if store.opened_on else None,
             "business_hours": store.business_hours.model_dump(mode="json", exclude_none=True) or None,
-            "updated_at": clock.iso(store.updated_at),
+            "rollup_shards": store.rollup_shards, "updated_at": clock.iso(store.updated_at),
         })
         self._cache[store.store_id] = (time.monotonic(), store)
 
@@ -54,5 +54,5 @@ def _store(item: dict[str, Any]) -> Store:
         "store_id": item["store_id"], "name": item["name"], "region_id": item["region_id"], "city": item["city"],
         "store_type": item["store_type"],
         "opened_on": date.fromisoformat(item["opened_on"]) if item.get("opened_on") else None,
-        "business_hours": item.get("business_hours") or {},
+        "business_hours": item.get("business_hours") or {}, "rollup_shards": int(item.get("rollup_shards") or 1),
         "updated_at": datetime.fromisoformat(item["updated_at"])}, context={"stored": True})
