@@ -165,3 +165,17 @@ def calendars() -> Any:
     from .store.calendars import DynamoCalendarRepository
 
     return DynamoCalendarRepository(db())
+
+
+def rollups() -> Any:
+    """The store day rollups (not cached: a thin wrapper over the cached `db()`)."""
+    from .store.rollups import DynamoRollupRepository
+
+    return DynamoRollupRepository(db())
+
+
+def links() -> Any:
+    """Report-link signing (not cached: the secret bundle it reads is)."""
+    from .adapters.links import LinkSigner
+
+    return LinkSigner(lambda: secrets().keys("member_signing"))

@@ -13,7 +13,7 @@ from typing import Any
 
 ROUTE_TABLE = Path(__file__).with_name("routes.json")
 VIEW_MODULES = ("meta", "sessions", "stores", "members", "orders", "points", "program", "coupons", "pool", "tickets",
-                "kb", "sla", "calendars", "tags", "analytics")
+                "kb", "sla", "calendars", "tags", "analytics", "reports")
 
 
 def register_routes(app: Any) -> None:

@@ -59,6 +59,18 @@ def json_response(body: Any, status: int, headers: dict[str, str] | None = None)
                     headers={"Content-Type": "application/json; charset=utf-8", **(headers or {})})
 
 
+# A page may load nothing from anywhere (its charts are inline SVG, its style inline), must not be framed, and
+# must not hand its URL (a signed link) to any other site.
+PAGE_HEADERS = {"Content-Type": "text/html; charset=utf-8",
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                                           "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+                "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def html_response(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(body=text, status_code=status, headers={**PAGE_HEADERS, **(headers or {})})
+
+
 def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Response:
     if isinstance(exc, e.DomainError):
         status, body = status_for(exc), ErrorBody(code=exc.code, message=exc.message, details=exc.details)

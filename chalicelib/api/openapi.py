@@ -155,6 +155,8 @@ def _operation(spec: RouteSpec, refs: dict[type[BaseModel], dict[str, str]]) -> 
     ok: dict[str, Any] = {"description": "OK"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": refs[spec.response]}}
+    elif spec.media != "application/json":
+        ok["content"] = {spec.media: {"schema": {"type": "string"}}}
     if spec.name in LINKS:
         ok["links"] = {name: _link(target, params, body) for name, (target, params, body) in LINKS[spec.name].items()}
     responses: dict[str, Any] = {str(spec.status): ok}

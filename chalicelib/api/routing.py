@@ -24,6 +24,7 @@ from .errors import (
     UNSUPPORTED_MEDIA_TYPE,
     HttpError,
     error_response,
+    html_response,
     json_response,
     validation_details,
 )
@@ -65,6 +66,7 @@ class RouteSpec:
     also: tuple[int, ...] = ()
     # other success statuses with a body of their own: ((202, Model),) for a request that may start a job
     alt: tuple[tuple[int, type[BaseModel]], ...] = ()
+    media: str = "application/json"  # text/html: a page (its view answers Html)
 
 
 ROUTES: list[RouteSpec] = []
@@ -76,6 +78,7 @@ class Call:
     body: Any = None
     query: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)  # API Gateway's request context (path, stage)
 
 
 @dataclass
@@ -84,10 +87,18 @@ class Reply:
     status: int = 200
 
 
+@dataclass
+class Html:
+    """A page: self-contained (no script, style inline), so the strictest content policy fits it."""
+
+    text: str
+    status: int = 200
+
+
 def route(path: str, method: str, *, op: str, summary: str, tag: str, body: type[BaseModel] | None = None,
           query: type[BaseModel] | None = None, response: type[BaseModel] | None = None, status: int = 200,
           errors: tuple[int, ...] = (), also: tuple[int, ...] = (),
-          alt: tuple[tuple[int, type[BaseModel]], ...] = ()) -> Callable:
+          alt: tuple[tuple[int, type[BaseModel]], ...] = (), media: str = "application/json") -> Callable:
     """`op` names the operation's row in domain/policy.py: who may call it comes from there only."""
     public = op in PUBLIC
     roles = frozenset() if public else permission(op).roles
@@ -95,7 +106,7 @@ def route(path: str, method: str, *, op: str, summary: str, tag: str, body: type
     def decorate(view: Callable[..., Reply | BaseModel]) -> Callable:
         spec = RouteSpec(path=path, method=method, name=view.__name__, module=view.__module__, operation=op,
                          summary=summary, public=public, roles=roles, body=body, query=query, response=response,
-                         status=status, errors=errors, tag=tag, also=also, alt=alt)
+                         status=status, errors=errors, tag=tag, also=also, alt=alt, media=media)
         ROUTES.append(spec)
 
         @functools.wraps(view)
@@ -105,7 +116,7 @@ def route(path: str, method: str, *, op: str, summary: str, tag: str, body: type
             headers = {"X-Request-Id": request_id} if request_id else {}
             try:
                 call = Call(principal=None if public else _authenticate(request.headers),
-                            headers=dict(request.headers or {}))
+                            headers=dict(request.headers or {}), context=dict(request.context or {}))
                 if not public:
                     allow_role(op, call.principal)  # type: ignore[arg-type]
                 _check_path(params)
@@ -114,6 +125,8 @@ def route(path: str, method: str, *, op: str, summary: str, tag: str, body: type
                 if query is not None:
                     call.query = _parse_query(request.query_params or {}, query)
                 reply = view(call, **params)
+                if isinstance(reply, Html):
+                    return html_response(reply.text, reply.status, headers)
                 if isinstance(reply, BaseModel):
                     reply = Reply(reply, status)
                 payload = reply.body.model_dump(mode="json") if isinstance(reply.body, BaseModel) else reply.body

@@ -71,7 +71,10 @@ ANY, SELF, STORE, QUEUE = Scope.ANY, Scope.SELF, Scope.STORE, Scope.QUEUE
 MEMBER, STAFF, MANAGER = Role.MEMBER, Role.STAFF, Role.STORE_MANAGER
 REGION, HQ, INTEGRATION = Role.REGION_MANAGER, Role.HQ, Role.INTEGRATION
 
-PUBLIC: frozenset[str] = frozenset({"meta.health", "meta.openapi", "sessions.wechat_sign_in"})
+# The report pages carry no bearer token: a signed link (adapters/links.py) made by reports.store_link or
+# analytics.report_link stands in for it, and the page is authorised with the scope the link names.
+PUBLIC: frozenset[str] = frozenset({"meta.health", "meta.openapi", "sessions.wechat_sign_in", "reports.store_page",
+                                    "analytics.page"})
 
 POLICY: dict[str, Permission] = {
     # ---- the organisation
@@ -240,6 +243,16 @@ POLICY: dict[str, Permission] = {
     "analytics.rfm": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
                                 "a store's distribution: its staff and managers, its region's manager, HQ; a "
                                 "region's: its manager, HQ; the brand's: HQ"),
+    # ---- reports (docs/reports.md)
+    "reports.store": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
+                                "the store's staff and managers, its region's manager, HQ"),
+    "reports.store_link": Permission({STAFF: STORE, MANAGER: STORE, REGION: STORE, HQ: ANY},
+                                     "as reports.store (the page it opens is authorised again with the caller's "
+                                     "scope when opened)"),
+    "analytics.kpis": Permission({REGION: ANY, HQ: ANY},
+                                 "HQ: every store; a region manager: only their region's stores, whatever the "
+                                 "grouping (the service keeps the rows to their stores)"),
+    "analytics.report_link": Permission({REGION: ANY, HQ: ANY}, "as analytics.kpis"),
     "rfm.settings_put": Permission({HQ: ANY}, "HQ only"),
     "rfm.settings_read": Permission({MANAGER: ANY, REGION: ANY, HQ: ANY}, "managers and HQ"),
 }
