@@ -343,7 +343,7 @@ def finalize_template(template: dict[str, Any], api_key: str, layer_key: str, ap
     for method, path in api.routes:
         if method.lower() not in paths.get(path, {}):
             raise PackagingError(f"infra/api.json throttles {method} {path}, which is not a route of the app")
-    return template
+    return stack.finalize(template)
 
 
 # ---- build -----------------------------------------------------------------------------------------------------

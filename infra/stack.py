@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ SSM_PARAMETERS = {
     "CHAINCRM_ISSUERS_JSON": "/chaincrm/${Stage}/issuers-json",
     "CHAINCRM_WECHAT_APPID": "/chaincrm/${Stage}/wechat-appid",
 }
-# The only actions AWS authorises on "*" alone (no resource-level permissions); each statement says why.
-STAR_ONLY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData"}
+# The only actions granted on "*" (no resource-level permissions; each statement says why). DescribeAlarms: what
+# CodeDeploy reads of a deployment group's alarms, granted on "*" as AWS's own AWSCodeDeployRoleForLambda does.
+STAR_ONLY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:PutMetricData",
+                     "cloudwatch:DescribeAlarms"}
 TABLE_ACTIONS = {"GetItem", "BatchGetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem",
                  "ConditionCheckItem", "DescribeTable"}  # no Scan: the table is never scanned (docs/access-patterns.md)
 # Scan only of an index that exists to be scanned: KEYS_ONLY (a fraction of the table, and of its cost per read).
@@ -60,6 +63,23 @@ API = "APIHandler"  # Chalice's logical ids
 REST_API = "RestAPI"
 LAYER = "ManagedLayer"
 PLACEHOLDER_ROLE = "arn:aws:iam::000000000000:role/replaced-by-infra-stack-ApiHandlerRole"
+# Canary releases: what callers invoke is this alias of a published version, never $LATEST; CodeDeploy moves it
+# (StageSettings' DeploymentType: all at once in dev, a 10% canary in prod) and moves it back on an alarm.
+ALIAS = "live"
+DEPLOYMENT_TYPE = {"Fn::FindInMap": ["StageSettings", {"Ref": "Stage"}, "DeploymentType"]}
+# The protected KMS keys: table data, log data, backups. Nobody but the break-glass role may disable them or
+# schedule their deletion (docs/security.md); kept on stack deletion and on a failed create alike (Retain), so
+# CloudFormation itself never calls a denied action.
+PROTECTED_KEYS = ("TableKey", "LogKey", "BackupKey")
+KEY_DESTRUCTIVE_ACTIONS = ["kms:DisableKey", "kms:ScheduleKeyDeletion"]
+KEY_RETAIN = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
+# Regions where CloudFormation has no AWS::Budgets::Budget (cfn-lint's region schemas; a test keeps this list
+# equal to them): the budget is skipped there (create it in Billing -> Budgets by hand).
+BUDGETS_UNSUPPORTED_REGIONS = (
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-3", "ap-south-2", "ap-southeast-3", "ap-southeast-4",
+    "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-west-1", "eu-central-2", "eu-north-1", "eu-south-1",
+    "eu-south-2", "il-central-1", "me-central-1", "mx-central-1", "us-gov-east-1", "us-gov-west-1")
+BACKUP_TIMEZONE = TIMEZONE
 
 # Gateway responses in our error shape {"code", "message", "details"}. API Gateway substitutes $context
 # variables (no VTL); messageString is already a quoted JSON string.
@@ -528,8 +548,33 @@ def lambda_statements(log_group: str, grants: tuple[Grant, ...], secret: bool,
 
 # ---- pieces ----------------------------------------------------------------------------------------------------
 def log_group(name_sub: str) -> dict[str, Any]:
+    """Every log group of the stack: retention by stage, encrypted with the stack's log key (they hold member
+    ids for up to a year)."""
     return {"Type": "AWS::Logs::LogGroup", **KEEP,
-            "Properties": {"LogGroupName": {"Fn::Sub": name_sub}, "RetentionInDays": RETENTION}}
+            "Properties": {"LogGroupName": {"Fn::Sub": name_sub}, "RetentionInDays": RETENTION,
+                           "KmsKeyId": _arn("LogKey")}}
+
+
+def alias_properties(alarms: list[str]) -> dict[str, Any]:
+    """SAM properties publishing a version and deploying it through CodeDeploy to the alias `live`, rolled back when
+    one of `alarms` goes off. A new version is published when the version's logical id changes: finalize() sets
+    AutoPublishCodeSha256 to a digest of the function's properties and its layers' zips (SAM would hash the code
+    location alone: a new layer or setting would never reach the alias), and when its description changes:
+    VersionDescription names ConfigGeneration, so a restart (docs/operations.md) publishes a version too."""
+    return {"AutoPublishAlias": ALIAS,
+            "VersionDescription": {"Fn::Sub": "chaincrm, configuration generation ${ConfigGeneration}"},
+            "DeploymentPreference": {"Type": DEPLOYMENT_TYPE, "Alarms": [{"Ref": a} for a in alarms],
+                                     "Role": _arn("CodeDeployRole")}}
+
+
+def version_digest(resources: dict[str, Any], logical: str) -> str:
+    """What an aliased function's published version is made of, as far as the template says: its properties and
+    the content of each layer it names (their zips are named by content)."""
+    props = {k: v for k, v in resources[logical]["Properties"].items() if k != "AutoPublishCodeSha256"}
+    layers = [resources[layer["Ref"]]["Properties"] for layer in props.get("Layers", [])
+              if isinstance(layer, dict) and layer.get("Ref") in resources]
+    blob = json.dumps({"function": props, "layers": layers}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def alarm(name: str, description: str, metric: dict[str, Any], *, threshold: float,
@@ -602,13 +647,17 @@ def api_resources(api: ApiSpec, api_stage: str) -> dict[str, Any]:
             "Description": "chaincrm HTTP API (Chalice app.py)",
             "Role": _arn("ApiHandlerRole"),
             "Tracing": {"Fn::If": [IN_CHINA, "PassThrough", "Active"]},
-            "Environment": {"Variables": env}}},
+            "Environment": {"Variables": env},
+            **alias_properties(["Api5xxAlarm", "ApiErrorLogAlarm", "ApiHandlerErrorsAlarm"])}},
         REST_API: {"Properties": {
             "Name": {"Ref": "AWS::StackName"},
             # Any OpenApiVersion stops SAM from creating a second stage named "Stage" beside ours (same function,
             # none of our throttling, logs or alarms). "2.0" is what Chalice's definition body already is.
             "OpenApiVersion": "2.0",
             "TracingEnabled": {"Fn::If": [IN_CHINA, False, True]},
+            # With a custom domain (HasApiDomain) the default https://<id>.execute-api... URL answers nothing: the
+            # domain, its TLS policy and the WAF in front of it are the only way in.
+            "DisableExecuteApiEndpoint": {"Fn::If": ["HasApiDomain", True, False]},
             # Access logs need the account's API Gateway logging role: infra/apigateway-account.json, deployed
             # once per account and region (docs/operations.md), so no stage's stack owns an account setting.
             "AccessLogSetting": {"DestinationArn": _arn("ApiAccessLogGroup"), "Format": ACCESS_LOG_FORMAT},
@@ -794,15 +843,20 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
     layers: list[Any] = [{"Ref": LAYER}]
     if spec.packages:
         layers.append({"Ref": f"{p}PackagesLayer"})
+    # A scheduled function is invoked through its alias (canary deployments, rollback by CodeDeploy). A state
+    # machine's function and a queue consumer are not aliased yet: their invokers are pinned to the function
+    # itself by tests outside this change (docs/decisions.md, 2026-12-03 "Go-live, part 2").
+    aliased = spec.schedule is not None and spec.machine is None
     function: dict[str, Any] = {
         "FunctionName": {"Fn::Sub": "${AWS::StackName}-" + name},
-        "Description": spec.description,
+        # SAM appends the ConfigGeneration (AutoPublishCodeSha256) to an aliased function's description: room for it
+        "Description": spec.description[:200] if aliased else spec.description,
         "Runtime": runtime, "Architectures": [ARCHITECTURE],
         "Handler": f"{spec.module}.{spec.handler}",
-        "Code": {"S3Bucket": {"Ref": "ArtifactBucket"}, "S3Key": {"Fn::Sub": "${ArtifactPrefix}" + code_key}},
+        "CodeUri": {"Bucket": {"Ref": "ArtifactBucket"}, "Key": {"Fn::Sub": "${ArtifactPrefix}" + code_key}},
         "Layers": layers,
         "Role": _arn(role), "Timeout": spec.timeout, "MemorySize": spec.memory,
-        "TracingConfig": {"Fn::If": [IN_CHINA, NO_VALUE, {"Mode": "Active"}]},
+        "Tracing": {"Fn::If": [IN_CHINA, "PassThrough", "Active"]},
         "Environment": {"Variables": env},
     }
     if spec.reserved_concurrency is not None:
@@ -815,15 +869,15 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
                                                    "Action": "states:StartExecution",
                                                    "Resource": {"Ref": f"{p}StateMachine"}})
                             if spec.machine else
-                            (fn, {"Sid": "InvokeThisFunction", "Effect": "Allow", "Action": "lambda:InvokeFunction",
-                                  "Resource": _arn(fn)}))
+                            (fn, {"Sid": "InvokeThisFunctionsAlias", "Effect": "Allow",
+                                  "Action": "lambda:InvokeFunction", "Resource": {"Ref": f"{fn}.Alias"}}))
     if spec.queue:
         return queue_consumer_resources(spec, function)
     resources: dict[str, Any] = {
         logs: log_group("/aws/lambda/${AWS::StackName}-" + name),
         role: role_resource(f"chaincrm function {name}", "lambda.amazonaws.com",
                             lambda_statements(logs, spec.dynamodb, spec.secret, None if spec.machine else dlq)),
-        fn: {"Type": "AWS::Lambda::Function", "DependsOn": [logs], "Properties": function},
+        fn: {"Type": "AWS::Serverless::Function", "DependsOn": [logs], "Properties": function},
         dlq: {"Type": "AWS::SQS::Queue", **KEEP, "Properties": {
             "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},  # 14 days to replay
         f"{p}SchedulerRole": role_resource(
@@ -837,7 +891,8 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
             # Off until the operator has filled the secret and says so (SchedulesEnabled), so no job fails,
             # and no alarm fires, before go-live; the same switch pauses every job during a restore.
             "FlexibleTimeWindow": {"Mode": "OFF"}, "State": {"Fn::If": ["SchedulesOn", "ENABLED", "DISABLED"]},
-            "Target": {"Arn": {"Ref": target} if spec.machine else _arn(fn), "RoleArn": _arn(f"{p}SchedulerRole"),
+            "Target": {"Arn": {"Ref": target} if spec.machine else {"Ref": f"{fn}.Alias"},
+                       "RoleArn": _arn(f"{p}SchedulerRole"),
                        "Input": json.dumps(spec.input, separators=(",", ":")),
                        "RetryPolicy": {"MaximumRetryAttempts": 2,
                                        "MaximumEventAgeInSeconds": spec.max_event_age_seconds},
@@ -848,10 +903,11 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
     if spec.machine:
         resources.update(machine_resources(spec))
     else:
-        resources[f"{p}AsyncConfig"] = {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
-            "FunctionName": {"Ref": fn}, "Qualifier": "$LATEST",
+        # SAM puts the asynchronous settings on the alias (the schedule invokes it), after the alias exists.
+        function.update(alias_properties([f"{p}ErrorsAlarm"]))
+        function["EventInvokeConfig"] = {
             "MaximumRetryAttempts": spec.retry_attempts, "MaximumEventAgeInSeconds": spec.max_event_age_seconds,
-            "DestinationConfig": {"OnFailure": {"Destination": _arn(dlq)}}}}
+            "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": _arn(dlq)}}}
     if spec.packages:
         resources[f"{p}PackagesLayer"] = packages_layer(spec, layer_key or f"{name}-layer.zip", runtime)
     if spec.finish_alarm_hours:
@@ -890,7 +946,7 @@ def queue_consumer_resources(spec: FunctionSpec, function: dict[str, Any]) -> di
     return {
         logs: log_group("/aws/lambda/${AWS::StackName}-" + name),
         role: role_resource(f"chaincrm function {name}", "lambda.amazonaws.com", statements),
-        fn: {"Type": "AWS::Lambda::Function", "DependsOn": [logs], "Properties": function},
+        fn: {"Type": "AWS::Serverless::Function", "DependsOn": [logs], "Properties": function},
         dlq: {"Type": "AWS::SQS::Queue", **KEEP, "Properties": {
             "MessageRetentionPeriod": 1209600, "SqsManagedSseEnabled": True}},  # 14 days to re-drive
         queue: {"Type": "AWS::SQS::Queue", **KEEP, "Properties": {
@@ -1083,6 +1139,352 @@ def log_queries(specs: list[FunctionSpec]) -> dict[str, Any]:
     }
 
 
+# ---- go-live, part 2 (issue 17): keys, WAF, domain, canaries, backups, CloudTrail alarms, budget -----------------
+def _break_glass_exempt() -> dict[str, Any]:
+    """A deny statement's Condition: everyone but the break-glass role when one is named, else everyone."""
+    return {"Fn::If": ["HasBreakGlass", {"ArnNotEquals": {"aws:PrincipalArn": {"Ref": "KeyBreakGlassRoleArn"}}},
+                       NO_VALUE]}
+
+
+def key_policy(*extra: dict[str, Any]) -> dict[str, Any]:
+    """A protected key's policy: the account's IAM policies decide (as for any key), but disabling the key or
+    scheduling its deletion is denied to everyone except the break-glass role. kms:PutKeyPolicy is not denied:
+    CloudFormation updates this very policy with the deployer's rights, and KMS refuses a policy its author could
+    not change again (lockout check), so denying it would freeze the stack's own key policies. Changing the policy
+    is the break-glass path instead (a stack update naming KeyBreakGlassRoleArn), and it raises the key alarm."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "AccountAdmin", "Effect": "Allow",
+         "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
+         "Action": "kms:*", "Resource": "*"},
+        *extra,
+        {"Sid": "NobodyButBreakGlassDisablesOrDeletesTheKey", "Effect": "Deny", "Principal": {"AWS": "*"},
+         "Action": KEY_DESTRUCTIVE_ACTIONS, "Resource": "*", "Condition": _break_glass_exempt()}]}
+
+
+def protected_key(description: str, *extra: dict[str, Any]) -> dict[str, Any]:
+    return {"Type": "AWS::KMS::Key", **KEY_RETAIN, "Properties": {
+        "Description": description, "EnableKeyRotation": True, "PendingWindowInDays": 30,
+        "KeyPolicy": key_policy(*extra)}}
+
+
+def log_key() -> dict[str, Any]:
+    """The key of every log group of the stack. CloudWatch Logs uses it for this stack's groups only (the
+    encryption context names the log group)."""
+    groups = [{"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:" + name}
+              for name in ("/aws/lambda/${AWS::StackName}-*", "/chaincrm/${AWS::StackName}/*")]
+    logs = {"Service": {"Fn::Sub": "logs.${AWS::Region}.${AWS::URLSuffix}"}}
+    return protected_key(
+        "Encrypts the chaincrm stack's CloudWatch Logs groups (API, functions, access log, trail)",
+        {"Sid": "CloudWatchLogsForThisStacksGroups", "Effect": "Allow", "Principal": logs,
+         "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+                    "kms:GenerateDataKeyWithoutPlaintext"], "Resource": "*",
+         "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": groups}}},
+        {"Sid": "CloudWatchLogsDescribesIt", "Effect": "Allow", "Principal": logs, "Action": "kms:DescribeKey",
+         "Resource": "*", "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}})
+
+
+def codedeploy_role() -> dict[str, Any]:
+    """CodeDeploy moves the aliases of this stack's functions and reads their alarms: what AWS's
+    AWSCodeDeployRoleForLambda grants on every function, here on ours only (SAM's own role would also name that
+    policy with a literal partition)."""
+    return role_resource("CodeDeploy shifting the chaincrm functions' live aliases (canary) and rolling them back",
+                         "codedeploy.amazonaws.com", [
+        {"Sid": "ThisStacksAliases", "Effect": "Allow",
+         "Action": ["lambda:GetAlias", "lambda:UpdateAlias", "lambda:GetProvisionedConcurrencyConfig"],
+         "Resource": {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+                                 "${AWS::StackName}-*"}},
+        {"Sid": "DescribeAlarmsIsGrantedOnStarOnly", "Effect": "Allow", "Action": "cloudwatch:DescribeAlarms",
+         "Resource": "*"}])
+
+
+WAF_THROTTLED_BODY = json.dumps({"code": "throttled", "message": "too many requests from this address; retry later",
+                                 "details": {}}, separators=(",", ":"))
+
+
+def waf_resources(api_stage: str) -> dict[str, Any]:
+    """A regional web ACL on the API stage: per-IP rate-based rules, a tight one scoped down to POST /auth/wechat
+    (the only anonymous route that does work: a WeChat code2session call and a token) and a generous one for
+    everything. Over its limit an address gets our 429 shape; WafMode=count only counts."""
+    when = {"Condition": "WafOn"}
+    action = {"Fn::If": ["WafCounts", {"Count": {}}, {"Block": {"CustomResponse": {
+        "ResponseCode": 429, "CustomResponseBodyKey": "throttled"}}}]}
+
+    def rule(name: str, priority: int, limit: str, scope: dict[str, Any] | None = None) -> dict[str, Any]:
+        rate: dict[str, Any] = {"Limit": {"Ref": limit}, "AggregateKeyType": "IP"}
+        if scope:
+            rate["ScopeDownStatement"] = scope
+        return {"Name": name, "Priority": priority, "Statement": {"RateBasedStatement": rate}, "Action": action,
+                "VisibilityConfig": {"SampledRequestsEnabled": True, "CloudWatchMetricsEnabled": True,
+                                     "MetricName": name}}
+
+    # The path ends with the route whether the request came through the custom domain (/auth/wechat) or the
+    # stage URL (/api/auth/wechat).
+    auth = {"AndStatement": {"Statements": [
+        {"ByteMatchStatement": {"FieldToMatch": {"Method": {}}, "PositionalConstraint": "EXACTLY",
+                                "SearchString": "POST", "TextTransformations": [{"Priority": 0, "Type": "NONE"}]}},
+        {"ByteMatchStatement": {"FieldToMatch": {"UriPath": {}}, "PositionalConstraint": "ENDS_WITH",
+                                "SearchString": "/auth/wechat",
+                                "TextTransformations": [{"Priority": 0, "Type": "URL_DECODE"}]}}]}}
+    blocked = alarm("waf-blocked", "waf: the web ACL blocked 100 or more requests in 5 minutes (an address over "
+                    "its rate limit: an attack, a broken client retrying, or many members behind one carrier NAT). "
+                    "WAF console -> the web ACL -> Sampled requests; raise WafRateLimit if they are legitimate",
+                    {"Namespace": "AWS/WAFV2", "MetricName": "BlockedRequests", "Statistic": "Sum",
+                     "Dimensions": [{"Name": "WebACL", "Value": {"Ref": "AWS::StackName"}},
+                                    {"Name": "Region", "Value": {"Ref": "AWS::Region"}},
+                                    {"Name": "Rule", "Value": "ALL"}]}, threshold=100)
+    return {
+        "WebAcl": {"Type": "AWS::WAFv2::WebACL", **when, "Properties": {
+            "Name": {"Ref": "AWS::StackName"}, "Scope": "REGIONAL",
+            "Description": "chaincrm API - per-IP rate limits from WafRateLimit and WafAuthRateLimit",
+            "DefaultAction": {"Allow": {}},
+            "CustomResponseBodies": {"throttled": {"ContentType": "APPLICATION_JSON", "Content": WAF_THROTTLED_BODY}},
+            "Rules": [rule("auth-wechat-per-ip", 0, "WafAuthRateLimit", auth),
+                      rule("per-ip", 1, "WafRateLimit")],
+            "VisibilityConfig": {"SampledRequestsEnabled": True, "CloudWatchMetricsEnabled": True,
+                                 "MetricName": "chaincrm-api"}}},
+        "WebAclAssociation": {"Type": "AWS::WAFv2::WebACLAssociation", **when, "Properties": {
+            # ${RestAPI.Stage}: SAM's stage resource, so the association waits for the stage to exist
+            "ResourceArn": {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/${RestAPI}/stages/"
+                                       "${RestAPI.Stage}"},
+            "WebACLArn": _arn("WebAcl")}},
+        "WafBlockedAlarm": {**blocked, **when},
+    }
+
+
+def domain_resources() -> dict[str, Any]:
+    """The API's own domain (HasApiDomain): regional, TLS 1.2, the stage at its root. The DNS record (CNAME to the
+    output ApiDomainTarget) is made at the brand's DNS provider."""
+    when = {"Condition": "HasApiDomain"}
+    return {
+        "ApiDomain": {"Type": "AWS::ApiGateway::DomainName", **when, "Properties": {
+            "DomainName": {"Ref": "ApiDomainName"}, "RegionalCertificateArn": {"Ref": "ApiCertificateArn"},
+            "EndpointConfiguration": {"Types": ["REGIONAL"]}, "SecurityPolicy": "TLS_1_2"}},
+        "ApiDomainMapping": {"Type": "AWS::ApiGateway::BasePathMapping", **when, "Properties": {
+            "DomainName": {"Ref": "ApiDomain"}, "RestApiId": {"Ref": REST_API}, "Stage": {"Ref": f"{REST_API}.Stage"}}},
+    }
+
+
+def backup_resources() -> dict[str, Any]:
+    """AWS Backup beyond PITR's 35 days: a daily backup kept 35 days and a monthly one kept 12 months (cold after a
+    month where the partition offers cold storage for DynamoDB), each copied to a second vault (or to a vault in
+    another region: BackupCopyVaultArn). Both vaults use the stack's own backup key, refuse deleting or shortening
+    recovery points to everyone but the break-glass role, and are kept when the stack goes."""
+    copy_to = {"Fn::If": ["HasCrossRegionBackupCopy", {"Ref": "BackupCopyVaultArn"},
+                          {"Fn::GetAtt": ["BackupCopyVault", "BackupVaultArn"]}]}
+    daily = {"DeleteAfterDays": 35}
+    # Cold storage needs DeleteAfterDays >= MoveToColdStorageAfterDays + 90; not offered in the China regions.
+    monthly = {"MoveToColdStorageAfterDays": {"Fn::If": [IN_CHINA, NO_VALUE, 30]}, "DeleteAfterDays": 365}
+
+    def vault(name: str) -> dict[str, Any]:
+        return {"Type": "AWS::Backup::BackupVault", **KEEP, "Properties": {
+            "BackupVaultName": {"Fn::Sub": name}, "EncryptionKeyArn": _arn("BackupKey"),
+            "AccessPolicy": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "NobodyButBreakGlassDeletesOrShortensRecoveryPoints", "Effect": "Deny",
+                "Principal": {"AWS": "*"}, "Resource": "*",
+                "Action": ["backup:DeleteRecoveryPoint", "backup:UpdateRecoveryPointLifecycle"],
+                "Condition": _break_glass_exempt()}]}}}
+
+    def rule(name: str, cron: str, lifecycle: dict[str, Any]) -> dict[str, Any]:
+        return {"RuleName": name, "TargetBackupVault": {"Ref": "BackupVault"}, "ScheduleExpression": cron,
+                "ScheduleExpressionTimezone": BACKUP_TIMEZONE, "StartWindowMinutes": 60,
+                "CompletionWindowMinutes": 600, "Lifecycle": lifecycle,
+                "CopyActions": [{"DestinationBackupVaultArn": copy_to, "Lifecycle": lifecycle}]}
+
+    kms = ["kms:DescribeKey", "kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey",
+           "kms:GenerateDataKeyWithoutPlaintext", "kms:ReEncryptFrom", "kms:ReEncryptTo"]
+    role = role_resource("AWS Backup backing up and restoring the chaincrm table", "backup.amazonaws.com", [
+        {"Sid": "TableAndBackupKeys", "Effect": "Allow", "Action": kms,
+         "Resource": [_arn("TableKey"), _arn("BackupKey")]},
+        {"Sid": "GrantsForAwsResourcesOnly", "Effect": "Allow", "Action": "kms:CreateGrant",
+         "Resource": [_arn("TableKey"), _arn("BackupKey")],
+         "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}])
+    role["Properties"]["ManagedPolicyArns"] = [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSBackupServiceRolePolicyFor" + what}
+        for what in ("Backup", "Restores")]
+    return {
+        "BackupKey": protected_key("Encrypts the chaincrm table's AWS Backup recovery points (both vaults)"),
+        "BackupVault": vault("${AWS::StackName}"),
+        "BackupCopyVault": vault("${AWS::StackName}-copy"),
+        "BackupRole": role,
+        "BackupPlan": {"Type": "AWS::Backup::BackupPlan", "Properties": {"BackupPlan": {
+            "BackupPlanName": {"Ref": "AWS::StackName"},
+            "BackupPlanRule": [rule("daily-35-days", "cron(30 4 * * ? *)", daily),
+                               rule("monthly-12-months", "cron(30 4 1 * ? *)", monthly)]}}},
+        "BackupSelection": {"Type": "AWS::Backup::BackupSelection", "Properties": {
+            "BackupPlanId": {"Ref": "BackupPlan"}, "BackupSelection": {
+                "SelectionName": "table", "IamRoleArn": _arn("BackupRole"), "Resources": [_arn("Table")]}}},
+    }
+
+
+# What the CloudTrail alarms watch: (alarm, what it means, event names, how the event names our resources).
+CLOUDTRAIL_WATCHES: tuple[tuple[str, str, list[str], list[tuple[str, str]]], ...] = (
+    ("key-changed", "a KMS key of the stack (table, logs, backups) was disabled, scheduled for deletion, had its "
+     "policy changed or a grant revoked", ["DisableKey", "ScheduleKeyDeletion", "PutKeyPolicy", "RevokeGrant",
+                                           "DisableKeyRotation", "CancelKeyDeletion", "EnableKey"],
+     [("resources[0].ARN", "${" + k + ".Arn}") for k in PROTECTED_KEYS]),
+    ("secret-changed", "a secret of the stage (the key bundle, the robot's URL) was written, deleted, restored, "
+     "rotated or had its policy changed (expected after the go-live's key step or a webhook change)",
+     ["PutSecretValue", "UpdateSecret", "DeleteSecret", "RestoreSecret", "RotateSecret", "UpdateSecretVersionStage",
+      "PutResourcePolicy", "DeleteResourcePolicy"],
+     [("requestParameters.secretId", "chaincrm/${Stage}*"),
+      ("requestParameters.secretId", "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:"
+                                      "secret:chaincrm/${Stage}*")]),
+    ("table-changed", "the table was deleted or reconfigured (deletion protection, PITR, stream, TTL, resource "
+     "policy) or a backup of it deleted (expected during a deploy that changes the table)",
+     ["DeleteTable", "UpdateTable", "UpdateContinuousBackups", "DeleteBackup", "UpdateTimeToLive",
+      "PutResourcePolicy", "DeleteResourcePolicy", "DisableKinesisStreamingDestination"],
+     [("requestParameters.tableName", "chaincrm-${Stage}"), ("requestParameters.tableName", "${Table.Arn}"),
+      ("requestParameters.backupArn", "${Table.Arn}/backup/*"), ("requestParameters.resourceArn", "${Table.Arn}*")]),
+    ("backups-changed", "the table's backup plan, selection or vaults were changed or deleted, or a recovery "
+     "point deleted", ["DeleteBackupPlan", "UpdateBackupPlan", "DeleteBackupSelection", "DeleteBackupVault",
+                       "DeleteRecoveryPoint", "UpdateRecoveryPointLifecycle", "PutBackupVaultAccessPolicy",
+                       "DeleteBackupVaultAccessPolicy", "PutBackupVaultLockConfiguration"],
+     [("requestParameters.backupVaultName", "${AWS::StackName}*"),
+      ("requestParameters.backupPlanId", "${BackupPlan}")]),
+)
+
+
+def cloudtrail_filter_pattern(events: list[str], matches: list[tuple[str, str]]) -> str:
+    """A CloudWatch Logs JSON filter: one of the event names, about one of our resources (by name or ARN)."""
+    names = " || ".join(f'($.eventName = "{event}")' for event in events)
+    about = " || ".join(f'($.{field} = "{value}")' for field, value in matches)
+    return "{ (" + names + ") && (" + about + ") }"
+
+
+def cloudtrail_resources() -> dict[str, Any]:
+    """Alarms on CloudTrail management events (WatchCloudTrail): metric filters on the account's trail log group
+    (CloudTrailLogGroupName), or on the stack's own trail (CreateTrail: a bucket, a log group, a role)."""
+    resources: dict[str, Any] = {}
+    group = {"Fn::If": ["HasTrailLogGroup", {"Ref": "CloudTrailLogGroupName"}, {"Ref": "TrailLogGroup"}]}
+    for name, meaning, events, matches in CLOUDTRAIL_WATCHES:
+        logical = "".join(part.capitalize() for part in name.split("-"))
+        metric = {"Fn::Sub": "${AWS::StackName}-" + name}
+        resources[f"CloudTrail{logical}Filter"] = {"Type": "AWS::Logs::MetricFilter", "Condition": "WatchCloudTrail",
+                                                   "Properties": {
+            "LogGroupName": group, "FilterPattern": {"Fn::Sub": cloudtrail_filter_pattern(events, matches)},
+            "MetricTransformations": [{"MetricNamespace": f"{NAMESPACE}/CloudTrail", "MetricName": metric,
+                                       "MetricValue": "1"}]}}
+        resources[f"CloudTrail{logical}Alarm"] = {**alarm(
+            f"cloudtrail-{name}", f"cloudtrail: {meaning}. CloudTrail -> Event history, filter by event name: who, "
+            "from where; if nobody planned it, treat it as an incident (docs/operations.md, 'CloudTrail alarms')",
+            {"Namespace": f"{NAMESPACE}/CloudTrail", "MetricName": metric, "Statistic": "Sum"}, threshold=1),
+            "Condition": "WatchCloudTrail"}
+    when = {"Condition": "CreateTrailHere"}
+    trail_arn = "arn:${AWS::Partition}:cloudtrail:${AWS::Region}:${AWS::AccountId}:trail/${AWS::StackName}"
+    resources.update({
+        "TrailBucket": {"Type": "AWS::S3::Bucket", **when, **KEEP, "Properties": {
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            "PublicAccessBlockConfiguration": {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                               "IgnorePublicAcls": True, "RestrictPublicBuckets": True},
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {"Rules": [{"Id": "keep-a-year", "Status": "Enabled", "ExpirationInDays": 400,
+                                                  "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]}}},
+        "TrailBucketPolicy": {"Type": "AWS::S3::BucketPolicy", **when, "Properties": {
+            "Bucket": {"Ref": "TrailBucket"}, "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Sid": "CloudTrailChecksTheAcl", "Effect": "Allow",
+                 "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "s3:GetBucketAcl",
+                 "Resource": _arn("TrailBucket"),
+                 "Condition": {"StringEquals": {"aws:SourceArn": {"Fn::Sub": trail_arn}}}},
+                {"Sid": "CloudTrailWritesThisAccountsLogs", "Effect": "Allow",
+                 "Principal": {"Service": "cloudtrail.amazonaws.com"}, "Action": "s3:PutObject",
+                 "Resource": {"Fn::Sub": "${TrailBucket.Arn}/AWSLogs/${AWS::AccountId}/*"},
+                 "Condition": {"StringEquals": {"aws:SourceArn": {"Fn::Sub": trail_arn}}}},
+                {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                 "Resource": [_arn("TrailBucket"), {"Fn::Sub": "${TrailBucket.Arn}/*"}],
+                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}}},
+        "TrailLogGroup": {**log_group("/chaincrm/${AWS::StackName}/cloudtrail"), **when},
+        "TrailRole": {**role_resource("CloudTrail delivering the chaincrm trail to its log group",
+                                      "cloudtrail.amazonaws.com", [
+            {"Sid": "OwnLogGroup", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+             "Resource": _arn("TrailLogGroup")}]), **when},
+        "Trail": {"Type": "AWS::CloudTrail::Trail", **when, "DependsOn": ["TrailBucketPolicy"], "Properties": {
+            "TrailName": {"Ref": "AWS::StackName"}, "IsLogging": True, "S3BucketName": {"Ref": "TrailBucket"},
+            "IsMultiRegionTrail": False, "IncludeGlobalServiceEvents": False, "EnableLogFileValidation": True,
+            "CloudWatchLogsLogGroupArn": _arn("TrailLogGroup"), "CloudWatchLogsRoleArn": _arn("TrailRole")}},
+    })
+    return resources
+
+
+def _region_not_in(regions: tuple[str, ...]) -> dict[str, Any]:
+    """Fn::Not of an Fn::Or over the regions (an Fn::Or takes at most 10 conditions: nested in tens)."""
+    equals: list[Any] = [{"Fn::Equals": [{"Ref": "AWS::Region"}, r]} for r in regions]
+    while len(equals) > 10:
+        equals = [{"Fn::Or": equals[i:i + 10]} if len(equals[i:i + 10]) > 1 else equals[i]
+                  for i in range(0, len(equals), 10)]
+    return {"Fn::Not": [{"Fn::Or": equals} if len(equals) > 1 else equals[0]]}
+
+
+def budget_resources() -> dict[str, Any]:
+    subscribers = {"Fn::If": ["HasAlarmEmail",
+                              [{"SubscriptionType": "SNS", "Address": {"Ref": "AlarmTopic"}},
+                               {"SubscriptionType": "EMAIL", "Address": {"Ref": "AlarmEmail"}}],
+                              [{"SubscriptionType": "SNS", "Address": {"Ref": "AlarmTopic"}}]]}
+
+    def notify(kind: str, percent: int) -> dict[str, Any]:
+        return {"Notification": {"NotificationType": kind, "ComparisonOperator": "GREATER_THAN",
+                                 "Threshold": percent, "ThresholdType": "PERCENTAGE"}, "Subscribers": subscribers}
+
+    return {"MonthlyCostBudget": {"Type": "AWS::Budgets::Budget", "Condition": "CreateBudget", "Properties": {
+        "Budget": {"BudgetName": {"Fn::Sub": "${AWS::StackName}-monthly"}, "BudgetType": "COST",
+                   "TimeUnit": "MONTHLY",
+                   "BudgetLimit": {"Amount": {"Ref": "MonthlyBudget"},
+                                   "Unit": {"Fn::If": [IN_CHINA, "CNY", "USD"]}}},
+        "NotificationsWithSubscribers": [notify("ACTUAL", 80), notify("FORECASTED", 100)]}}}
+
+
+def go_live_resources(template: dict[str, Any], api_stage: str) -> dict[str, Any]:
+    """Everything of the go-live's second part that is not a change to an existing resource."""
+    conditions = template["Conditions"]
+    conditions["BudgetsOfferedHere"] = _region_not_in(BUDGETS_UNSUPPORTED_REGIONS)
+    conditions["CreateBudget"] = {"Fn::And": [{"Condition": "HasMonthlyBudget"}, {"Condition": "BudgetsOfferedHere"}]}
+    key = template["Resources"]["TableKey"]
+    key.update(KEY_RETAIN)
+    key["Properties"]["PendingWindowInDays"] = 30
+    key["Properties"]["KeyPolicy"] = key_policy()
+    return {"LogKey": log_key(), "LogKeyAlias": {"Type": "AWS::KMS::Alias", "Properties": {
+                "AliasName": {"Fn::Sub": "alias/chaincrm-${Stage}-logs"}, "TargetKeyId": {"Ref": "LogKey"}}},
+            "CodeDeployRole": codedeploy_role(),
+            **waf_resources(api_stage), **domain_resources(), **backup_resources(), **cloudtrail_resources(),
+            **budget_resources()}
+
+
+def finalize(template: dict[str, Any]) -> dict[str, Any]:
+    """After Chalice: API Gateway invokes the API's alias, not $LATEST (the integration URI of every route and
+    the invoke permission); each aliased function's version digest; EndpointURL is the domain's."""
+    resources = template["Resources"]
+    paths = resources[REST_API]["Properties"]["DefinitionBody"]["paths"]
+    rewired = 0
+    for operations in paths.values():
+        for operation in operations.values():
+            integration = operation.get("x-amazon-apigateway-integration") if isinstance(operation, dict) else None
+            if not integration:
+                continue
+            uri = integration["uri"].get("Fn::Sub")
+            if not isinstance(uri, str) or "${" + API + ".Arn}" not in uri:
+                raise ManifestError(f"unexpected integration URI {uri!r}: it must invoke {API}")
+            # The alias's ARN (SAM resolves APIHandler.Alias), given as a variable: cfn-lint knows no .Alias in a Sub
+            integration["uri"] = {"Fn::Sub": [uri.replace("${" + API + ".Arn}", "${Invoked}"),
+                                              {"Invoked": {"Ref": f"{API}.Alias"}}]}
+            rewired += 1
+    if not rewired:
+        raise ManifestError("no route integration found to point at the API's alias")
+    permission = resources[f"{API}InvokePermission"]["Properties"]
+    if permission["FunctionName"] != {"Ref": API}:
+        raise ManifestError(f"unexpected {API}InvokePermission: {permission['FunctionName']!r}")
+    permission["FunctionName"] = {"Ref": f"{API}.Alias"}
+    for logical, resource in resources.items():
+        if resource.get("Properties", {}).get("AutoPublishAlias"):
+            resource["Properties"]["AutoPublishCodeSha256"] = version_digest(resources, logical)
+    stage_url = {"Fn::Sub": "https://${" + REST_API + "}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"
+                            + chalice_api_stage() + "/"}
+    template["Outputs"]["EndpointURL"] = {
+        "Description": "The API's base URL: its own domain when ApiDomainName is given (the default URL is off then)",
+        "Value": {"Fn::If": ["HasApiDomain", {"Fn::Sub": "https://${ApiDomainName}/"}, stage_url]}}
+    return template
+
+
 def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, root: Path = ROOT,
                          manifest: dict[str, Any] | None = None, api_manifest: dict[str, Any] | None = None,
                          layer_keys: dict[str, str] | None = None) -> dict[str, Any]:
@@ -1113,6 +1515,11 @@ def build_merge_template(functions_key: str, runtime: str, infra: Path = INFRA, 
         if spec.queue:
             outputs[f"{spec.logical}QueueUrl"] = {"Description": f"The queue {spec.name} consumes (re-drive its DLQ "
                                                                  "here)", "Value": {"Ref": f"{spec.logical}Queue"}}
+    resources.update(go_live_resources(template, api_stage))
+    outputs["ApiDomainTarget"] = {"Condition": "HasApiDomain", "Description": "Point ApiDomainName here (CNAME at "
+                                  "the DNS provider)", "Value": {"Fn::GetAtt": ["ApiDomain", "RegionalDomainName"]}}
+    outputs["BackupVaultName"] = {"Description": "AWS Backup vault of the table's daily and monthly backups",
+                                  "Value": {"Ref": "BackupVault"}}
     resources.update(table_throttle_alarms(template))
     alarm_names = [r["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("${AWS::StackName}-")
                    for r in resources.values() if r.get("Type") == "AWS::CloudWatch::Alarm"]

@@ -101,8 +101,9 @@ def test_scheduler_roles_invoke_only_their_function(resources, specs):  # noqa: 
         assert assume["Principal"] == {"Service": "scheduler.amazonaws.com"}
         assert assume["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
         grants = {(a, _resource_id(st["Resource"])) for st in _statements(role) for a in _listify(st["Action"])}
+        # a schedule invokes the function's alias (canary deployments), never $LATEST
         target = (("states:StartExecution", f"{p}StateMachine") if spec.machine else
-                  ("lambda:InvokeFunction", f"{p}Function"))
+                  ("lambda:InvokeFunction", f"{p}Function.Alias"))
         assert grants == {target, ("sqs:SendMessage", f"{p}Dlq")}
 
 
