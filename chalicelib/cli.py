@@ -67,8 +67,9 @@ def cmd_token(args: argparse.Namespace) -> None:
 def cmd_seed(args: argparse.Namespace) -> None:
     _attach()
     from .local.demo import seed
+    from .local.demo_history import load
 
-    print(json.dumps(seed()))
+    print(json.dumps({**seed(), **load()}))
 
 
 def cmd_run_job(args: argparse.Namespace) -> None:
@@ -116,7 +117,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from .local.demo import seed
 
         bootstrap.reset()
+        from .local.demo_history import load
+
         print(f"demo data: {json.dumps(seed())}", flush=True)
+        print(f"demo year: {json.dumps(load())}", flush=True)  # once per database: a year of trade to report on
         sys.path.insert(0, str(ROOT))
         # Last night's segmentation, so a newcomer's member views and /analytics/rfm are not empty.
         from functions.rfm import run_locally

@@ -132,6 +132,8 @@ def kpis(actor: Principal, first: date | None, last: date | None, group_by: str,
     groups: dict[str, tuple[str, calc.Totals]] = {}
     total = calc.Totals()
     for store_id, rows in items.items():
+        if store_id == calc.NO_STORE and not rows:
+            continue  # no registrations without a home store: no row for them
         total.add_all(rows)
         if group_by == "day":
             for day, t in calc.by_day(rows, first, last).items():

@@ -143,6 +143,11 @@ def guest_orders_pk(phone_hash: str) -> str:
     return f"GUEST#{phone_hash}"
 
 
+# The day item a bulk load writes whole (the demo's history, an import): apart from the live shards (0..15),
+# so a load never overwrites what live orders added, and a load run again writes the same item again.
+IMPORT_SHARD = 99
+
+
 def store_day_key(store_id: str, day: date, shard: int = 0) -> dict[str, str]:
     """A store's day rollup (domain/rollups.py): shard 0 is DAY#<day>, the others DAY#<day>#<nn>, so one
     Query of DAY#<first> .. DAY#<last>#~ reads every shard of a range, whatever the store's shard count was."""
