@@ -41,7 +41,8 @@ def test_the_partition_scan_finds_global_only_arns_and_domains():
 def test_china_partition_tracing_key_condition_and_console_link(resources, template):  # noqa: ANN001
     assert template["Conditions"]["IsChinaPartition"] == {"Fn::Equals": [{"Ref": "AWS::Partition"}, "aws-cn"]}
     # (AWS Backup's role may also create grants for AWS resources: tests/infra/test_go_live_extras.py)
-    via = {json.dumps(st["Condition"]) for name, r in of_type(resources, "AWS::IAM::Role").items() if name != "BackupRole"
+    roles = {name: r for name, r in of_type(resources, "AWS::IAM::Role").items() if name != "BackupRole"}
+    via = {json.dumps(st["Condition"]) for r in roles.values()
            for p in r["Properties"].get("Policies", []) for st in p["PolicyDocument"]["Statement"] if "Condition" in st}
     suffix = {"Fn::Sub": "dynamodb.${AWS::Region}.${AWS::URLSuffix}"}  # amazonaws.com.cn in China
     assert via == {json.dumps({"StringEquals": {"kms:ViaService": suffix}})}
