@@ -238,13 +238,13 @@ def _funnel_section(k: Mapping[str, Any]) -> str:
 
 def _top_section(top: Sequence[Mapping[str, Any]]) -> str:
     if not top:
-        return _section("Top members", _empty("No member purchases in this range"))
+        return _section("Top members", _empty("No member purchases in the last 12 months (as of last night)"))
     rows = [[str(i + 1), _member_cell(f"top_members.{i}", m), _t(m.get("segment")), _t(m.get("tier")),
              _num(f"top_members.{i}.monetary", m.get("monetary"), "fen"),
              _num(f"top_members.{i}.frequency", m.get("frequency"), "int"),
              _num(f"top_members.{i}.recency_days", m.get("recency_days"), "int")] for i, m in enumerate(top)]
     table = _table(["#", "Member", "Segment", "Tier", "Spend", "Orders", "Days since"], rows, numeric_from=4)
-    return _section("Top members", table, "by spend in this range")
+    return _section("Top members", table, "home-store members by spend over the last 12 months, as of last night")
 
 
 def _churn_section(churn: Sequence[Mapping[str, Any]]) -> str:

@@ -193,7 +193,8 @@ def _link(call: Call, asked: str, page: str, token: str, exp: int) -> LinkView:
     path = f"{page}?link={token}"
     headers = {k.lower(): v for k, v in call.headers.items()}
     host = headers.get("host")
-    proto = headers.get("x-forwarded-proto", "https")
+    local = (host or "").split(":")[0] in ("127.0.0.1", "localhost")  # `make run` serves plain HTTP
+    proto = headers.get("x-forwarded-proto") or ("http" if local else "https")  # API Gateway always sends it
     return LinkView(url=f"{proto}://{host}{prefix}{path}" if host else path, path=path,
                     expires_at=datetime.fromtimestamp(exp, UTC).astimezone(clock.BUSINESS_TZ))
 

@@ -74,7 +74,7 @@ def test_the_full_store_report_renders_every_figure(chromium: Browser) -> None:
 
 def test_an_empty_store_report_renders_words(chromium: Browser) -> None:
     text = _check_store(chromium, empty_store_report(), "store_empty")
-    for words in ("No orders in this range", "No nightly segmentation yet", "No member purchases in this range",
+    for words in ("No orders in this range", "No nightly segmentation yet", "No member purchases in the last 12 months",
                   "No member is overdue"):
         assert words in text
 

@@ -134,7 +134,7 @@ def test_an_empty_range_reads_as_words_not_as_broken_charts() -> None:
     html = store_page(empty_store_report())
     # Then each part says so, and no chart is drawn over nothing
     for words in ("No orders in this range", "No nightly segmentation yet", "No coupons issued or redeemed",
-                  "No member purchases in this range", "No member is overdue", "no data yet"):
+                  "No member purchases in the last 12 months", "No member is overdue", "no data yet"):
         assert words in html
     assert "<svg" not in html
     assert "NaN" not in html and "Infinity" not in html
