@@ -24,6 +24,7 @@ USD_PER_MILLION_WRITE_UNITS = 0.625
 
 # Sized to finish in well under two minutes on two cores.
 DYNAMO_RUNS = 50  # per operation, each with fresh data
+REPORT_RUNS = 5  # the reports' rows (bench/reports.py): a KPI query reads 300 stores' months
 KB_RUNS = 3  # the knowledge base's rows (bench/kb.py): a new article writes hundreds of postings, each sized
 HTTP_WARMUP, HTTP_CALLS = 20, 200  # per endpoint, sequential
 IMPORT_RUNS = 7  # fresh interpreters per entry point (median)
@@ -204,7 +205,7 @@ def main() -> None:
     from chalicelib.local.stack import LOCAL_DIR, LocalStack, new_secret_bundle
     from testkit.support import create_stores
 
-    from . import dynamo, kb, latency, sla
+    from . import dynamo, kb, latency, reports, sla
 
     progress("starting DynamoDB Local, moto and the fake WeChat")
     stack = LocalStack(new_secret_bundle(), table_name=f"chaincrm-bench-{uuid.uuid4().hex[:8]}").start()
@@ -214,7 +215,7 @@ def main() -> None:
             progress(f"measuring DynamoDB requests and capacity, {DYNAMO_RUNS} runs each (app output: {log})")
             bootstrap.reset()
             create_stores()
-            capacity = dynamo.measure(DYNAMO_RUNS) + kb.measure(KB_RUNS)
+            capacity = dynamo.measure(DYNAMO_RUNS) + kb.measure(KB_RUNS) + reports.measure(REPORT_RUNS)
             progress(f"measuring the SLA sweep over {sla.OPEN_TICKETS:,} open tickets")
             sweep_rows = sla.measure()
             progress("measuring HTTP latency")
