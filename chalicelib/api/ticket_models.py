@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
-from ..domain.clock import now
+from ..domain import clock
 from ..domain.members import StoreId
 from ..domain.sla import Clock, SlaPolicy, SlaPolicyInput, sla_from
 from ..domain.tasks import AssignInput, CompleteInput, Task, TaskInput
@@ -90,7 +90,7 @@ class TaskView(_Out):
 
     @classmethod
     def of(cls, task: Task) -> TaskView:
-        return cls(**task.model_dump(exclude={"created_by"}), overdue=task.overdue(now()))
+        return cls(**task.model_dump(exclude={"created_by"}), overdue=task.overdue(clock.now()))
 
 
 class TaskPage(_Out):
@@ -135,7 +135,7 @@ class SlaView(_Out):
     def of(cls, body: dict[str, Any] | None) -> SlaView | None:
         if body is None:
             return None
-        s, at = sla_from(body), now()
+        s, at = sla_from(body), clock.now()
         return cls(policy_version=s.policy_version, first_response=SlaClockView.of(s.first_response, at),
                    resolution=SlaClockView.of(s.resolution, at), escalated=list(s.escalated))
 

@@ -1,5 +1,6 @@
 """scripts/prerequisites.sh (run by scripts/setup.sh) installs a missing Java 17+ or Node/npm with apt-get when
-it runs as root and apt-get exists, and otherwise fails saying what to install. Run with a PATH of stubs: `id`
+it runs as root and apt-get exists, and otherwise fails saying what to install; so for Chromium, its driver and a
+CJK font (the report pages' browser tests). Run with a PATH of stubs: `id`
 says who we are, `apt-get` records its calls (and "installs" by writing the stub the package provides), and
 java/node/npm exist at the versions each case gives. Nothing is installed for real."""
 from __future__ import annotations
@@ -32,8 +33,8 @@ def _node(version: str) -> str:
 
 
 def _run(tmp_path: Path, *, uid: int = 0, apt: bool = True, stale_lists: bool = False, apt_fails: bool = False,
-         java: str | None = "17", node: str | None = "20.20.2",
-         npm: bool = True) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+         java: str | None = "17", node: str | None = "20.20.2", npm: bool = True, chromium: bool = True,
+         driver: bool = True, font: bool = True) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(parents=True)
     for tool in ("awk", "tail", "grep"):  # the only other programs the script runs
@@ -51,6 +52,9 @@ if [ "$1" = install ]; then
       openjdk-17-jre-headless) printf '#!{BASH}\\n{_java("17")}\\n' > {bin_dir}/java; {CHMOD} +x {bin_dir}/java ;;
       nodejs) printf '#!{BASH}\\necho v18.19.0\\n' > {bin_dir}/node; {CHMOD} +x {bin_dir}/node ;;
       npm) printf '#!{BASH}\\necho 9.2.0\\n' > {bin_dir}/npm; {CHMOD} +x {bin_dir}/npm ;;
+      chromium) printf '#!{BASH}\\n' > {bin_dir}/chromium; {CHMOD} +x {bin_dir}/chromium ;;
+      chromium-driver) printf '#!{BASH}\\n' > {bin_dir}/chromedriver; {CHMOD} +x {bin_dir}/chromedriver ;;
+      fonts-wqy-microhei) printf '#!{BASH}\\necho wqy\\n' > {bin_dir}/fc-list; {CHMOD} +x {bin_dir}/fc-list ;;
     esac
   done
 fi""")
@@ -60,6 +64,11 @@ fi""")
         _stub(bin_dir, "node", _node(node))
     if npm:
         _stub(bin_dir, "npm", "echo 10.0.0")
+    if chromium:
+        _stub(bin_dir, "chromium", "")
+    if driver:
+        _stub(bin_dir, "chromedriver", "")
+    _stub(bin_dir, "fc-list", "echo 'WenQuanYi Micro Hei'" if font else "")
     done = subprocess.run([BASH, str(SCRIPT)], env={"PATH": str(bin_dir)}, capture_output=True, text=True,
                           timeout=30)
     calls = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
@@ -115,3 +124,21 @@ def test_a_failed_install_stops_with_apt_gets_words(tmp_path):
     assert done.returncode == 1
     assert [c[1] for c in calls] == ["install", "update"]  # tried, updated once, gave up
     assert "Could not get lock" in done.stderr and "could not install openjdk-17-jre-headless" in done.stderr
+
+
+def test_missing_browser_driver_and_font_are_installed_as_root(tmp_path):
+    done, calls = _run(tmp_path, chromium=False, driver=False, font=False)
+    assert done.returncode == 0, done.stderr
+    assert calls == [["noninteractive", *INSTALL, "chromium", "chromium-driver", "fonts-wqy-microhei"]]
+
+
+def test_only_the_missing_driver_is_installed(tmp_path):
+    done, calls = _run(tmp_path, driver=False)
+    assert done.returncode == 0, done.stderr
+    assert calls == [["noninteractive", *INSTALL, "chromium-driver"]]
+
+
+def test_missing_browser_without_root_says_what_to_install(tmp_path):
+    done, calls = _run(tmp_path, uid=1000, chromium=False)
+    assert done.returncode != 0 and calls == []
+    assert "apt-get install -y chromium chromium-driver" in done.stderr

@@ -29,8 +29,8 @@ def test_the_template_stream_is_accepted_by_dynamodb_local(stack):
     ddb.create_table(**create_table_params(name, stream=True))
     try:
         live = ddb.describe_table(TableName=name)["Table"]
-        assert live["StreamSpecification"] == {"StreamEnabled": True,
-                                               "StreamViewType": table_properties()["StreamSpecification"]["StreamViewType"]}
+        view = table_properties()["StreamSpecification"]["StreamViewType"]
+        assert live["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": view}
         assert live["LatestStreamArn"]
     finally:
         ddb.delete_table(TableName=name)
