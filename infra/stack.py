@@ -772,8 +772,10 @@ def machine_resources(spec: FunctionSpec) -> dict[str, Any]:
     fn, machine, role = f"{p}Function", f"{p}StateMachine", f"{p}StateMachineRole"
     assert spec.machine is not None
     statements: list[dict[str, Any]] = [
-        # The unqualified ARN is what the tasks invoke (no version or alias).
-        {"Sid": "InvokeItsFunctionOnly", "Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": _arn(fn)}]
+        # The tasks invoke the alias `live` (canary deployments): Lambda checks a qualified invoke against the
+        # qualified ARN, so the alias's ARN (its Ref) is the one resource granted, and $LATEST is not invokable.
+        {"Sid": "InvokeItsFunctionsAliasOnly", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+         "Resource": {"Ref": f"{fn}.Alias"}}]
     if spec.machine.maps:
         # A Distributed Map runs each segment as a child execution of this same machine (by name: a reference to
         # the machine would be a cycle, machine -> role -> machine).
@@ -784,8 +786,10 @@ def machine_resources(spec: FunctionSpec) -> dict[str, Any]:
             {"Sid": "DistributedMapWatchesAndStopsThem", "Effect": "Allow",
              "Action": ["states:DescribeExecution", "states:StopExecution"],
              "Resource": {"Fn::Sub": arn + "execution:" + _machine_name(spec) + "/*"}}]
+    # FunctionArn is the alias's ARN (<function arn>:live; SAM resolves the Ref), so every task, those of the
+    # Distributed Maps' child executions too, goes through the alias and its canary weights.
     substitutions: dict[str, Any] = {"LambdaInvoke": {"Fn::Sub": "arn:${AWS::Partition}:states:::lambda:invoke"},
-                                     "FunctionArn": _arn(fn)}
+                                     "FunctionArn": {"Ref": f"{fn}.Alias"}}
     if spec.machine.maps:
         substitutions["MaxConcurrency"] = {"Ref": f"{p}Concurrency"}
 
@@ -843,14 +847,13 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
     layers: list[Any] = [{"Ref": LAYER}]
     if spec.packages:
         layers.append({"Ref": f"{p}PackagesLayer"})
-    # A scheduled function is invoked through its alias (canary deployments, rollback by CodeDeploy). A state
-    # machine's function and a queue consumer are not aliased yet: their invokers are pinned to the function
-    # itself by tests outside this change (docs/decisions.md, 2026-12-03 "Go-live, part 2").
-    aliased = spec.schedule is not None and spec.machine is None
+    # Every function of the manifest is invoked through its alias `live` (canary deployments, rollback by
+    # CodeDeploy on its errors alarm): by its schedule, by its state machine's tasks, or by its queue's event
+    # source mapping (docs/decisions.md, "Canary for the state machine and the queue consumer").
     function: dict[str, Any] = {
         "FunctionName": {"Fn::Sub": "${AWS::StackName}-" + name},
         # SAM appends the ConfigGeneration (AutoPublishCodeSha256) to an aliased function's description: room for it
-        "Description": spec.description[:200] if aliased else spec.description,
+        "Description": spec.description[:200],
         "Runtime": runtime, "Architectures": [ARCHITECTURE],
         "Handler": f"{spec.module}.{spec.handler}",
         "CodeUri": {"Bucket": {"Ref": "ArtifactBucket"}, "Key": {"Fn::Sub": "${ArtifactPrefix}" + code_key}},
@@ -858,6 +861,7 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
         "Role": _arn(role), "Timeout": spec.timeout, "MemorySize": spec.memory,
         "Tracing": {"Fn::If": [IN_CHINA, "PassThrough", "Active"]},
         "Environment": {"Variables": env},
+        **alias_properties([f"{p}ErrorsAlarm"]),
     }
     if spec.reserved_concurrency is not None:
         # A parameter, because a new account's concurrency quota may be too low to reserve any (docs/operations.md)
@@ -904,7 +908,6 @@ def function_resources(spec: FunctionSpec, code_key: str, runtime: str,
         resources.update(machine_resources(spec))
     else:
         # SAM puts the asynchronous settings on the alias (the schedule invokes it), after the alias exists.
-        function.update(alias_properties([f"{p}ErrorsAlarm"]))
         function["EventInvokeConfig"] = {
             "MaximumRetryAttempts": spec.retry_attempts, "MaximumEventAgeInSeconds": spec.max_event_age_seconds,
             "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": _arn(dlq)}}}
@@ -929,7 +932,8 @@ def queue_consumer_resources(spec: FunctionSpec, function: dict[str, Any]) -> di
     """A function run by SQS: its queue (redrive to its DLQ after max_receive_count deliveries), the event source
     mapping reporting batch item failures, and a role that may consume that queue and send to it (a job that
     needs more than one run queues itself again). No schedule and no async configuration: the mapping invokes
-    synchronously and SQS retries."""
+    synchronously and SQS retries. The mapping invokes the alias `live` (SAM resolves the Ref to the alias's
+    ARN), so a canary's weights apply to the queue's batches too."""
     assert spec.queue is not None
     p, name = spec.logical, spec.name
     fn, role, logs, dlq, queue = f"{p}Function", f"{p}Role", f"{p}LogGroup", f"{p}Dlq", f"{p}Queue"
@@ -957,7 +961,7 @@ def queue_consumer_resources(spec: FunctionSpec, function: dict[str, Any]) -> di
             "SqsManagedSseEnabled": True,
             "RedrivePolicy": {"deadLetterTargetArn": _arn(dlq), "maxReceiveCount": spec.queue.max_receive_count}}},
         f"{p}EventSourceMapping": {"Type": "AWS::Lambda::EventSourceMapping", "Properties": {
-            "EventSourceArn": _arn(queue), "FunctionName": {"Ref": fn}, "BatchSize": spec.queue.batch_size,
+            "EventSourceArn": _arn(queue), "FunctionName": {"Ref": f"{fn}.Alias"}, "BatchSize": spec.queue.batch_size,
             "FunctionResponseTypes": ["ReportBatchItemFailures"], "Enabled": True}},
         f"{p}QueueAgeAlarm": age,
         **lambda_alarms(p, fn, name),

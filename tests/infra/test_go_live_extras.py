@@ -17,10 +17,10 @@ from infra import check, stack
 from .conftest import of_type
 from .test_go_live import _rules_pass, _value
 
-ALIASED_JOBS = {"merge-resume", "points-expiry", "coupon-expiry", "sla-escalation", "tier-review"}
-# Not aliased yet: the rfm state machine and the coupon-audience queue invoke the function itself (their tests pin
-# that); the alarm robot is SNS's, with nothing to canary. Adding a function decides which list it joins.
-NOT_ALIASED = {"RfmFunction", "CouponAudienceFunction", "AlarmWebhookFunction"}
+SCHEDULED_JOBS = {"merge-resume", "points-expiry", "coupon-expiry", "sla-escalation", "tier-review"}
+# Every function of the manifest is aliased: the scheduled jobs above, rfm (its state machine's tasks) and
+# coupon-audience (its queue's mapping). Only the alarm robot is not: SNS's, inline code, nothing to canary.
+NOT_ALIASED = {"AlarmWebhookFunction"}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,8 @@ def translated(template) -> dict[str, Any]:  # noqa: ANN001
     return check.translate(template, "ap-east-1")["Resources"]
 
 
-def _aliased_specs(specs):  # noqa: ANN001, ANN202
+def _scheduled_specs(specs):  # noqa: ANN001, ANN202
+    """The functions a schedule invokes itself (asynchronously: retries and a DLQ on the alias)."""
     return [s for s in specs if s.schedule and not s.machine]
 
 
@@ -113,7 +114,7 @@ def test_every_invoker_of_an_aliased_function_targets_its_alias(translated, spec
         assert "${Invoked}/invocations" in text and names == {"Invoked": {"Ref": "APIHandlerAliaslive"}}
         assert "APIHandler.Arn" not in json.dumps(uri)
     assert translated["APIHandlerInvokePermission"]["Properties"]["FunctionName"] == {"Ref": "APIHandlerAliaslive"}
-    for spec in _aliased_specs(specs):
+    for spec in _scheduled_specs(specs):
         fn = f"{spec.logical}Function"
         target = f"{fn}Alias{stack.ALIAS}"
         assert translated[target]["Properties"]["FunctionName"] == {"Ref": fn}
@@ -127,11 +128,25 @@ def test_every_invoker_of_an_aliased_function_targets_its_alias(translated, spec
         assert configs[0]["DependsOn"] == [target]
         assert configs[0]["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == {
             "Fn::GetAtt": [f"{spec.logical}Dlq", "Arn"]}
-    assert {s.name for s in _aliased_specs(specs)} == ALIASED_JOBS
+    assert {s.name for s in _scheduled_specs(specs)} == SCHEDULED_JOBS
+    # the rfm state machine's tasks and the coupon-audience queue's mapping: tests/infra/test_rfm_state_machine.py
+    # and tests/infra/test_coupon_audience_queue.py
     aliased = {r["Properties"]["FunctionName"]["Ref"] for r in of_type(translated, "AWS::Lambda::Alias").values()}
     functions = set(of_type(translated, "AWS::Lambda::Function"))
-    assert functions - aliased == NOT_ALIASED and aliased == {"APIHandler", *(f"{s.logical}Function" for s in
-                                                                             _aliased_specs(specs))}
+    assert functions - aliased == NOT_ALIASED and aliased == {"APIHandler", *(f"{s.logical}Function" for s in specs)}
+    assert {s.name for s in specs} >= SCHEDULED_JOBS | {"rfm", "coupon-audience"}
+    # no invoker anywhere names a function itself ($LATEST): only its alias (Permission, mapping, schedule, task)
+    for name, resource in translated.items():
+        if resource["Type"] in ("AWS::Lambda::Permission", "AWS::Lambda::EventSourceMapping"):
+            target = resource["Properties"]["FunctionName"]
+            assert target.get("Ref") not in functions - NOT_ALIASED, (name, target)
+    invoke_grants = [(name, st["Resource"]) for name, role in of_type(translated, "AWS::IAM::Role").items()
+                     for p in role["Properties"].get("Policies", []) for st in p["PolicyDocument"]["Statement"]
+                     if "lambda:InvokeFunction" in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])]
+    assert len(invoke_grants) == len(SCHEDULED_JOBS) + 1  # each schedule's role, and the rfm machine's
+    for name, resource in invoke_grants:
+        assert isinstance(resource, dict) and list(resource) == ["Ref"], (name, resource)
+        assert translated[resource["Ref"]]["Type"] == "AWS::Lambda::Alias", (name, resource)
 
 
 def test_deployments_are_canaries_in_prod_and_roll_back_on_the_alarms(template, translated, specs):  # noqa: ANN001
@@ -139,7 +154,7 @@ def test_deployments_are_canaries_in_prod_and_roll_back_on_the_alarms(template, 
     assert stages["prod"]["DeploymentType"] == "CodeDeployDefault.LambdaCanary10Percent10Minutes"
     assert stages["dev"]["DeploymentType"] == "CodeDeployDefault.LambdaAllAtOnce"
     expected = {"APIHandler": {"Api5xxAlarm", "ApiErrorLogAlarm", "ApiHandlerErrorsAlarm"},
-                **{f"{s.logical}Function": {f"{s.logical}ErrorsAlarm"} for s in _aliased_specs(specs)}}
+                **{f"{s.logical}Function": {f"{s.logical}ErrorsAlarm"} for s in specs}}
     groups = of_type(translated, "AWS::CodeDeploy::DeploymentGroup")
     assert set(groups) == {f"{fn}DeploymentGroup" for fn in expected}
     for fn, alarms in expected.items():

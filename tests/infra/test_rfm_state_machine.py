@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from infra import package, stack
+from infra import check, package, stack
 
 from .conftest import lambdas, of_type, refers_to
 from .test_artifacts import LAYER_SITE, _extract_poisoned
@@ -34,6 +34,15 @@ def machine(resources) -> dict[str, Any]:  # noqa: ANN001
 @pytest.fixture(scope="module")
 def definition(machine) -> dict[str, Any]:  # noqa: ANN001
     return json.loads(machine["DefinitionString"])
+
+
+@pytest.fixture(scope="module")
+def translated(template) -> dict[str, Any]:  # noqa: ANN001
+    """What CloudFormation deploys: SAM's translation (the alias and its Ref exist only there)."""
+    return check.translate(template, "ap-east-1")["Resources"]
+
+
+ALIAS = f"RfmFunctionAlias{stack.ALIAS}"  # SAM's logical id of the alias `live`; its Ref is the alias's ARN
 
 
 def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,7 +94,7 @@ def test_the_machine_exists_and_its_definition_parses(machine, definition, templ
     assert machine["RoleArn"] == {"Fn::GetAtt": ["RfmStateMachineRole", "Arn"]}
     subs = machine["DefinitionSubstitutions"]
     assert subs == {"LambdaInvoke": {"Fn::Sub": "arn:${AWS::Partition}:states:::lambda:invoke"},  # also aws-cn
-                    "FunctionArn": {"Fn::GetAtt": ["RfmFunction", "Arn"]},
+                    "FunctionArn": {"Ref": "RfmFunction.Alias"},  # the alias `live`, resolved by SAM
                     "MaxConcurrency": {"Ref": "RfmConcurrency"}}
     assert set(re.findall(r"\$\{([^}]+)\}", machine["DefinitionString"])) == set(subs)
     param = template["Parameters"]["RfmConcurrency"]
@@ -150,6 +159,22 @@ def test_each_loop_calls_its_step_again_until_it_is_done(definition, map_state):
     assert (rule["Variable"], rule["BooleanEquals"]) == ("$.result.done", True)
 
 
+def test_every_task_invokes_the_rfm_functions_alias(translated):  # noqa: ANN001
+    """The tasks (the Distributed Maps' child executions' too: they all read ${FunctionArn}) invoke the alias
+    `live`, never $LATEST, so a canary's weights and its rollback reach the nightly run."""
+    machine = translated["RfmStateMachine"]["Properties"]
+    assert machine["DefinitionSubstitutions"]["FunctionArn"] == {"Ref": ALIAS}
+    alias = translated[ALIAS]
+    assert alias["Type"] == "AWS::Lambda::Alias"  # Ref: arn:<partition>:lambda:<region>:<account>:function:<name>:live
+    assert alias["Properties"]["Name"] == stack.ALIAS and alias["Properties"]["FunctionName"] == {"Ref": "RfmFunction"}
+    assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"] == {
+        "Ref": "RfmFunctionDeploymentGroup"}
+    group = translated["RfmFunctionDeploymentGroup"]["Properties"]
+    assert group["AlarmConfiguration"]["Alarms"] == [{"Name": {"Ref": "RfmErrorsAlarm"}}]
+    text = json.dumps(machine)  # the function itself ($LATEST) is named nowhere in it
+    assert '"RfmFunction"' not in text and "${RfmFunction" not in text and ":function:" not in text
+
+
 def test_every_task_invokes_the_rfm_function_with_retries(definition):  # noqa: ANN001
     tasks = _tasks(definition["States"])
     assert set(tasks) == {"Plan", "MeasureSegment", "Thresholds", "ClassifySegment", "Finish"}
@@ -178,26 +203,31 @@ def test_the_schedule_starts_the_machine_at_three_in_shanghai(resources):  # noq
     assert "RfmAsyncConfig" not in resources
 
 
-def test_the_machine_role_invokes_only_the_rfm_function(resources):  # noqa: ANN001
+def test_the_machine_role_invokes_only_the_rfm_functions_alias(resources, translated):  # noqa: ANN001
     role = resources["RfmStateMachineRole"]["Properties"]
     (assume,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert assume["Principal"] == {"Service": "states.amazonaws.com"}
     assert assume["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    # Lambda authorizes a qualified invoke against the qualified ARN: the alias's ARN is the resource to grant, and
+    # the only one (the unqualified ARN would allow $LATEST, a version ARN would stop at the next deployment).
     grants = {(action, json.dumps(st["Resource"], sort_keys=True))
-              for st in _statements(resources["RfmStateMachineRole"]) for action in _listify(st["Action"])}
+              for st in _statements(translated["RfmStateMachineRole"]) for action in _listify(st["Action"])}
     arn = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:"
     own = json.dumps({"Fn::Sub": arn + "stateMachine:${AWS::StackName}-rfm"})
     children = json.dumps({"Fn::Sub": arn + "execution:${AWS::StackName}-rfm/*"})
-    assert grants == {("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["RfmFunction", "Arn"]})),
+    assert grants == {("lambda:InvokeFunction", json.dumps({"Ref": ALIAS})),
                       # the Distributed Maps run each segment as a child execution of this same machine
                       ("states:StartExecution", own), ("states:DescribeExecution", children),
                       ("states:StopExecution", children)}
-    # nothing else in the stack may invoke the rfm function
-    for name, other in of_type(resources, "AWS::IAM::Role").items():
+    assert {(a, json.dumps(st["Resource"])) for st in _statements(resources["RfmStateMachineRole"])
+            for a in _listify(st["Action"]) if a.startswith("lambda:")} == {
+        ("lambda:InvokeFunction", json.dumps({"Ref": "RfmFunction.Alias"}))}  # as written, before the transform
+    # nothing else in the stack may invoke the rfm function, neither its alias nor itself
+    for name, other in of_type(translated, "AWS::IAM::Role").items():
         if name != "RfmStateMachineRole":
             for st in _statements(other):
                 assert not ("lambda:InvokeFunction" in _listify(st["Action"])
-                            and refers_to(st["Resource"], "RfmFunction")), name
+                            and (refers_to(st["Resource"], "RfmFunction") or refers_to(st["Resource"], ALIAS))), name
 
 
 def test_the_scheduler_role_can_only_start_this_machine(resources):  # noqa: ANN001
