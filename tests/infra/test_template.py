@@ -75,10 +75,14 @@ def test_async_triggers_have_a_dead_letter_queue_and_on_failure_destination(reso
         # a schedule invokes the function's alias (canary deployments): {"Ref": "<Function>.Alias"}, which SAM resolves
         triggers = [s for s in schedules.values() if s["Properties"]["Target"]["Arn"] == {"Ref": f"{name}.Alias"}]
         assert not [s for s in schedules.values() if refers_to(s["Properties"]["Target"]["Arn"], name)], name
-        streams = [m for m in mappings.values() if refers_to(m["Properties"]["FunctionName"], name)]
+        # a queue's mapping and a state machine's tasks invoke the alias too (SAM resolves {"Ref": "<Function>.Alias"})
+        alias = {"Ref": f"{name}.Alias"}
+        assert not [m for m in mappings.values() if refers_to(m["Properties"]["FunctionName"], name)], name
+        streams = [m for m in mappings.values() if m["Properties"]["FunctionName"] == alias]
         # run by a state machine (synchronous tasks, retried in its definition) that a schedule with a DLQ starts
-        run_by = [m for m, r in machines.items()
-                  if any(refers_to(v, name) for v in r["Properties"]["DefinitionSubstitutions"].values())]
+        run_by = [m for m, r in machines.items() if alias in r["Properties"]["DefinitionSubstitutions"].values()]
+        assert not [m for m, r in machines.items()
+                    if any(refers_to(v, name) for v in r["Properties"]["DefinitionSubstitutions"].values())], name
         for machine in run_by:
             (start,) = [s for s in schedules.values() if refers_to(s["Properties"]["Target"]["Arn"], machine)]
             assert start["Properties"]["Target"]["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0] in queues
