@@ -6,7 +6,10 @@ disagree with it. A refusal names the one 403 code that applies: role_not_allowe
 this), not_your_member (a member acting on another member), store_out_of_scope (the role may, not for this
 store), queue_out_of_scope (the role may, not for this ticket's queue), phone_not_editable. A member asking
 about another member's ticket is told it does not exist (404 ticket_not_found, GONE); a list that leaves out
-what the caller may not see answers with it left out (HIDDEN).
+what the caller may not see answers with it left out (HIDDEN). A report page is opened as a browser opens
+it, with no bearer header, through a signed link its caller made first with their token (Prepared.link): a
+caller who may not make the link is refused by the link route, and an anonymous caller has no link at all
+(401 link_required, NO_LINK).
 
 Callers ("principals"). "own" means scoped to the store/region the request is about (store sh-001, region
 "east"; the target member's home store is sh-001); "other" means scoped elsewhere (gz-001 / "south" / the
@@ -18,7 +21,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -42,6 +47,8 @@ PHONE = (403, "phone_not_editable")  # the phone changes only through WeChat's v
 QUEUE = (403, "queue_out_of_scope")  # the role may, but this ticket's queue (and, for reads, its store) is not theirs
 GONE = (404, "ticket_not_found")  # a member asking about another member's ticket is told it does not exist
 HIDDEN = "hidden"  # answered (the route's success status), with the target left out: see Prepared.check_hidden
+# ---- report pages: opened without a bearer header, through a signed link the caller made (Prepared.link)
+NO_LINK = (401, "link_required")  # no link at all (no caller to make one): the page alone
 
 PRINCIPALS = (
     "anonymous",
@@ -527,6 +534,43 @@ MATRIX: dict[tuple[str, str], dict[str, Any]] = {
         staff_own=ROLE, staff_other=ROLE, store_manager_own=ALLOW, store_manager_other=ALLOW,
         region_manager_own=ALLOW, region_manager_other=ALLOW,
         integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+
+    # ---- reports (docs/reports.md). A store's report, and a link to its page: its staff and managers, its
+    # region's manager, HQ; never members or integrations.
+    ("GET", "/stores/{store_id}/report"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("POST", "/stores/{store_id}/report-links"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    # The page: opened with no bearer header through a link the caller made (POST .../report-links with their
+    # token). Whoever may not make the link never reaches the page: the refusal is the link route's.
+    ("GET", "/stores/{store_id}/report.html"): row(
+        anonymous=NO_LINK, member_self=ROLE, member_other=ROLE,
+        staff_own=ALLOW, staff_other=SCOPE, store_manager_own=ALLOW, store_manager_other=SCOPE,
+        region_manager_own=ALLOW, region_manager_other=SCOPE,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    # The KPIs side by side, and a link to their page: region managers and HQ only. Any region manager is
+    # answered, with only their own region's stores in it: the "other" one (south) sees east's store left out.
+    ("GET", "/analytics/kpis"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ALLOW, region_manager_other=HIDDEN,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("POST", "/analytics/report-links"): row(
+        anonymous=ANON, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ALLOW, region_manager_other=HIDDEN,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
+    ("GET", "/analytics/report.html"): row(
+        anonymous=NO_LINK, member_self=ROLE, member_other=ROLE,
+        staff_own=ROLE, staff_other=ROLE, store_manager_own=ROLE, store_manager_other=ROLE,
+        region_manager_own=ALLOW, region_manager_other=HIDDEN,
+        integration_own=ROLE, integration_other=ROLE, hq=ALLOW),
 }
 
 # PATCH with a `phone` field is a stricter rule on the same route: HQ only. Readers who may PATCH other
@@ -554,14 +598,57 @@ class Prepared:
     check_hidden: Callable[[Any], None] = lambda body: None  # HIDDEN: the answer leaves the target out
     target_member_id: str | None = None  # "member:self" gets a token for this member
     member_tokens: dict[str, str] = field(default_factory=dict)  # overrides for member:self / member:other
+    # A report page: (path, body) of the link route. The caller makes the link with their token, then the page
+    # is opened as a browser opens it, with no bearer header; no caller (anonymous): the page with no link.
+    link: tuple[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A text/html answer (a report page), as a browser gets it."""
+
+    content_type: str
+    text: str
+
+    def figure(self, name: str) -> str | None:
+        """The data-value of the page's figure `name` (report_html marks every figure so)."""
+        found = re.search(rf'data-figure="{re.escape(name)}" data-value="([^"]*)"', self.text)
+        return found and html.unescape(found.group(1))
+
+    def row_keys(self) -> set[str]:
+        """The keys of a KPI page's rows (each row's figures are named rows.<key>.<kpi>)."""
+        return {html.unescape(k) for k in re.findall(r'data-figure="rows\.([^"]+)\.orders"', self.text)}
+
+
+def open_page(api: Any, path: str) -> tuple[int, Any]:
+    """GET a page as a browser does: no bearer header. (status, a Page, or the JSON error)."""
+    resp = api.client.http.get(path)
+    content_type = {k.lower(): v for k, v in resp.headers.items()}.get("content-type", "")
+    if content_type.startswith("application/json"):
+        return resp.status_code, json.loads(resp.body)
+    return resp.status_code, Page(content_type, resp.body.decode())
+
+
+def call(api: Any, case: Prepared, token: str | None) -> tuple[int, Any]:
+    """Send the case as `token`'s holder; a page through a link they made (their refusal to make one: theirs)."""
+    if case.link is None:
+        return api.call(case.method, case.path, case.body, token)
+    if token is None:
+        return open_page(api, case.path)
+    status, made = api.post(case.link[0], case.link[1], token)
+    if status != 201:
+        return status, made
+    assert made["path"].startswith(f"{case.path}?link="), made
+    return open_page(api, made["path"])
 
 
 class World(HqCalls):
     """Creates what a case needs, through the API (HQ registers members at the "own" store)."""
 
-    def __init__(self, api: Any, tokens: Any) -> None:
+    def __init__(self, api: Any, tokens: Any, principal: str | None = None) -> None:
         self.api, self.tokens = api, tokens
         self.hq = tokens.hq()
+        self.principal = principal  # who the case is sent as (test_access): for answers that differ by caller
 
     def member(self, name: str = "顾客") -> dict[str, Any]:
         phone = unique_phone()
@@ -1469,6 +1556,118 @@ def _get_rfm_settings(w: World) -> Prepared:
     return Prepared("GET", "/rfm-settings", check_ok=lambda b: _true(b["mode"] in ("mean", "fixed", "quintile")))
 
 
+# ---- reports: a range of their own (any from/to adds up), the store sh-001, KPIs by store
+REPORT_FROM, REPORT_TO = "2025-11-01", "2025-11-30"
+REPORT_RANGE = {"from": REPORT_FROM, "to": REPORT_TO}
+# Whose part of the brand a KPI answer covers, by hand from docs/reports.md: HQ the brand's, a region manager
+# their region's (whichever region the request might have been about).
+KPI_SCOPE = {"hq": "brand", "region_manager:own": f"region {OWN_REGION}",
+             "region_manager:other": f"region {OTHER_REGION}"}
+
+
+def _regions(w: World) -> dict[str, str]:
+    """store_id -> region_id of every store there is now (HQ lists them)."""
+    found, cursor = {}, ""
+    while True:
+        status, page = w.api.get(f"/stores?limit=100{'&cursor=' + cursor if cursor else ''}", w.hq)
+        assert status == 200, page
+        found.update({s["store_id"]: s["region_id"] for s in page["items"]})
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return found
+
+
+def _kpi_part(w: World, scope: str, keys: set[str]) -> None:
+    """The answer covers the caller's part of the brand, no more, no less: every store of their region and
+    nothing outside it (HQ: every store, and the new members with no home store, "-")."""
+    assert scope == KPI_SCOPE[w.principal or ""], (w.principal, scope)
+    regions = _regions(w)
+    want = {s for s, r in regions.items() if scope in ("brand", f"region {r}")}
+    assert want <= keys <= want | ({"-"} if scope == "brand" else set()), (scope, sorted(keys ^ want))
+    if scope == f"region {OTHER_REGION}":
+        assert OWN_STORE not in keys and OTHER_STORE in keys, sorted(keys)
+
+
+def _store_report_ok(b: Any) -> None:
+    assert (b["store"]["store_id"], b["store"]["region_id"], b["from"], b["to"], b["days"]) == \
+        (OWN_STORE, OWN_REGION, REPORT_FROM, REPORT_TO, 30), b
+    assert len(b["daily"]) == 30 and len(b["hours"]) == 24, b
+
+
+def _store_report(w: World) -> Prepared:
+    return Prepared("GET", f"/stores/{OWN_STORE}/report?from={REPORT_FROM}&to={REPORT_TO}", check_ok=_store_report_ok)
+
+
+def _link_ok(page_path: str) -> Callable[[Any], None]:
+    def check(b: Any) -> None:
+        assert set(b) == {"url", "path", "expires_at"} and b["path"].startswith(f"{page_path}?link="), b
+        assert "Bearer" not in b["url"] and b["url"].endswith(b["path"]), b
+    return check
+
+
+def _store_link(w: World) -> Prepared:
+    def ok(b: Any) -> None:
+        _link_ok(f"/stores/{OWN_STORE}/report.html")(b)
+        status, page = open_page(w.api, b["path"])  # the link opens its store's page, for the range asked
+        assert status == 200 and isinstance(page, Page), page
+        assert (page.figure("store.store_id"), page.figure("from"), page.figure("to")) == \
+            (OWN_STORE, REPORT_FROM, REPORT_TO), page.text[:500]
+
+    return Prepared("POST", f"/stores/{OWN_STORE}/report-links", REPORT_RANGE, ok_status=201, check_ok=ok)
+
+
+def _page_ok(page: Any) -> Page:
+    assert isinstance(page, Page) and page.content_type.startswith("text/html"), page
+    assert 'data-figure="kpis.orders"' in page.text or 'data-figure="total.orders"' in page.text, page.text[:500]
+    return page
+
+
+def _store_page(w: World) -> Prepared:
+    def ok(b: Any) -> None:
+        page = _page_ok(b)
+        assert 'data-figure="kpis.orders"' in page.text
+        assert (page.figure("store.store_id"), page.figure("from"), page.figure("to")) == \
+            (OWN_STORE, REPORT_FROM, REPORT_TO), page.text[:500]
+
+    return Prepared("GET", f"/stores/{OWN_STORE}/report.html", link=(f"/stores/{OWN_STORE}/report-links", REPORT_RANGE),
+                    check_ok=ok)
+
+
+def _kpis(w: World) -> Prepared:
+    def part(b: Any) -> None:
+        assert (b["from"], b["to"], b["group_by"]) == (REPORT_FROM, REPORT_TO, "store"), b
+        keys = {r["key"] for r in b["rows"]}
+        _kpi_part(w, b["scope"], keys)
+        assert b["stores"] == len(keys - {"-"}), b
+
+    return Prepared("GET", f"/analytics/kpis?from={REPORT_FROM}&to={REPORT_TO}&group_by=store",
+                    check_ok=part, check_hidden=part)
+
+
+def _kpi_page_part(w: World, b: Any) -> None:
+    page = _page_ok(b)
+    assert 'data-figure="total.orders"' in page.text
+    assert (page.figure("group_by"), page.figure("from"), page.figure("to")) == ("store", REPORT_FROM, REPORT_TO)
+    _kpi_part(w, page.figure("scope") or "", page.row_keys())
+
+
+def _kpi_link(w: World) -> Prepared:
+    def part(b: Any) -> None:  # the link opens the KPI page of the caller's own part only
+        _link_ok("/analytics/report.html")(b)
+        status, page = open_page(w.api, b["path"])
+        assert status == 200, page
+        _kpi_page_part(w, page)
+
+    return Prepared("POST", "/analytics/report-links", {**REPORT_RANGE, "group_by": "store"}, ok_status=201,
+                    check_ok=part, check_hidden=part)
+
+
+def _kpi_page(w: World) -> Prepared:
+    return Prepared("GET", "/analytics/report.html",
+                    link=("/analytics/report-links", {**REPORT_RANGE, "group_by": "store"}),
+                    check_ok=lambda b: _kpi_page_part(w, b), check_hidden=lambda b: _kpi_page_part(w, b))
+
+
 SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/health"): _health,
     ("GET", "/openapi.json"): _openapi,
@@ -1546,6 +1745,12 @@ SCENARIOS: dict[tuple[str, str], Callable[[World], Prepared]] = {
     ("GET", "/analytics/rfm"): _rfm_distribution,
     ("PUT", "/rfm-settings"): _put_rfm_settings,
     ("GET", "/rfm-settings"): _get_rfm_settings,
+    ("GET", "/stores/{store_id}/report"): _store_report,
+    ("POST", "/stores/{store_id}/report-links"): _store_link,
+    ("GET", "/stores/{store_id}/report.html"): _store_page,
+    ("GET", "/analytics/kpis"): _kpis,
+    ("POST", "/analytics/report-links"): _kpi_link,
+    ("GET", "/analytics/report.html"): _kpi_page,
 }
 
 
@@ -1638,7 +1843,8 @@ def test_every_matrix_row_has_a_scenario_and_every_principal():
     for key, expectations in MATRIX.items():
         assert set(expectations) == set(PRINCIPALS), key
         # every refusal names its one reason: no bare "some 403"
-        assert set(expectations.values()) <= {ALLOW, ANON, ROLE, NOT_YOURS, SCOPE, PHONE, QUEUE, GONE, HIDDEN}, key
+        assert set(expectations.values()) <= {ALLOW, ANON, ROLE, NOT_YOURS, SCOPE, PHONE, QUEUE, GONE, HIDDEN,
+                                              NO_LINK}, key
 
 
 # ---- route x principal ----------------------------------------------------------------------------------
@@ -1648,9 +1854,9 @@ CASES = [pytest.param(route, principal, expected, id=f"{route[0]} {route[1]} as 
 
 @pytest.mark.parametrize(("route", "principal", "expected"), CASES)
 def test_access(api, tokens, bystander, route, principal, expected):  # noqa: ANN001
-    case = SCENARIOS[route](World(api, tokens))
+    case = SCENARIOS[route](World(api, tokens, principal))
     token = token_for(principal, tokens, case, bystander["member_id"])
-    status, body = api.call(case.method, case.path, case.body, token)
+    status, body = call(api, case, token)
     assert_outcome(status, body, expected, case)
 
 
@@ -1879,6 +2085,36 @@ def test_a_replayed_cancel_is_judged_at_the_store_of_its_own_redemption(api, tok
     assert (status, body.get("code")) == (403, "store_out_of_scope"), body
     # and the first store's retry of its own cancel is the replay it is
     assert api.post(f"/coupons/{code}/redemption/cancel", {"order_id": first}, own)[0] == 200
+
+
+# ---- KPIs: a region manager's part, whatever the grouping ---------------------------------------------------
+@pytest.mark.parametrize("region", [OWN_REGION, OTHER_REGION])
+@pytest.mark.parametrize("group_by", ["region", "city", "store_type", "day"])
+def test_a_region_managers_kpis_add_up_to_their_stores_only(api, tokens, region, group_by):  # noqa: ANN001
+    """A city or store type spans regions (every test store is in 上海): a region manager's rows hold their
+    region's stores' part only. Held against HQ's rows by store, with an order at each region's store."""
+    from datetime import timedelta
+
+    from chalicelib.domain import clock
+
+    w = World(api, tokens, "hq")
+    member = w.member()["member_id"]
+    for store_id in (OWN_STORE, OTHER_STORE):
+        assert api.post("/orders", order_body(member, amount=1_234, store_id=store_id), w.hq)[0] == 201
+    today = clock.business_day(clock.now())  # the orders are paid yesterday (testkit.ledger.plain_day)
+    query = f"/analytics/kpis?from={(today - timedelta(days=2)).isoformat()}&to={today.isoformat()}"
+    status, by_store = api.get(f"{query}&group_by=store", w.hq)
+    assert status == 200, by_store
+    regions = _regions(w)
+    mine = {r["key"]: r["kpis"] for r in by_store["rows"] if regions.get(r["key"]) == region}
+    status, part = api.get(f"{query}&group_by={group_by}", tokens.staff("region_manager", region=region))
+    assert status == 200 and part["scope"] == f"region {region}", part
+    for figure in ("orders", "sales_fen", "member_orders", "new_members"):
+        assert part["total"][figure] == sum(k[figure] for k in mine.values()) == \
+            sum(r["kpis"][figure] for r in part["rows"]), (figure, part)
+    assert part["total"]["orders"] >= 1 and part["stores"] == len(mine), part
+    if group_by == "region":
+        assert [r["key"] for r in part["rows"]] == [region], part
 
 
 # ---- tickets: the rules the matrix cannot show with one target -----------------------------------------
