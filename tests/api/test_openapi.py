@@ -2,7 +2,9 @@
 answers match their documented schemas."""
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import timedelta
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -33,14 +35,26 @@ def test_every_app_route_is_documented(doc):
     assert documented == {(path, method) for path, methods in app.routes.items() for method in methods}
 
 
-def _check(doc, path, method, status, body):
+def _check(doc, path, method, status, body, media="application/json"):
     op = doc["paths"][path][method.lower()]
     assert str(status) in op["responses"], f"{method} {path} answered undocumented {status}"
     content = op["responses"][str(status)].get("content")
     if content:
-        schema = {**content["application/json"]["schema"], "components": doc["components"]}
+        assert media in content, f"{method} {path} {status} answered {media}, documented {sorted(content)}"
+        schema = {**content[media]["schema"], "components": doc["components"]}
         errors = sorted(Draft202012Validator(schema).iter_errors(body), key=str)
         assert not errors, f"{method} {path} {status}: {errors[0].message}"
+
+
+def _call(api, method, path, body, token):
+    """(status, media type, answer): JSON parsed, any other media (a report page: text/html) as text."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    raw = None if body is None else json.dumps(body)
+    resp = getattr(api.client.http, method.lower())(path, body=raw, headers=headers)
+    media = {k.lower(): v for k, v in resp.headers.items()}.get("content-type", "").split(";")[0].strip()
+    if media == "application/json":
+        return resp.status_code, media, json.loads(resp.body) if resp.body else None
+    return resp.status_code, media, resp.body.decode()
 
 
 def _examples(api, tokens):
@@ -85,7 +99,21 @@ def _examples(api, tokens):
     kb = f"doc-{uuid.uuid4().hex[:8]}"
     article = {"category": "faq", "title": "积分过期规则", "tags": ["积分"], "body": "会员积分一年后过期。"}
     assert api.put(f"/kb/articles/{kb}", article, hq)[0] == 201
+    # reports: the range holds today's orders (and the night above is the latest the store report reads)
+    east = tokens.staff("region_manager", region="east")
+    week = f"from={(clock.business_day(clock.now()) - timedelta(days=6)).isoformat()}&to={today}"
+    status, store_link = api.post("/stores/sh-001/report-links", {"to": today}, staff)
+    assert status == 201, store_link
+    status, kpi_link = api.post("/analytics/report-links", {"group_by": "day"}, east)
+    assert status == 201, kpi_link
     return [
+        ("/stores/{store_id}/report", "GET", f"/stores/sh-001/report?{week}", None, staff),
+        ("/analytics/kpis", "GET", f"/analytics/kpis?{week}&group_by=city", None, east),
+        ("/stores/{store_id}/report-links", "POST", "/stores/sh-001/report-links",
+         {"from": "2026-01-01", "to": "2026-01-31"}, staff),
+        ("/analytics/report-links", "POST", "/analytics/report-links", {"group_by": "store_type"}, hq),
+        ("/stores/{store_id}/report.html", "GET", store_link["path"], None, None),  # a link: no bearer
+        ("/analytics/report.html", "GET", kpi_link["path"], None, None),
         ("/kb/articles/{article_id}", "PUT", f"/kb/articles/{kb}", {**article, "body": "积分两年后过期。"}, hq),
         ("/kb/articles/{article_id}", "GET", f"/kb/articles/{kb}", None, staff),
         ("/kb/articles", "GET", "/kb/articles?q=%E7%A7%AF%E5%88%86%E8%BF%87%E6%9C%9F&limit=3", None, staff),
@@ -203,13 +231,15 @@ def test_live_answers_match_documented_schemas(doc, api, tokens):
     documented = {(p, m.upper()) for p, ops in doc["paths"].items() for m in ops}
     assert {(p, m) for p, m, *_ in examples} == documented, "add an example for every documented operation"
     for template, method, path, body, token in examples:
-        status, answer = api.call(method, path, body, token)
+        status, media, answer = _call(api, method, path, body, token)
         assert status < 300, (method, path, status, answer)
-        _check(doc, template, method, status, answer)
-        if token is not None:  # and the documented 401
-            status, answer = api.call(method, path, body, None)
+        _check(doc, template, method, status, answer, media)
+        if media == "text/html":  # a report page: the page it documents (every figure marked)
+            assert answer.lstrip().startswith("<!DOCTYPE html>") and 'data-figure="' in answer, answer[:200]
+        if token is not None or "?link=" in path:  # and the documented 401 (no token; a page: no link)
+            status, media, answer = _call(api, method, path.split("?link=")[0], body, None)
             assert status == 401
-            _check(doc, template, method, status, answer)
+            _check(doc, template, method, status, answer, media)
 
 
 def test_documented_422_and_404_shapes(doc, api, tokens):
