@@ -7,8 +7,10 @@ from __future__ import annotations
 import functools
 import json
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -184,7 +186,26 @@ def _parse_body(request: Any, model: type[BaseModel]) -> BaseModel:
         raise _invalid(err, "body") from None
 
 
+_NUMBER = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")
+
+
+def _temporal_fields(model: type[BaseModel]) -> dict[str, str]:
+    """The query names (aliases included) of a model's date and datetime fields."""
+    out = {}
+    for name, info in model.model_fields.items():
+        kinds = typing.get_args(info.annotation) or (info.annotation,)
+        if any(k in (date, datetime) for k in kinds):
+            out[info.alias or name] = name
+    return out
+
+
 def _parse_query(params: dict[str, str], model: type[BaseModel]) -> BaseModel:
+    # Query strings are validated laxly (all text), and lax pydantic reads a number as Unix time: `?to=0` would
+    # be 1970-01-01. A date is only ever its ISO text here.
+    numbers = [{"loc": ["query", q], "msg": "a date as YYYY-MM-DD (or an ISO time), not a number",
+                "type": "date_type"} for q in _temporal_fields(model) if _NUMBER.fullmatch(params.get(q) or "x")]
+    if numbers:
+        raise Invalid("query is not valid", code="validation_error", details=numbers)
     try:
         return model.model_validate(dict(params))
     except ValidationError as err:

@@ -20,13 +20,14 @@ GROUPS = ("region", "city", "store", "store_type", "day")
 DEFAULT_DAYS = 30
 
 
-def resolve_range(first: date | None, last: date | None) -> tuple[date, date]:
-    """Default: the 30 business days up to yesterday (the morning's question); `to` alone: the 30 days to it."""
+def resolve_range(first: date | None, last: date | None, where: str = "query") -> tuple[date, date]:
+    """Default: the 30 business days up to yesterday (the morning's question); `to` alone: the 30 days to it.
+    `where`: the part of the request the range came in (query or body), for the error's location."""
     last = last or clock.business_day(clock.now()) - timedelta(days=1)
     first = first or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
         raise Invalid("from is after to", code="validation_error",
-                      details=[{"loc": ["query", "from"], "msg": "must be on or before to"}])
+                      details=[{"loc": [where, "from"], "msg": "must be on or before to"}])
     if (last - first).days + 1 > calc.MAX_DAYS:
         raise Invalid(f"a report covers at most {calc.MAX_DAYS} days", code="range_too_long",
                       details={"max_days": calc.MAX_DAYS, "days": (last - first).days + 1})
@@ -170,7 +171,7 @@ def principal_of(claims: dict[str, Any]) -> Principal:
 
 def store_link(actor: Principal, store_id: str, first: date | None, last: date | None, stores: StoreRepository,
                sign: Callable[[dict[str, Any]], tuple[str, int]]) -> tuple[str, int]:
-    first, last = resolve_range(first, last)
+    first, last = resolve_range(first, last, "body")
     authorize("reports.store_link", actor, store=_store(stores, store_id))
     return sign(link_claims(actor, "store", {"store_id": store_id, "from": first.isoformat(),
                                              "to": last.isoformat()}))
@@ -178,7 +179,7 @@ def store_link(actor: Principal, store_id: str, first: date | None, last: date |
 
 def analytics_link(actor: Principal, first: date | None, last: date | None, group_by: str,
                    sign: Callable[[dict[str, Any]], tuple[str, int]]) -> tuple[str, int]:
-    first, last = resolve_range(first, last)
+    first, last = resolve_range(first, last, "body")
     allow_role("analytics.report_link", actor)
     return sign(link_claims(actor, "analytics", {"from": first.isoformat(), "to": last.isoformat(),
                                                  "group_by": group_by}))

@@ -53,6 +53,7 @@ def distribution(actor: Principal, rfm: RfmRepository, stores: StoreRepository, 
                 "repurchase": {"buyers": 0, "repeat_buyers": 0, "rate_permille": 0}}
         if level == "STORE":
             body["churn"] = []
+    body.pop("top", None)  # the store report's best members (services/reports.py), not this distribution's
     before = rfm.night(night - timedelta(days=1), level, ident)
     change = None
     if before is not None:

@@ -3748,10 +3748,8 @@ RANGE_INVALID = [
     pytest.param("from=&to=2026-01-02", "validation_error", ["query", "from"], id="empty from"),
     pytest.param("to=20260102", "validation_error", ["query", "to"], id="to without dashes"),
     pytest.param("to=2026-01-02T10:00:00", "validation_error", ["query", "to"], id="to a time of day"),
-    pytest.param("to=0", "validation_error", ["query", "to"], id="to a number",
-                 marks=pytest.mark.xfail(strict=True, reason="open: a number in a date query parameter is read as "
-                                                             "Unix time, ?to=0 is 1970-01-01 (reported with this "
-                                                             "change; tests/fuzz KNOWN_BUGS)")),
+    pytest.param("to=0", "validation_error", ["query", "to"], id="to a number"),  # not Unix time (fixed)
+    pytest.param("from=1767225600&to=1767312000", "validation_error", ["query", "from"], id="Unix times"),
 ]
 
 
@@ -3845,8 +3843,6 @@ def test_report_link_rejects_an_invalid_body_and_signs_nothing(api, ctx, nothing
     assert_error(status, answer, 422, code, loc)
 
 
-@pytest.mark.xfail(strict=True, reason="open: resolve_range (services/reports.py) always names ['query', 'from'], "
-                                       "a body's range out of order included (reported with this change)")
 @pytest.mark.parametrize("route", ["store", "kpis"])
 def test_report_link_of_a_range_out_of_order_names_the_body(api, ctx, route):  # noqa: ANN001
     # An error's details name where the bad input is: a body's `from`, not a query parameter nobody sent

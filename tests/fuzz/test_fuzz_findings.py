@@ -69,11 +69,11 @@ def test_an_integration_cannot_read_a_ticket_of_no_store(fuzz_world: World):
 
 # ---- open: reports (found by the fuzzer's first run over the report routes) --------------------------------
 
-@pytest.mark.xfail(strict=True, reason="open: a number in a date query parameter is read as Unix time (the query "
-                                       "models' lax pydantic `date`); KNOWN_BUGS report_date_as_unix_time")
 @pytest.mark.parametrize("path", ["/analytics/kpis?to=0", "/stores/sh-001/report?to=0",
-                                  "/analytics/kpis?from=1767225600&to=1767312000"])
+                                  "/analytics/kpis?from=1767225600&to=1767312000", "/analytics/rfm?as_of=0",
+                                  "/tickets/stats?from=0&to=86400&group_by=store"])
 def test_a_number_is_no_date_in_a_report_query(fuzz_world: World, path: str):
-    # documented as `format: date` (YYYY-MM-DD); answered 200 with "to": "1970-01-01" (or 2026-01-01..02)
+    # documented as `format: date` (YYYY-MM-DD); was answered 200 with "to": "1970-01-01" (routing._parse_query now
+    # refuses a number for any date or time in a query, on every route)
     resp = requests.get(fuzz_world.url + path, headers=fuzz_world.auth("hq"), timeout=30)
     assert resp.status_code == 422, (resp.status_code, resp.text[:300])
