@@ -64,16 +64,34 @@ def live(stack) -> Iterator[LiveServer]:  # noqa: ANN001
     server.stop()
 
 
-# The longest files start first: xdist hands out files in collection order, so a long file collected last
-# keeps one worker busy while the other has finished (measured: the run's last minutes on one worker).
-LONG_FILES = ("tests/integration/test_ledger_state_machine.py", "tests/fuzz/test_stateful_fuzz.py",
-              "tests/integration/test_rfm_reference.py", "tests/integration/test_concurrent_pool.py",
-              "tests/integration/test_rfm_job.py", "tests/integration/test_coupon_audience.py")
+# How the run is spread over the workers (scripts/test.sh: --dist loadgroup). Every test is grouped with its file
+# (as --dist loadfile would: a file's module fixtures are made once), except the files in SPLIT, whose tests are
+# dealt into that many groups: the bad-input suite checks "nothing written" by scanning its own table before
+# and after each of its ~2,000 cases, so one worker running it whole ends the run alone, ever slower as the
+# table grows (measured: its last ten minutes on one worker). Each group gets its own module fixtures (its
+# own table), so the scans stay short too.
+SPLIT = {"tests/api/test_bad_input.py": 4, "tests/api/test_access_matrix.py": 2}
+# The longest groups start first: xdist hands them out in collection order, so a long one collected last keeps
+# one worker busy while the other has finished.
+LONG_FILES = ("tests/api/test_bad_input.py", "tests/integration/test_ledger_state_machine.py",
+              "tests/fuzz/test_schema_fuzz.py", "tests/fuzz/test_stateful_fuzz.py",
+              "tests/api/test_access_matrix.py", "tests/integration/test_rfm_reference.py",
+              "tests/integration/test_concurrent_pool.py", "tests/integration/test_rfm_job.py",
+              "tests/integration/test_coupon_audience.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the marks into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::", 1)[0]
         return LONG_FILES.index(path) if path in LONG_FILES else len(LONG_FILES)
 
     items.sort(key=rank)  # stable: every other test keeps its order
+    dealt: dict[str, int] = {}
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path in SPLIT:
+            n = dealt[path] = dealt.get(path, -1) + 1
+            item.add_marker(pytest.mark.xdist_group(f"{path}#{n % SPLIT[path]}"))
+        else:
+            item.add_marker(pytest.mark.xdist_group(path))
